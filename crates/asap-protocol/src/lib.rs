@@ -1,0 +1,27 @@
+//! # asap-protocol
+//!
+//! A Rust implementation of ASAP, the Async Simple Agent Protocol, release line 1.1,
+//! wire-compatible with the reference implementation (the Python package
+//! `asap-protocol` 1.1.0).
+//!
+//! This crate is organised by protocol layer:
+//!
+//! - [`json`]: JSON encoding byte-compatible with the reference's encoders.
+//! - [`model`]: the wire model (envelope, payloads, parts, entities), the task state
+//!   machine and the `asap:*` error codes.
+//!
+//! ```
+//! use asap_protocol::model::{Envelope, Model, TaskRequest};
+//!
+//! // Build a request, send it as JSON, read it back on the other side.
+//! let request = TaskRequest::new("conv_1", "echo", serde_json::json!({"message": "hello"}));
+//! let envelope = Envelope::new("urn:asap:agent:client", "urn:asap:agent:echo", request);
+//! let bytes = envelope.to_json();
+//!
+//! let received = Envelope::from_json(bytes.as_bytes()).expect("valid envelope");
+//! assert_eq!(received.payload_type, "task.request");
+//! assert_eq!(received.payload_as::<TaskRequest>().unwrap().input["message"], "hello");
+//! ```
+
+pub mod json;
+pub mod model;
