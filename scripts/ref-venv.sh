@@ -36,6 +36,11 @@ pick_python() {
   die "no Python >= 3.13 found (set ASAP_REF_PYTHON, or install one with pyenv)"
 }
 
+mkdir -p "$(dirname "$VENV")"
+# One creator at a time: parallel test processes may all ask for the venv at once.
+exec 9>"$VENV.lock"
+flock 9
+
 want="$(sha256sum "$REQS" | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && usable "$VPY"; then
   echo "$VPY"; exit 0

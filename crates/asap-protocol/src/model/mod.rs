@@ -24,6 +24,7 @@ pub mod enums;
 pub mod envelope;
 pub mod errors;
 pub mod ids;
+pub mod named;
 pub mod parts;
 pub mod payloads;
 pub mod pyrepr;

@@ -1,0 +1,4 @@
+//! One module per subcommand; each parses nothing itself and calls the library.
+
+pub mod schemas;
+pub mod validate;
