@@ -612,8 +612,8 @@ pub(crate) fn boolean(value: &Value, loc: &Loc<'_>) -> Checked<bool> {
             let text = n.to_string();
             if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
                 match text.parse::<f64>() {
-                    Ok(f) if f == 0.0 => Ok(false),
-                    Ok(f) if f == 1.0 => Ok(true),
+                    Ok(0.0) => Ok(false),
+                    Ok(1.0) => Ok(true),
                     Ok(f) if f.fract() == 0.0 => fail(ErrorKind::BoolParsing, loc, value),
                     _ => fail(ErrorKind::BoolType, loc, value),
                 }
@@ -739,10 +739,10 @@ pub(crate) fn enumeration<T: Copy>(
     variants: &[(&str, T)],
     literal: bool,
 ) -> Checked<T> {
-    if let Value::String(s) = value {
-        if let Some((_, v)) = variants.iter().find(|(name, _)| name == s) {
-            return Ok(*v);
-        }
+    if let Value::String(s) = value
+        && let Some((_, v)) = variants.iter().find(|(name, _)| name == s)
+    {
+        return Ok(*v);
     }
     let expected = quoted_alternatives(variants.iter().map(|(name, _)| *name));
     let kind = if literal {
