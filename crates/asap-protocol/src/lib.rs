@@ -25,3 +25,4 @@
 
 pub mod json;
 pub mod model;
+pub mod rpc;
