@@ -26,3 +26,4 @@
 pub mod json;
 pub mod model;
 pub mod rpc;
+pub mod store;

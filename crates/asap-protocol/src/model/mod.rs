@@ -24,6 +24,7 @@ pub mod enums;
 pub mod envelope;
 pub mod errors;
 pub mod ids;
+pub mod metering;
 pub mod named;
 pub mod parts;
 pub mod payloads;
@@ -46,6 +47,7 @@ pub use enums::{AckStatus, MessageRole, TaskStatus, UpdateType};
 pub use envelope::{ASAP_PROTOCOL_VERSION, Envelope};
 pub use errors::AsapError;
 pub use ids::generate_id;
+pub use metering::{UsageAggregate, UsageEvent, UsageMetrics};
 pub use parts::{DataPart, FilePart, Part, ResourcePart, TemplatePart, TextPart};
 pub use payloads::{
     ArtifactNotify, McpResourceData, McpResourceFetch, McpToolCall, McpToolResult, MessageAck,

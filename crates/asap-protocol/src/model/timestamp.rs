@@ -187,6 +187,23 @@ fn to_date(date: &SDate) -> Result<Date, String> {
     Date::from_calendar_date(i32::from(date.year), month, date.day).map_err(|e| e.to_string())
 }
 
+impl Timestamp {
+    /// Python's `datetime.isoformat()`: like [`Display`](fmt::Display) but UTC is
+    /// written `+00:00`. The reference uses it in error details and SQLite rows.
+    ///
+    /// ```
+    /// let t: asap_protocol::model::Timestamp = "2026-01-15T10:30:00Z".parse().unwrap();
+    /// assert_eq!(t.isoformat(), "2026-01-15T10:30:00+00:00");
+    /// ```
+    pub fn isoformat(&self) -> String {
+        let text = self.to_string();
+        match text.strip_suffix('Z') {
+            Some(rest) => format!("{rest}+00:00"),
+            None => text,
+        }
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.local.date();

@@ -1,0 +1,176 @@
+//! State storage: task records, state snapshots and usage metering (wire spec
+//! section 14), behind small async traits with in-memory and SQLite implementations.
+//!
+//! The traits are deliberately small (a handful of keyed reads and writes) so that a
+//! PostgreSQL implementation can follow without changing them.
+//!
+//! ```
+//! # tokio_test_block(async {
+//! use asap_protocol::store::{MemoryStore, SnapshotStore};
+//! use asap_protocol::model::{StateSnapshot, Timestamp};
+//! let store = MemoryStore::new();
+//! let snapshot = StateSnapshot {
+//!     id: "snap_1".into(), task_id: "task_1".into(), version: 1,
+//!     data: serde_json::Map::new(), checkpoint: false, created_at: Timestamp::now(),
+//! };
+//! store.save(&snapshot).await.unwrap();
+//! assert_eq!(store.get("task_1", None).await.unwrap(), Some(snapshot));
+//! # });
+//! # fn tokio_test_block(f: impl std::future::Future<Output = ()>) {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::{StateSnapshot, Task, Timestamp, UsageAggregate, UsageEvent};
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed (I/O, lock timeout, corrupt file, ...).
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// A stored record could not be read back.
+    #[error("stored record is invalid: {0}")]
+    Corrupt(String),
+    /// The configuration names no usable backend.
+    #[error("invalid storage configuration: {0}")]
+    Config(String),
+}
+
+/// Task records, keyed by task id.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Inserts or replaces a task.
+    async fn put_task(&self, task: &Task) -> Result<(), StoreError>;
+    /// The task with this id.
+    async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError>;
+}
+
+/// Versioned state snapshots, keyed by (task id, version).
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// Inserts or replaces the snapshot with the same task id and version.
+    async fn save(&self, snapshot: &StateSnapshot) -> Result<(), StoreError>;
+    /// That version, or the highest when `version` is `None`.
+    async fn get(
+        &self,
+        task_id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<StateSnapshot>, StoreError>;
+    /// The task's versions, ascending.
+    async fn list_versions(&self, task_id: &str) -> Result<Vec<i64>, StoreError>;
+    /// Deletes one version, or all when `version` is `None`; whether anything was deleted.
+    async fn delete(&self, task_id: &str, version: Option<i64>) -> Result<bool, StoreError>;
+}
+
+/// Usage events, queried per agent.
+#[async_trait]
+pub trait MeteringStore: Send + Sync {
+    /// Records an event.
+    async fn record(&self, event: &UsageEvent) -> Result<(), StoreError>;
+    /// The agent's events with `start <= timestamp <= end` (either bound optional), oldest first.
+    async fn query(
+        &self,
+        agent_id: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> Result<Vec<UsageEvent>, StoreError>;
+    /// Totals over all the agent's events; `period` is only a label.
+    async fn aggregate(&self, agent_id: &str, period: &str) -> Result<UsageAggregate, StoreError> {
+        Ok(UsageAggregate::of(
+            agent_id,
+            period,
+            &self.query(agent_id, None, None).await?,
+        ))
+    }
+}
+
+/// One backend providing every store, plus the operations a server needs for health
+/// and shutdown.
+#[async_trait]
+pub trait Store: TaskStore + SnapshotStore + MeteringStore {
+    /// Checks that the backend answers (for the health endpoint).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Flushes and releases the backend (on shutdown).
+    async fn close(&self);
+}
+
+/// Which backend to use, as `ASAP_STORAGE_BACKEND` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// In process memory; lost on exit.
+    Memory,
+    /// A SQLite file.
+    Sqlite(std::path::PathBuf),
+}
+
+impl StorageConfig {
+    /// Reads `ASAP_STORAGE_BACKEND` (`memory` or `sqlite`, trimmed, any case; default
+    /// `default_backend`) and `ASAP_STORAGE_PATH` (default `asap_state.db`).
+    pub fn from_env_or(default_backend: &str) -> Result<Self, StoreError> {
+        let backend =
+            std::env::var("ASAP_STORAGE_BACKEND").unwrap_or_else(|_| default_backend.to_owned());
+        let path =
+            std::env::var("ASAP_STORAGE_PATH").unwrap_or_else(|_| "asap_state.db".to_owned());
+        Self::parse(&backend, &path)
+    }
+
+    /// Builds the configuration from a backend name and a path.
+    pub fn parse(backend: &str, path: &str) -> Result<Self, StoreError> {
+        match backend.trim().to_ascii_lowercase().as_str() {
+            "memory" => Ok(Self::Memory),
+            "sqlite" => Ok(Self::Sqlite(path.into())),
+            other => Err(StoreError::Config(format!(
+                "unknown ASAP_STORAGE_BACKEND {other:?}; expected \"memory\" or \"sqlite\""
+            ))),
+        }
+    }
+
+    /// Opens the configured backend.
+    pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        match self {
+            Self::Memory => Ok(Arc::new(MemoryStore::new())),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+            #[cfg(not(feature = "sqlite"))]
+            Self::Sqlite(_) => Err(StoreError::Config(
+                "this build has no SQLite support (feature `sqlite`)".into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names() {
+        assert_eq!(
+            StorageConfig::parse(" SQLite ", "x.db").unwrap(),
+            StorageConfig::Sqlite("x.db".into())
+        );
+        assert_eq!(
+            StorageConfig::parse("memory", "x").unwrap(),
+            StorageConfig::Memory
+        );
+        let err = StorageConfig::parse("redis", "x").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown ASAP_STORAGE_BACKEND \"redis\"")
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The store contract, run against every backend.
+
+use std::sync::Arc;
+
+use asap_protocol::model::{StateSnapshot, Task, TaskStatus, Timestamp, UsageEvent, UsageMetrics};
+use asap_protocol::store::{MemoryStore, SnapshotStore, SqliteStore, StorageConfig, Store};
+use serde_json::json;
+use sqlx::Row;
+
+fn snapshot(task: &str, version: i64, data: serde_json::Value) -> StateSnapshot {
+    StateSnapshot {
+        id: format!("snap_{task}_{version}"),
+        task_id: task.into(),
+        version,
+        data: data.as_object().unwrap().clone(),
+        checkpoint: version % 2 == 0,
+        created_at: "2026-01-15T10:30:00.250000Z".parse().unwrap(),
+    }
+}
+
+async fn contract(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+    assert_eq!(store.get("t1", None).await.unwrap(), None);
+    assert_eq!(store.list_versions("t1").await.unwrap(), Vec::<i64>::new());
+    for v in [2, 1, 3] {
+        store
+            .save(&snapshot(
+                "t1",
+                v,
+                json!({"v": v, "note": "h\u{e9}llo", "big": 12345678901234567890_u64, "f": 0.1}),
+            ))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.list_versions("t1").await.unwrap(), [1, 2, 3]);
+    let latest = store.get("t1", None).await.unwrap().unwrap();
+    assert_eq!(
+        latest,
+        snapshot(
+            "t1",
+            3,
+            json!({"v": 3, "note": "h\u{e9}llo", "big": 12345678901234567890_u64, "f": 0.1})
+        )
+    );
+    assert_eq!(store.get("t1", Some(2)).await.unwrap().unwrap().version, 2);
+    assert_eq!(store.get("t1", Some(9)).await.unwrap(), None);
+    // Upsert by (task, version).
+    store
+        .save(&snapshot("t1", 2, json!({"replaced": true})))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("t1", Some(2)).await.unwrap().unwrap().data["replaced"],
+        true
+    );
+    assert!(store.delete("t1", Some(2)).await.unwrap());
+    assert!(!store.delete("t1", Some(2)).await.unwrap());
+    assert_eq!(store.list_versions("t1").await.unwrap(), [1, 3]);
+    assert!(store.delete("t1", None).await.unwrap());
+    assert!(!store.delete("t1", None).await.unwrap());
+    assert_eq!(store.get("t1", None).await.unwrap(), None);
+
+    let mut task = Task::new("task_9", "conv");
+    store.put_task(&task).await.unwrap();
+    task.transition(TaskStatus::Working).unwrap();
+    store.put_task(&task).await.unwrap();
+    assert_eq!(store.get_task("task_9").await.unwrap(), Some(task));
+    assert_eq!(store.get_task("nope").await.unwrap(), None);
+
+    let event = |ts: &str, tokens: i64| UsageEvent {
+        task_id: "t".into(),
+        agent_id: "urn:asap:agent:a".into(),
+        consumer_id: "c".into(),
+        metrics: UsageMetrics {
+            tokens_in: tokens,
+            tokens_out: 1,
+            duration_ms: 5,
+            api_calls: 1,
+        },
+        timestamp: ts.parse().unwrap(),
+    };
+    store
+        .record(&event("2026-01-15T12:00:00+02:00", 10))
+        .await
+        .unwrap();
+    store
+        .record(&event("2026-01-15T09:00:00Z", 20))
+        .await
+        .unwrap();
+    store
+        .record(&event("2026-01-15T11:00:00Z", 30))
+        .await
+        .unwrap();
+    let all = store.query("urn:asap:agent:a", None, None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.metrics.tokens_in).collect::<Vec<_>>(),
+        [20, 10, 30]
+    );
+    let start: Timestamp = "2026-01-15T09:30:00Z".parse().unwrap();
+    let end: Timestamp = "2026-01-15T10:30:00Z".parse().unwrap();
+    let window = store
+        .query("urn:asap:agent:a", Some(start), Some(end))
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 1);
+    assert_eq!(window[0].timestamp.to_string(), "2026-01-15T12:00:00+02:00");
+    let agg = store.aggregate("urn:asap:agent:a", "day").await.unwrap();
+    assert_eq!(
+        (
+            agg.total_tokens,
+            agg.total_tasks,
+            agg.total_duration,
+            agg.total_api_calls
+        ),
+        (63, 3, 15, 3)
+    );
+    assert!(
+        store
+            .query("urn:asap:agent:other", None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_contract() {
+    contract(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_meets_the_contract() {
+    contract(Arc::new(SqliteStore::in_memory().await.unwrap())).await;
+    let dir = tempfile::tempdir().unwrap();
+    contract(
+        StorageConfig::Sqlite(dir.path().join("state.db"))
+            .open()
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_state_survives_reopening_and_uses_the_reference_row_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        let mut s = snapshot("task_01", 1, json!({"step": 1, "note": "h\u{e9}llo"}));
+        s.id = "snap_01".into();
+        s.checkpoint = false;
+        s.created_at = "2026-01-15T10:30:00Z".parse().unwrap();
+        store.save(&s).await.unwrap();
+        store.close().await;
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let back = store.get("task_01", None).await.unwrap().unwrap();
+    assert_eq!(back.data["note"], "h\u{e9}llo");
+    store.close().await;
+    // The row exactly as the reference writes it (S2 data, isoformat timestamp).
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let row =
+        sqlx::query("SELECT task_id, id, version, data, checkpoint, created_at FROM snapshots")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let cells = (
+        row.get::<String, _>(0),
+        row.get::<String, _>(1),
+        row.get::<i64, _>(2),
+        row.get::<String, _>(3),
+        row.get::<i64, _>(4),
+        row.get::<String, _>(5),
+    );
+    assert_eq!(
+        cells,
+        (
+            "task_01".into(),
+            "snap_01".into(),
+            1,
+            r#"{"step": 1, "note": "h\u00e9llo"}"#.into(),
+            0,
+            "2026-01-15T10:30:00+00:00".into()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sqlite_writers_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    // Two independent handles on one file, as two processes would have.
+    let a = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let b = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let mut jobs = Vec::new();
+    for writer in 0..8i64 {
+        let store = if writer % 2 == 0 {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        jobs.push(tokio::spawn(async move {
+            for version in 1..=50i64 {
+                store
+                    .save(&snapshot(
+                        &format!("task_{writer}"),
+                        version,
+                        json!({"w": writer, "v": version}),
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for job in jobs {
+        job.await.unwrap();
+    }
+    for writer in 0..8i64 {
+        let versions = a.list_versions(&format!("task_{writer}")).await.unwrap();
+        assert_eq!(versions, (1..=50).collect::<Vec<_>>());
+        assert_eq!(
+            b.get(&format!("task_{writer}"), None)
+                .await
+                .unwrap()
+                .unwrap()
+                .data["v"],
+            50
+        );
+    }
+    a.close().await;
+    b.close().await;
+}
