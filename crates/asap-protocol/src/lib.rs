@@ -26,4 +26,6 @@
 pub mod json;
 pub mod model;
 pub mod rpc;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;

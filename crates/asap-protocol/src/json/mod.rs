@@ -127,6 +127,27 @@ pub fn to_python_default<T: Serialize + ?Sized>(value: &T) -> String {
     ))
 }
 
+/// `json.dumps(value, sort_keys=True)`: S2 with keys sorted recursively. The
+/// reference hashes these bytes for the manifest's ETag.
+///
+/// ```
+/// let v = serde_json::json!({"b": 1, "a": "é"});
+/// assert_eq!(asap_protocol::json::to_python_sorted(&v), r#"{"a": "\u00e9", "b": 1}"#);
+/// ```
+pub fn to_python_sorted<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut tree =
+        serde_json::to_value(value).expect("ASAP models and JSON values always serialize");
+    sort_keys(&mut tree);
+    into_string(encode(
+        &tree,
+        Style {
+            spaced: true,
+            ascii: true,
+            floats: FloatStyle::PythonRepr,
+        },
+    ))
+}
+
 /// S3: the canonical webhook form: keys sorted recursively by code point, compact,
 /// `\uXXXX` escapes, `repr` floats. Signatures cover exactly these bytes.
 ///

@@ -1,0 +1,175 @@
+//! Server limits and switches, with the reference's defaults and environment variables
+//! (wire spec section 15).
+
+use std::time::Duration;
+
+use super::rate_limit::{RateLimitError, RateLimitRule};
+
+/// Default `ASAP_MAX_REQUEST_SIZE`: 10 MiB.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 10 * 1024 * 1024;
+/// Default `ASAP_RATE_LIMIT`.
+pub const DEFAULT_RATE_LIMIT: &str = "10/second;100/minute";
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An environment variable holds a value that cannot be used.
+    #[error("{name}={value:?}: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A rate limit expression is invalid.
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitError),
+}
+
+/// Every limit and switch of the HTTP server. `Default` gives the reference's defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body, before and after decompression (`ASAP_MAX_REQUEST_SIZE`).
+    pub max_request_size: usize,
+    /// Per-client-IP limits on `POST /asap` (`ASAP_RATE_LIMIT`); empty turns limiting off.
+    pub rate_limits: Vec<RateLimitRule>,
+    /// Oldest envelope timestamp accepted.
+    pub max_envelope_age: Duration,
+    /// How far in the future an envelope timestamp may be.
+    pub max_future_tolerance: Duration,
+    /// Whether `extensions.nonce` is checked for replays.
+    pub require_nonce: bool,
+    /// How long a nonce is remembered.
+    pub nonce_ttl: Duration,
+    /// Most nonces remembered at once; beyond it the oldest are forgotten first.
+    pub nonce_capacity: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+    /// Include error details in `-32603` answers (`ASAP_DEBUG`); never in production.
+    pub debug: bool,
+    /// Most requests handled at once; beyond it `503` (`ASAP_MAX_THREADS`); `None` is unbounded.
+    pub max_concurrent_handlers: Option<usize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            rate_limits: RateLimitRule::parse_list(DEFAULT_RATE_LIMIT)
+                .expect("the default rate limit parses"),
+            max_envelope_age: Duration::from_secs(300),
+            max_future_tolerance: Duration::from_secs(30),
+            require_nonce: false,
+            nonce_ttl: Duration::from_secs(600),
+            nonce_capacity: 1_000_000,
+            shutdown_grace: Duration::from_secs(30),
+            debug: false,
+            max_concurrent_handlers: None,
+        }
+    }
+}
+
+/// `true`, `1`, `yes`, `on` (any case) as the reference reads boolean variables.
+pub fn truthy(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "on"
+    )
+}
+
+impl ServerConfig {
+    /// The defaults, overridden by `ASAP_MAX_REQUEST_SIZE`, `ASAP_RATE_LIMIT`,
+    /// `ASAP_MAX_THREADS` and `ASAP_DEBUG` where set.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`ServerConfig::from_env`] with an explicit variable source (for tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        if let Some(value) = get("ASAP_MAX_REQUEST_SIZE") {
+            config.max_request_size =
+                value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError::Env {
+                        name: "ASAP_MAX_REQUEST_SIZE",
+                        value: value.clone(),
+                        reason: "expected a positive number of bytes".into(),
+                    })?;
+        }
+        if let Some(value) = get("ASAP_RATE_LIMIT") {
+            config.rate_limits = RateLimitRule::parse_list(&value)?;
+        }
+        if let Some(value) = get("ASAP_MAX_THREADS") {
+            let n: usize = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError::Env {
+                    name: "ASAP_MAX_THREADS",
+                    value: value.clone(),
+                    reason: "expected a positive integer".into(),
+                })?;
+            config.max_concurrent_handlers = Some(n);
+        }
+        if let Some(value) = get("ASAP_DEBUG") {
+            config.debug = truthy(&value);
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides() {
+        let env = |name: &str| match name {
+            "ASAP_MAX_REQUEST_SIZE" => Some("1024".to_owned()),
+            "ASAP_RATE_LIMIT" => Some("2/second".to_owned()),
+            "ASAP_DEBUG" => Some("Yes".to_owned()),
+            "ASAP_MAX_THREADS" => Some("4".to_owned()),
+            _ => None,
+        };
+        let c = ServerConfig::from_lookup(env).unwrap();
+        assert_eq!(c.max_request_size, 1024);
+        assert_eq!(c.rate_limits.len(), 1);
+        assert!(c.debug);
+        assert_eq!(c.max_concurrent_handlers, Some(4));
+        let bad = ServerConfig::from_lookup(|n| {
+            (n == "ASAP_MAX_REQUEST_SIZE").then(|| "lots".to_owned())
+        })
+        .unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "ASAP_MAX_REQUEST_SIZE=\"lots\": expected a positive number of bytes"
+        );
+        assert!(
+            ServerConfig::from_lookup(|n| (n == "ASAP_RATE_LIMIT").then(|| "ten".to_owned()))
+                .is_err()
+        );
+        let d = ServerConfig::default();
+        assert_eq!(
+            (d.max_request_size, d.rate_limits.len(), d.debug),
+            (10_485_760, 2, false)
+        );
+    }
+
+    #[test]
+    fn truthy_values() {
+        for v in ["true", "1", "YES", " on "] {
+            assert!(truthy(v));
+        }
+        for v in ["false", "0", "", "enabled"] {
+            assert!(!truthy(v));
+        }
+    }
+}

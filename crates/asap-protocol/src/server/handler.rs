@@ -1,0 +1,131 @@
+//! Handlers: what the server does with an envelope of each payload type.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::{AsapError, Envelope, Manifest, PayloadType, ValidationError};
+use crate::store::{Store, StoreError};
+
+/// What a handler can use besides the envelope.
+#[derive(Clone)]
+pub struct HandlerContext {
+    /// The agent's manifest.
+    pub manifest: Arc<Manifest>,
+    /// The agent's state.
+    pub store: Arc<dyn Store>,
+    /// The identity the request authenticated as, if authentication is on.
+    pub identity: Option<String>,
+}
+
+/// Why a handler could not produce a response envelope. Each kind maps to one
+/// JSON-RPC error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// The payload does not satisfy its model: `-32602` with `validation_errors`.
+    #[error("{0}")]
+    InvalidPayload(#[from] ValidationError),
+    /// A protocol rule refused the request (unknown task, illegal transition, ...):
+    /// `-32602` carrying the `asap:*` code.
+    #[error("{0}")]
+    Protocol(#[from] AsapError),
+    /// The handler failed: `-32603`.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// Handles the envelopes of one payload type and answers with an envelope.
+///
+/// ```
+/// use asap_protocol::model::{Envelope, MessageAck, AckStatus};
+/// use asap_protocol::server::{Handler, HandlerContext, HandlerError};
+///
+/// struct Acknowledge;
+///
+/// #[async_trait::async_trait]
+/// impl Handler for Acknowledge {
+///     async fn handle(&self, request: Envelope, ctx: &HandlerContext) -> Result<Envelope, HandlerError> {
+///         let ack = MessageAck { original_envelope_id: request.id.clone(), status: AckStatus::Processed, error: None };
+///         Ok(Envelope::response_to(&request, ack).with_sender(&ctx.manifest.id))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// Produces the response envelope for `request`.
+    async fn handle(
+        &self,
+        request: Envelope,
+        ctx: &HandlerContext,
+    ) -> Result<Envelope, HandlerError>;
+}
+
+/// Handlers keyed by the exact `payload_type` string they serve.
+#[derive(Clone, Default)]
+pub struct HandlerRegistry {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+}
+
+impl HandlerRegistry {
+    /// An empty registry: every payload type gets `-32601`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves exactly `payload_type` (case-sensitive) with `handler`.
+    pub fn register(
+        &mut self,
+        payload_type: impl Into<String>,
+        handler: Arc<dyn Handler>,
+    ) -> &mut Self {
+        self.handlers.insert(payload_type.into(), handler);
+        self
+    }
+
+    /// Serves a known payload type under its canonical name and every alias.
+    pub fn register_payload(
+        &mut self,
+        payload_type: PayloadType,
+        handler: Arc<dyn Handler>,
+    ) -> &mut Self {
+        for name in
+            std::iter::once(payload_type.as_str()).chain(payload_type.aliases().iter().copied())
+        {
+            self.handlers.insert(name.to_owned(), handler.clone());
+        }
+        self
+    }
+
+    /// The handler for a payload type.
+    pub fn get(&self, payload_type: &str) -> Option<&Arc<dyn Handler>> {
+        self.handlers.get(payload_type)
+    }
+
+    /// Whether a handler serves this payload type.
+    pub fn contains(&self, payload_type: &str) -> bool {
+        self.handlers.contains_key(payload_type)
+    }
+
+    /// The payload types served, sorted.
+    pub fn payload_types(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+impl Envelope {
+    /// Sets `sender` (a response's sender is the agent's manifest id).
+    pub fn with_sender(mut self, sender: &str) -> Self {
+        sender.clone_into(&mut self.sender);
+        self
+    }
+}

@@ -1,0 +1,306 @@
+//! The ASAP HTTP server (wire spec section 9): `POST /asap` (JSON-RPC 2.0), the
+//! well-known manifest and health documents, probes and metrics, on axum.
+//!
+//! ```no_run
+//! use asap_protocol::model::{Manifest, Skill};
+//! use asap_protocol::server::{HandlerRegistry, Server, default_skills};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut manifest = Manifest::new("urn:asap:agent:echo", "Echo", "1.0.0", "Echoes input",
+//!     "http://127.0.0.1:8000/asap");
+//! manifest.capabilities.skills.push(Skill::new("echo", "Echo back the input"));
+//! let server = Server::builder()
+//!     .manifest(manifest)
+//!     .registry(HandlerRegistry::agent(default_skills()))
+//!     .build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! server.serve(listener, asap_protocol::server::shutdown_signal()).await?;
+//! # Ok(()) }
+//! ```
+
+mod agent;
+mod auth;
+mod body;
+mod config;
+mod discovery;
+mod handler;
+mod metrics;
+mod pipeline;
+mod rate_limit;
+mod replay;
+mod response;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use http::{HeaderValue, Method, StatusCode, header};
+use tokio::net::TcpListener;
+
+pub use agent::{
+    CancelHandler, EchoHandler, EchoSkill, MessageHandler, STATE_RESTORE_ACK, STATE_SNAPSHOT,
+    Skill, Skills, StateQueryHandler, StateRestoreHandler, TaskHandler, default_skills, reply,
+};
+pub use auth::{AuthFailure, StaticTokens, TokenValidator, bearer_token};
+pub use body::{BodyRejection, Coding};
+pub use config::{ConfigError, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_RATE_LIMIT, ServerConfig, truthy};
+pub use discovery::ServedManifest;
+pub use handler::{Handler, HandlerContext, HandlerError, HandlerRegistry};
+pub use metrics::{ErrorType, METRICS_CONTENT_TYPE, Metrics};
+pub use rate_limit::{Limited, RateLimitError, RateLimitRule};
+pub use replay::{NonceStore, check_timestamp};
+
+use crate::model::Manifest;
+use crate::store::{MemoryStore, Store};
+
+/// Why a server could not be built or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// No manifest was given.
+    #[error("a server needs a manifest (ServerBuilder::manifest)")]
+    MissingManifest,
+    /// The manifest declares an authentication scheme other than bearer or basic.
+    #[error("{0}")]
+    Manifest(#[from] crate::model::AsapError),
+    /// Listening or serving failed.
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) struct Inner {
+    pub(crate) manifest: ServedManifest,
+    pub(crate) registry: HandlerRegistry,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: ServerConfig,
+    pub(crate) rate_limiter: Option<rate_limit::ClientRateLimiter>,
+    pub(crate) nonces: NonceStore,
+    pub(crate) metrics: Metrics,
+    pub(crate) token_validator: Option<Arc<dyn TokenValidator>>,
+    pub(crate) started: Instant,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) shutting_down: AtomicBool,
+    pub(crate) handler_slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// Shared state of every route.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Inner {
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+/// Configures a [`Server`].
+#[derive(Default)]
+pub struct ServerBuilder {
+    manifest: Option<Manifest>,
+    registry: Option<HandlerRegistry>,
+    store: Option<Arc<dyn Store>>,
+    config: ServerConfig,
+    token_validator: Option<Arc<dyn TokenValidator>>,
+}
+
+impl ServerBuilder {
+    /// The agent's manifest (required).
+    pub fn manifest(mut self, manifest: Manifest) -> Self {
+        self.manifest = Some(manifest);
+        self
+    }
+
+    /// The handlers (default: [`HandlerRegistry::echo`], as the reference).
+    pub fn registry(mut self, registry: HandlerRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The state store (default: in memory).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Limits and switches (default: [`ServerConfig::default`]).
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Turns on manifest bearer authentication (when the manifest declares `auth`).
+    pub fn token_validator(mut self, validator: Arc<dyn TokenValidator>) -> Self {
+        self.token_validator = Some(validator);
+        self
+    }
+
+    /// Builds the server.
+    pub fn build(self) -> Result<Server, ServerError> {
+        let manifest = self.manifest.ok_or(ServerError::MissingManifest)?;
+        if let Some(error) = manifest.unsupported_auth_scheme() {
+            return Err(error.into());
+        }
+        let config = self.config;
+        let inner = Inner {
+            manifest: ServedManifest::new(manifest),
+            registry: self.registry.unwrap_or_else(HandlerRegistry::echo),
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            rate_limiter: rate_limit::ClientRateLimiter::new(&config.rate_limits),
+            nonces: NonceStore::new(config.nonce_ttl, config.nonce_capacity),
+            metrics: Metrics::new(),
+            token_validator: self.token_validator,
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            handler_slots: config
+                .max_concurrent_handlers
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+            config,
+        };
+        Ok(Server {
+            state: AppState(Arc::new(inner)),
+        })
+    }
+}
+
+/// An ASAP agent server.
+pub struct Server {
+    state: AppState,
+}
+
+/// The reference answers `HEAD` with 405 on every route; so does this server.
+async fn refuse_head(request: Request, next: Next) -> Response {
+    if request.method() != Method::HEAD {
+        return next.run(request).await;
+    }
+    let allow = if request.uri().path() == "/asap" {
+        "POST"
+    } else {
+        "GET"
+    };
+    let mut response = response::detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+impl Server {
+    /// Starts configuring a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The metrics this server records.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
+    /// The axum router with every route (serve it with `ConnectInfo<SocketAddr>`).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/asap", post(pipeline::handle))
+            .route("/.well-known/asap/manifest.json", get(discovery::manifest))
+            .route("/.well-known/asap/health", get(discovery::health))
+            .route("/health", get(discovery::liveness))
+            .route("/ready", get(discovery::readiness))
+            .route("/asap/metrics", get(discovery::metrics))
+            .fallback(response::not_found)
+            .method_not_allowed_fallback(response::method_not_allowed)
+            .layer(middleware::from_fn(refuse_head))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops accepting, lets
+    /// requests in flight finish (at most `shutdown_grace`), and closes the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let state = self.state.clone();
+        let grace = state.config.shutdown_grace;
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let flag = state.clone();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            flag.shutting_down.store(true, Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+        });
+        let sweeper = state.rate_limiter.clone().map(|limiter| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    limiter.forget_idle();
+                }
+            })
+        });
+        let mut task = tokio::spawn(serving.into_future());
+        let result = tokio::select! {
+            joined = &mut task => joined,
+            _ = stop_rx.wait_for(|stopped| *stopped) => match tokio::time::timeout(grace, &mut task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    tracing::warn!(grace_seconds = grace.as_secs(), in_flight = state.in_flight(), "shutdown deadline passed; dropping remaining connections");
+                    task.abort();
+                    Ok(Ok(()))
+                }
+            },
+        };
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
+        state.store.close().await;
+        match result {
+            Ok(served) => served.map_err(ServerError::Io),
+            Err(join) if join.is_cancelled() => Ok(()),
+            Err(join) => Err(ServerError::Io(std::io::Error::other(join))),
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

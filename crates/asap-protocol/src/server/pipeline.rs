@@ -1,0 +1,373 @@
+//! `POST /asap`: the processing pipeline of wire spec section 9.2, in its normative
+//! order, so a request with several defects gets the same error as from the reference.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::authenticate;
+use super::body::{check_declared_length, coding, decode, read_limited};
+use super::handler::{HandlerContext, HandlerError};
+use super::metrics::ErrorType;
+use super::replay::check_timestamp;
+use super::response::{detail, json_response};
+use crate::json;
+use crate::model::{AsapError, Envelope, Model};
+use crate::rpc::{
+    ASAP_METHOD, ErrorCode, JsonRpcError, JsonRpcErrorResponse, JsonRpcResponse, RequestId,
+    parse_request, rate_limited_body,
+};
+
+/// A JSON-RPC failure on its way out: the error, the id to echo, and its metric label.
+struct Failure {
+    error: JsonRpcError,
+    id: Option<RequestId>,
+    kind: ErrorType,
+}
+
+fn failure(code: ErrorCode, data: Value, id: Option<RequestId>, kind: ErrorType) -> Failure {
+    Failure {
+        error: JsonRpcError::new(code, data),
+        id,
+        kind,
+    }
+}
+
+/// Python's `type(x).__name__` for a parsed JSON value.
+fn python_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.to_string().contains(['.', 'e', 'E']) => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+pub(crate) async fn handle(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let max = state.config.max_request_size;
+    if let Err(r) = check_declared_length(&headers, max) {
+        return detail(r.status, r.detail);
+    }
+    if let Some(limiter) = &state.rate_limiter
+        && let Err(limited) = limiter.check(peer.ip())
+    {
+        let mut response = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &rate_limited_body(limited.retry_after, &limited.limit),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after));
+        return response;
+    }
+    let coding = match coding(&headers) {
+        Ok(c) => c,
+        Err(r) => return detail(r.status, r.detail),
+    };
+    let raw = match read_limited(body, max).await {
+        Ok(raw) => raw,
+        Err(r) => return detail(r.status, r.detail),
+    };
+    let bytes = match decode(raw, coding, max) {
+        Ok(b) => b,
+        Err(r) => return detail(r.status, r.detail),
+    };
+    // Bounded concurrency (ASAP_MAX_THREADS): refuse at once when every slot is busy.
+    let _slot = match &state.handler_slots {
+        None => None,
+        Some(slots) => match slots.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let max = state.config.max_concurrent_handlers.unwrap_or_default() as u64;
+                let error = AsapError::ThreadPoolExhausted {
+                    max_threads: max,
+                    active_threads: max,
+                };
+                state.metrics.error(
+                    "other",
+                    ErrorType::ThreadPoolExhausted,
+                    started.elapsed().as_secs_f64(),
+                );
+                let body = json!({"error": "Service Temporarily Unavailable", "code": error.code(), "message": error.to_string(), "details": error.details()});
+                return json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
+            }
+        },
+    };
+    state.in_flight.fetch_add(1, Ordering::Relaxed);
+    let outcome = process(&state, &headers, &bytes).await;
+    state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok((response, payload_type)) => {
+            state.metrics.success(&payload_type, seconds);
+            json_response(StatusCode::OK, &response)
+        }
+        Err((f, payload_type)) => {
+            state.metrics.error(&payload_type, f.kind, seconds);
+            json_response(StatusCode::OK, &JsonRpcErrorResponse::new(f.error, f.id))
+        }
+    }
+}
+
+/// Steps 7 to 17. Returns the response and the `payload_type` metric label.
+async fn process(
+    state: &AppState,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<(JsonRpcResponse, String), (Failure, String)> {
+    let other = || "other".to_owned();
+    // 7. UTF-8 and JSON.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let data = json!({"error": format!("Invalid UTF-8 encoding: {e}")});
+        return Err((
+            failure(ErrorCode::ParseError, data, None, ErrorType::ParseError),
+            other(),
+        ));
+    }
+    let body = match json::parse(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            let data = json!({"error": format!("Invalid JSON: {e}")});
+            return Err((
+                failure(ErrorCode::ParseError, data, None, ErrorType::ParseError),
+                other(),
+            ));
+        }
+    };
+    // 8. An object.
+    if !body.is_object() {
+        let data = json!({"error": "JSON-RPC request must be an object", "received_type": python_type_name(&body)});
+        return Err((
+            failure(
+                ErrorCode::InvalidRequest,
+                data,
+                None,
+                ErrorType::InvalidRequest,
+            ),
+            other(),
+        ));
+    }
+    let echo_id = RequestId::echo_from(&body);
+    // 9. JSON-RPC structure.
+    let request = match parse_request(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let params_not_object = e.errors.iter().any(|d| {
+                d.kind.type_name() == "dict_type"
+                    && d.loc.len() == 1
+                    && d.loc[0].to_string() == "params"
+            });
+            let (code, message, kind) = if params_not_object {
+                (
+                    ErrorCode::InvalidParams,
+                    "JSON-RPC 'params' must be an object",
+                    ErrorType::InvalidParams,
+                )
+            } else {
+                (
+                    ErrorCode::InvalidRequest,
+                    "Invalid JSON-RPC structure",
+                    ErrorType::InvalidRequest,
+                )
+            };
+            let data = json!({"error": message, "validation_errors": e.to_json()});
+            return Err((failure(code, data, echo_id, kind), other()));
+        }
+    };
+    let id = Some(request.id.clone());
+    // 10. Method.
+    if request.method != ASAP_METHOD {
+        let data = json!({"method": request.method});
+        return Err((
+            failure(
+                ErrorCode::MethodNotFound,
+                data,
+                id,
+                ErrorType::HandlerNotFound,
+            ),
+            other(),
+        ));
+    }
+    // 11. Manifest bearer authentication.
+    let mut identity = None;
+    if let (Some(validator), Some(_)) = (&state.token_validator, &state.manifest.manifest.auth) {
+        match authenticate(&state.manifest.manifest, validator.as_ref(), headers).await {
+            Ok(who) => identity = Some(who),
+            Err(f) => {
+                let data = json!({"error": f.message(), "status_code": 401});
+                return Err((
+                    failure(ErrorCode::InvalidRequest, data, id, ErrorType::AuthFailed),
+                    other(),
+                ));
+            }
+        }
+    }
+    // 12. The envelope.
+    let envelope = match request.params.get("envelope") {
+        None | Some(Value::Null) => {
+            let data = json!({"error": "Missing 'envelope' in params"});
+            return Err((
+                failure(
+                    ErrorCode::InvalidParams,
+                    data,
+                    id,
+                    ErrorType::MissingEnvelope,
+                ),
+                other(),
+            ));
+        }
+        Some(v) if !v.is_object() => {
+            let data = json!({"error": "'envelope' must be a JSON object"});
+            return Err((
+                failure(
+                    ErrorCode::InvalidParams,
+                    data,
+                    id,
+                    ErrorType::InvalidEnvelope,
+                ),
+                other(),
+            ));
+        }
+        Some(v) => match Envelope::from_value(v) {
+            Ok(e) => e,
+            Err(e) => {
+                let data = json!({"error": "Invalid envelope structure", "validation_errors": e.to_json()});
+                return Err((
+                    failure(
+                        ErrorCode::InvalidParams,
+                        data,
+                        id,
+                        ErrorType::InvalidEnvelope,
+                    ),
+                    other(),
+                ));
+            }
+        },
+    };
+    let label = if state.registry.contains(&envelope.payload_type) {
+        envelope.payload_type.clone()
+    } else {
+        other()
+    };
+    // 13. Sender binding (manifest bearer auth only).
+    if let Some(who) = &identity
+        && *who != envelope.sender
+    {
+        let data =
+            json!({"error": "Sender does not match authenticated identity", "status_code": 403});
+        return Err((
+            failure(
+                ErrorCode::InvalidParams,
+                data,
+                id,
+                ErrorType::SenderMismatch,
+            ),
+            label,
+        ));
+    }
+    // 14. Timestamp window.
+    let now = time::OffsetDateTime::now_utc();
+    if let Err(e) = check_timestamp(
+        &envelope,
+        now,
+        state.config.max_envelope_age,
+        state.config.max_future_tolerance,
+    ) {
+        let error = JsonRpcError::from_asap("Invalid envelope timestamp", &e);
+        return Err((
+            Failure {
+                error,
+                id,
+                kind: ErrorType::InvalidTimestamp,
+            },
+            label,
+        ));
+    }
+    // 15. Nonce.
+    if state.config.require_nonce
+        && let Err(e) = state.nonces.check(&envelope)
+    {
+        let error = JsonRpcError::from_asap("Invalid envelope nonce", &e);
+        return Err((
+            Failure {
+                error,
+                id,
+                kind: ErrorType::InvalidNonce,
+            },
+            label,
+        ));
+    }
+    // 16. Dispatch.
+    let Some(handler) = state.registry.get(&envelope.payload_type).cloned() else {
+        let pt = envelope.payload_type.clone();
+        let data = json!({"payload_type": pt, "error": format!("No handler registered for payload type: {pt}")});
+        return Err((
+            failure(
+                ErrorCode::MethodNotFound,
+                data,
+                id,
+                ErrorType::HandlerNotFound,
+            ),
+            label,
+        ));
+    };
+    let ctx = HandlerContext {
+        manifest: state.manifest.manifest.clone(),
+        store: state.store.clone(),
+        identity,
+    };
+    let payload_type = envelope.payload_type.clone();
+    let handler_started = Instant::now();
+    let result = handler.handle(envelope, &ctx).await;
+    state.metrics.handler(
+        &payload_type,
+        handler_started.elapsed().as_secs_f64(),
+        result.is_err(),
+    );
+    match result {
+        Ok(response) => Ok((JsonRpcResponse::new(response, request.id), label)),
+        Err(e) => Err((handler_failure(e, id, state.config.debug), label)),
+    }
+}
+
+fn handler_failure(error: HandlerError, id: Option<RequestId>, debug: bool) -> Failure {
+    match error {
+        HandlerError::InvalidPayload(v) => {
+            let data = json!({"error": "Invalid payload", "validation_errors": v.to_json()});
+            failure(ErrorCode::InvalidParams, data, id, ErrorType::InvalidParams)
+        }
+        HandlerError::Protocol(e) => {
+            let summary = e.to_string();
+            Failure {
+                error: JsonRpcError::from_asap(&summary, &e),
+                id,
+                kind: ErrorType::InvalidParams,
+            }
+        }
+        HandlerError::Internal(message) => {
+            tracing::error!(error = %message, "handler failed");
+            let data = if debug {
+                json!({"error": message, "type": "HandlerError"})
+            } else {
+                json!({"error": "Internal server error"})
+            };
+            failure(ErrorCode::InternalError, data, id, ErrorType::InternalError)
+        }
+    }
+}
