@@ -23,13 +23,22 @@ enum Command {
     },
     /// Check documents against the wire model; prints `ok` or the errors per file.
     Validate(commands::validate::ValidateArgs),
+    /// Run an agent: echo skill, task lifecycle, SQLite state; stops on Ctrl-C or SIGTERM.
+    Serve(commands::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Schemas { action } => commands::schemas::run(action),
         Command::Validate(args) => commands::validate::run(&args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(code) => code,

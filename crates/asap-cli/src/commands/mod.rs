@@ -1,4 +1,5 @@
 //! One module per subcommand; each parses nothing itself and calls the library.
 
 pub mod schemas;
+pub mod serve;
 pub mod validate;

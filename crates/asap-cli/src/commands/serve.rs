@@ -1,0 +1,151 @@
+//! `asap serve`: a working agent with no set-up (echo skill, SQLite state).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use asap_protocol::model::{AuthScheme, Manifest, Model, Skill};
+use asap_protocol::server::{
+    HandlerRegistry, RateLimitRule, Server, ServerConfig, StaticTokens, default_skills,
+    shutdown_signal,
+};
+use asap_protocol::store::StorageConfig;
+use clap::Args;
+
+/// Arguments of `asap serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, env = "ASAP_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, env = "ASAP_PORT", default_value_t = 8000)]
+    port: u16,
+    /// Serve this manifest (JSON file) instead of generating one.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// The agent's URN in a generated manifest.
+    #[arg(long, default_value = "urn:asap:agent:asap-rs")]
+    id: String,
+    /// The agent's name in a generated manifest.
+    #[arg(long, default_value = "ASAP Rust Agent")]
+    name: String,
+    /// Folder for the agent's state (SQLite); created if missing.
+    #[arg(long, env = "ASAP_DATA_DIR", default_value = "asap-data")]
+    data_dir: PathBuf,
+    /// `memory` or `sqlite` (default `sqlite`; `ASAP_STORAGE_PATH` overrides the file).
+    #[arg(long, env = "ASAP_STORAGE_BACKEND", default_value = "sqlite")]
+    storage: String,
+    /// Rate limit of POST /asap per client IP (overrides `ASAP_RATE_LIMIT`), e.g. "100/second;1000/minute"; "off" disables it.
+    #[arg(long)]
+    rate_limit: Option<String>,
+    /// Largest request body in bytes (overrides `ASAP_MAX_REQUEST_SIZE`).
+    #[arg(long)]
+    max_request_size: Option<usize>,
+    /// Reject envelopes whose `extensions.nonce` was already seen.
+    #[arg(long)]
+    require_nonce: bool,
+    /// Require `Authorization: Bearer TOKEN` and bind it to an agent: `TOKEN=URN`, repeatable.
+    #[arg(long = "bearer-token", value_name = "TOKEN=URN")]
+    bearer_tokens: Vec<String>,
+    /// Seconds to let requests in flight finish on shutdown.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace: u64,
+}
+
+fn manifest(args: &ServeArgs, base_url: &str) -> anyhow::Result<Manifest> {
+    if let Some(path) = &args.manifest {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        return Manifest::from_json(&text)
+            .with_context(|| format!("{} is not a valid manifest", path.display()));
+    }
+    let mut m = Manifest::new(
+        &args.id,
+        &args.name,
+        env!("CARGO_PKG_VERSION"),
+        "ASAP agent (Rust) with an echo skill",
+        format!("{base_url}/asap"),
+    );
+    m.capabilities
+        .skills
+        .push(Skill::new("echo", "Echo back the input"));
+    m.capabilities.state_persistence = true;
+    Ok(m)
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = ServerConfig::from_env()?;
+    if let Some(limit) = &args.rate_limit {
+        config.rate_limits = if limit.eq_ignore_ascii_case("off") {
+            Vec::new()
+        } else {
+            RateLimitRule::parse_list(limit)?
+        };
+    }
+    if let Some(max) = args.max_request_size {
+        config.max_request_size = max;
+    }
+    config.require_nonce = args.require_nonce;
+    config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace);
+
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let address = listener.local_addr()?;
+    let base_url = format!("http://{address}");
+    let mut manifest = manifest(&args, &base_url)?;
+
+    let storage = if args.storage.trim().eq_ignore_ascii_case("sqlite") {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating {}", args.data_dir.display()))?;
+        let path = std::env::var("ASAP_STORAGE_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| args.data_dir.join("asap_state.db"));
+        StorageConfig::Sqlite(path)
+    } else {
+        StorageConfig::parse(&args.storage, "")?
+    };
+    let store = storage.open().await.context("opening the state store")?;
+
+    let mut builder = Server::builder()
+        .config(config)
+        .store(store)
+        .registry(HandlerRegistry::agent(default_skills()));
+    if !args.bearer_tokens.is_empty() {
+        let pairs: Vec<(&str, &str)> = args
+            .bearer_tokens
+            .iter()
+            .map(|pair| {
+                pair.split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--bearer-token takes TOKEN=URN, got {pair:?}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        builder = builder.token_validator(Arc::new(StaticTokens::new(pairs)));
+        if manifest.auth.is_none() {
+            manifest.auth = Some(AuthScheme {
+                schemes: vec!["bearer".into()],
+                oauth2: None,
+            });
+        }
+    }
+    let server = builder.manifest(manifest.clone()).build()?;
+    println!(
+        "asap: {} ({}) listening on {base_url}",
+        manifest.name, manifest.id
+    );
+    println!("asap: manifest at {base_url}/.well-known/asap/manifest.json; state: {storage:?}");
+    tracing::info!(%address, agent = %manifest.id, "serving");
+    server.serve(listener, shutdown_signal()).await?;
+    println!("asap: stopped");
+    Ok(ExitCode::SUCCESS)
+}
