@@ -183,6 +183,12 @@ fn model_matches_the_reference_on_its_corpus() {
             )
         };
         match (reference["ok"].as_bool().unwrap(), &ours) {
+            (true, Ours::Valid(dump)) if reference["dump"].is_null() => {
+                failures.push(describe(&format!(
+                    "accepted, but the reference cannot even write it back ({}); ours: {dump}",
+                    reference["dump_error"]
+                )));
+            }
             (true, Ours::Valid(dump)) => {
                 let generated = reference["generated"]
                     .as_array()

@@ -233,10 +233,7 @@ impl Model for Part {
                 value,
             );
         };
-        let tag_text = match tag {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
+        let tag_text = super::pyrepr::python_str(tag);
         let inner = Loc::Field(loc, &tag_text);
         match tag.as_str() {
             Some("text") => TextPart::validate_at(value, &inner).map(Part::Text),

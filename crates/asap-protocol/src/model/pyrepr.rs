@@ -55,9 +55,53 @@ pub fn python_repr(s: &str) -> String {
     out
 }
 
+/// Python's `str()` of a JSON value as `json.loads` produces it: `None`, `True`,
+/// strings as they are, containers as their `repr()`.
+pub fn python_str(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => python_value_repr(other),
+    }
+}
+
+fn python_value_repr(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => crate::json::to_python_default(n),
+        Value::String(s) => python_repr(s),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(python_value_repr)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", python_repr(k), python_value_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::python_repr;
+
+    #[test]
+    fn str_of_json_values() {
+        use super::python_str;
+        let v: serde_json::Value =
+            serde_json::from_str(r#"[null, true, "a", 1.0, {"k": [false]}]"#).unwrap();
+        assert_eq!(python_str(&v), "[None, True, 'a', 1.0, {'k': [False]}]");
+        assert_eq!(python_str(&serde_json::json!("plain")), "plain");
+    }
 
     #[test]
     fn escapes_like_cpython() {

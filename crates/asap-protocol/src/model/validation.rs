@@ -101,6 +101,8 @@ pub enum ErrorKind {
     IntParsing,
     /// A number with a fractional part (`int_from_float`).
     IntFromFloat,
+    /// A float too large to be an integer (`int_parsing_size`).
+    IntParsingSize,
     /// An integer that this implementation cannot hold: outside the signed 64-bit range.
     /// A deliberate difference: the reference accepts integers of any size here.
     IntTooLarge,
@@ -180,6 +182,7 @@ impl ErrorKind {
             Self::IntType => "int_type",
             Self::IntParsing => "int_parsing",
             Self::IntFromFloat => "int_from_float",
+            Self::IntParsingSize => "int_parsing_size",
             Self::IntTooLarge => "int_too_large",
             Self::Enum { .. } => "enum",
             Self::Literal { .. } => "literal_error",
@@ -219,6 +222,9 @@ impl ErrorKind {
             }
             Self::IntFromFloat => {
                 "Input should be a valid integer, got a number with a fractional part".into()
+            }
+            Self::IntParsingSize => {
+                "Unable to parse input string as an integer, exceeded maximum size".into()
             }
             Self::IntTooLarge => "Input should be an integer between -2^63 and 2^63-1".into(),
             Self::Enum { expected } | Self::Literal { expected } => {
@@ -614,13 +620,17 @@ pub(crate) fn boolean(value: &Value, loc: &Loc<'_>) -> Checked<bool> {
                 match text.parse::<f64>() {
                     Ok(0.0) => Ok(false),
                     Ok(1.0) => Ok(true),
-                    Ok(f) if f.fract() == 0.0 => fail(ErrorKind::BoolParsing, loc, value),
+                    Ok(f) if f.fract() == 0.0 && f.abs() < I64_LIMIT => {
+                        fail(ErrorKind::BoolParsing, loc, value)
+                    }
                     _ => fail(ErrorKind::BoolType, loc, value),
                 }
             } else {
                 match text.as_str() {
                     "0" => Ok(false),
                     "1" => Ok(true),
+                    // Integers beyond 64 bits are not even tried as booleans.
+                    _ if text.parse::<i64>().is_err() => fail(ErrorKind::BoolType, loc, value),
                     _ => fail(ErrorKind::BoolParsing, loc, value),
                 }
             }
@@ -634,6 +644,9 @@ pub(crate) fn boolean(value: &Value, loc: &Loc<'_>) -> Checked<bool> {
     }
 }
 
+/// 2^63: floats at or beyond it cannot become a 64-bit integer in pydantic either.
+const I64_LIMIT: f64 = 9_223_372_036_854_775_808.0;
+
 /// An integer in pydantic's lax mode: JSON integers, floats without a fractional
 /// part, booleans, and strings such as `" 5 "`, `"+5"`, `"1_000"` or `"5.0"`.
 pub(crate) fn integer(value: &Value, loc: &Loc<'_>) -> Checked<i64> {
@@ -646,11 +659,10 @@ pub(crate) fn integer(value: &Value, loc: &Loc<'_>) -> Checked<i64> {
                 if f.fract() != 0.0 || !f.is_finite() {
                     return fail(ErrorKind::IntFromFloat, loc, value);
                 }
-                if f.abs() < 1.7e38 {
-                    Some(f as i128)
-                } else {
-                    None
+                if f.abs() >= I64_LIMIT {
+                    return fail(ErrorKind::IntParsingSize, loc, value);
                 }
+                Some(f as i128)
             } else {
                 text.parse::<i128>().ok()
             }
@@ -809,6 +821,7 @@ mod tests {
         assert_eq!(kind(integer(&json!("\u{663}"), &root)), "int_parsing");
         assert_eq!(kind(integer(&json!([]), &root)), "int_type");
         assert_eq!(kind(integer(&json!(null), &root)), "int_type");
+        assert_eq!(kind(integer(&json!(1e30), &root)), "int_parsing_size");
         let huge: Value = serde_json::from_str("1000000000000000000000000000000").unwrap();
         assert_eq!(kind(integer(&huge, &root)), "int_too_large");
     }
