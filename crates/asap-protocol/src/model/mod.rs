@@ -23,6 +23,7 @@ pub mod entities;
 pub mod enums;
 pub mod envelope;
 pub mod errors;
+pub mod health;
 pub mod ids;
 pub mod metering;
 pub mod named;
@@ -46,6 +47,7 @@ pub use entities::{
 pub use enums::{AckStatus, MessageRole, TaskStatus, UpdateType};
 pub use envelope::{ASAP_PROTOCOL_VERSION, Envelope};
 pub use errors::AsapError;
+pub use health::{HealthLoad, HealthStatus};
 pub use ids::generate_id;
 pub use metering::{UsageAggregate, UsageEvent, UsageMetrics};
 pub use parts::{DataPart, FilePart, Part, ResourcePart, TemplatePart, TextPart};

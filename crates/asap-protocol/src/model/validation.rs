@@ -95,6 +95,8 @@ pub enum ErrorKind {
     BoolType,
     /// A number or string that does not spell a boolean (`bool_parsing`).
     BoolParsing,
+    /// Not a number (`float_type`).
+    FloatType,
     /// Not an integer (`int_type`).
     IntType,
     /// A string that does not spell an integer (`int_parsing`).
@@ -179,6 +181,7 @@ impl ErrorKind {
             Self::ListType => "list_type",
             Self::BoolType => "bool_type",
             Self::BoolParsing => "bool_parsing",
+            Self::FloatType => "float_type",
             Self::IntType => "int_type",
             Self::IntParsing => "int_parsing",
             Self::IntFromFloat => "int_from_float",
@@ -216,6 +219,7 @@ impl ErrorKind {
             Self::BoolParsing => {
                 "Input should be a valid boolean, unable to interpret input".into()
             }
+            Self::FloatType => "Input should be a valid number".into(),
             Self::IntType => "Input should be a valid integer".into(),
             Self::IntParsing => {
                 "Input should be a valid integer, unable to parse string as an integer".into()

@@ -262,7 +262,7 @@ impl Server {
         let mut task = tokio::spawn(serving.into_future());
         let result = tokio::select! {
             joined = &mut task => joined,
-            _ = stop_rx.wait_for(|stopped| *stopped) => match tokio::time::timeout(grace, &mut task).await {
+            () = async { let _stopped = stop_rx.wait_for(|stopped| *stopped).await.is_ok(); } => match tokio::time::timeout(grace, &mut task).await {
                 Ok(joined) => joined,
                 Err(_) => {
                     tracing::warn!(grace_seconds = grace.as_secs(), in_flight = state.in_flight(), "shutdown deadline passed; dropping remaining connections");

@@ -1,0 +1,213 @@
+//! Manifest discovery and health checks with HTTP caching (wire spec section 13.3).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+
+use super::ClientError;
+use crate::model::{HealthStatus, Manifest, Model};
+
+/// Freshness when a manifest response has no `Cache-Control: max-age`.
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+struct CachedManifest {
+    manifest: Manifest,
+    etag: Option<String>,
+    fresh_until: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct CachedHealth {
+    health: HealthStatus,
+    fresh_until: Instant,
+}
+
+/// Manifests and health documents by base URL.
+#[derive(Debug, Default)]
+pub struct DiscoveryCache {
+    manifests: Mutex<HashMap<String, CachedManifest>>,
+    health: Mutex<HashMap<String, CachedHealth>>,
+}
+
+/// `max-age` of a `Cache-Control` value; `None` for `no-store`/`no-cache` or absent.
+fn max_age(value: Option<&str>) -> Option<Duration> {
+    let value = value?;
+    let directives: Vec<String> = value
+        .split(',')
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect();
+    if directives
+        .iter()
+        .any(|d| d == "no-store" || d == "no-cache")
+    {
+        return Some(Duration::ZERO);
+    }
+    directives
+        .iter()
+        .find_map(|d| {
+            d.strip_prefix("max-age=")?
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+        })
+        .map(Duration::from_secs)
+}
+
+/// Protocol versions this client understands: release 1.1 advertises "0.1"; "1.x" is
+/// accepted for forward compatibility.
+fn compatible(asap_version: &str) -> bool {
+    matches!(asap_version.split('.').next(), Some("0" | "1"))
+}
+
+impl DiscoveryCache {
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) async fn manifest(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+    ) -> Result<Manifest, ClientError> {
+        let cached = Self::lock(&self.manifests).get(base).cloned();
+        if let Some(c) = &cached
+            && Instant::now() < c.fresh_until
+        {
+            return Ok(c.manifest.clone());
+        }
+        let mut request = http.get(format!("{base}/.well-known/asap/manifest.json"));
+        if let Some(etag) = cached.as_ref().and_then(|c| c.etag.clone()) {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let ttl = max_age(
+            response
+                .headers()
+                .get(CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok()),
+        )
+        .unwrap_or(DEFAULT_MAX_AGE);
+        let etag = response
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if status == StatusCode::NOT_MODIFIED
+            && let Some(mut c) = cached
+        {
+            c.fresh_until = Instant::now() + ttl;
+            c.etag = etag.or(c.etag);
+            Self::lock(&self.manifests).insert(base.to_owned(), c.clone());
+            return Ok(c.manifest);
+        }
+        let text = response.text().await?;
+        if !status.is_success() {
+            return Err(ClientError::Http {
+                status: status.as_u16(),
+                body: text,
+            });
+        }
+        let manifest = Manifest::from_json(text.as_bytes())
+            .map_err(|e| ClientError::InvalidResponse(format!("invalid manifest: {e}")))?;
+        if !compatible(&manifest.capabilities.asap_version) {
+            return Err(ClientError::Incompatible(format!(
+                "{} speaks ASAP {}, this client speaks 0.x and 1.x",
+                manifest.id, manifest.capabilities.asap_version
+            )));
+        }
+        Self::lock(&self.manifests).insert(
+            base.to_owned(),
+            CachedManifest {
+                manifest: manifest.clone(),
+                etag,
+                fresh_until: Instant::now() + ttl,
+            },
+        );
+        Ok(manifest)
+    }
+
+    pub(crate) async fn health(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+    ) -> Result<HealthStatus, ClientError> {
+        if let Some(c) = Self::lock(&self.health).get(base)
+            && Instant::now() < c.fresh_until
+        {
+            return Ok(c.health.clone());
+        }
+        let response = http
+            .get(format!("{base}/.well-known/asap/health"))
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        let parsed = HealthStatus::from_json(text.as_bytes());
+        let health = match parsed {
+            Ok(h) => h,
+            Err(_) if !status.is_success() => {
+                return Err(ClientError::Http {
+                    status: status.as_u16(),
+                    body: text,
+                });
+            }
+            Err(e) => {
+                return Err(ClientError::InvalidResponse(format!(
+                    "invalid health document: {e}"
+                )));
+            }
+        };
+        // Cache no longer than the agent's liveness TTL (its manifest's ttl_seconds).
+        let ttl = Self::lock(&self.manifests).get(base).map_or(
+            Duration::from_secs(crate::model::entities::DEFAULT_MANIFEST_TTL_SECONDS as u64),
+            |c| Duration::from_secs(u64::try_from(c.manifest.ttl_seconds).unwrap_or(1)),
+        );
+        let ttl = if health.is_healthy() {
+            ttl
+        } else {
+            Duration::ZERO
+        };
+        Self::lock(&self.health).insert(
+            base.to_owned(),
+            CachedHealth {
+                health: health.clone(),
+                fresh_until: Instant::now() + ttl,
+            },
+        );
+        Ok(health)
+    }
+
+    /// Forgets everything cached for `base_url`.
+    pub fn invalidate(&self, base_url: &str) {
+        let base = base_url.trim_end_matches('/');
+        Self::lock(&self.manifests).remove(base);
+        Self::lock(&self.health).remove(base);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control() {
+        assert_eq!(
+            max_age(Some("public, max-age=300")),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(max_age(Some("no-store")), Some(Duration::ZERO));
+        assert_eq!(max_age(Some("public")), None);
+        assert_eq!(max_age(None), None);
+    }
+
+    #[test]
+    fn versions() {
+        assert!(compatible("0.1") && compatible("1.1") && compatible("1"));
+        assert!(!compatible("2.0") && !compatible(""));
+    }
+}

@@ -1,0 +1,453 @@
+//! The ASAP HTTP client (wire spec sections 9.14 and 13.3): sends envelopes over
+//! JSON-RPC, retries transient failures with backoff, guards each peer with a circuit
+//! breaker, and discovers agents through their well-known manifest with HTTP caching.
+//!
+//! ```no_run
+//! use asap_protocol::client::Client;
+//! use asap_protocol::model::{Envelope, TaskRequest};
+//!
+//! # async fn run() -> Result<(), asap_protocol::client::ClientError> {
+//! let client = Client::builder().build()?;
+//! let manifest = client.discover("http://127.0.0.1:8000").await?;
+//! let request = Envelope::new("urn:asap:agent:me", manifest.id.clone(),
+//!     TaskRequest::new("conv_1", "echo", serde_json::json!({"text": "hi"})));
+//! let response = client.send("http://127.0.0.1:8000", &request).await?;
+//! println!("{}", response.payload_type);
+//! # Ok(()) }
+//! ```
+
+mod breaker;
+mod discovery;
+mod retry;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::Value;
+
+pub use breaker::{BreakerConfig, CircuitBreakers};
+pub use discovery::DiscoveryCache;
+pub use retry::{RetryPolicy, parse_retry_after};
+
+use crate::json;
+use crate::model::{AsapError, Envelope, Model, generate_id};
+use crate::rpc::{JsonRpcRequest, RequestId};
+
+/// Bodies at least this large are sent Brotli-compressed (when that makes them smaller).
+pub const COMPRESSION_THRESHOLD: usize = 1024;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The peer answered with a JSON-RPC error.
+    #[error("remote error {code}: {message}")]
+    Remote {
+        /// The JSON-RPC code (for example -32602).
+        code: i64,
+        /// Its message.
+        message: String,
+        /// Its `data`.
+        data: Option<Value>,
+    },
+    /// The peer answered with an HTTP error that is not JSON-RPC (413, 415, 429, 503, ...).
+    #[error("HTTP {status}: {body}")]
+    Http {
+        /// The status.
+        status: u16,
+        /// The body, as text.
+        body: String,
+    },
+    /// No answer: connection refused, reset, timed out.
+    #[error("transport error: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// An answer that is not a valid ASAP response.
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+    /// The circuit breaker for this peer is open.
+    #[error("{0}")]
+    CircuitOpen(AsapError),
+    /// The request cannot be sent as it is (bad URL, plain HTTP to a remote host, ...).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The peer's manifest speaks an incompatible protocol version.
+    #[error("incompatible agent: {0}")]
+    Incompatible(String),
+}
+
+impl ClientError {
+    /// The JSON-RPC code, for remote errors.
+    pub fn rpc_code(&self) -> Option<i64> {
+        match self {
+            Self::Remote { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same request could succeed.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+            Self::Http { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// Configures a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    timeout: Duration,
+    connect_timeout: Duration,
+    retry: RetryPolicy,
+    breaker: Option<BreakerConfig>,
+    compression: bool,
+    bearer_token: Option<String>,
+    require_https: bool,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            breaker: Some(BreakerConfig::default()),
+            compression: true,
+            bearer_token: None,
+            require_https: true,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Total time allowed for one attempt (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Time allowed to connect (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Retry policy (default: 3 attempts, 1 s doubling, capped at 60 s, 10 % jitter).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Circuit breaker per base URL (default on: 5 failures, 60 s); `None` turns it off.
+    pub fn circuit_breaker(mut self, config: Option<BreakerConfig>) -> Self {
+        self.breaker = config;
+        self
+    }
+
+    /// Compress request bodies of 1 KiB or more with Brotli (default on).
+    pub fn compression(mut self, on: bool) -> Self {
+        self.compression = on;
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// Refuse plain `http://` except to loopback hosts (default on, as the reference).
+    pub fn require_https(mut self, on: bool) -> Self {
+        self.require_https = on;
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .user_agent(concat!("asap-protocol-rs/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                breakers: self.breaker.clone().map(CircuitBreakers::new),
+                discovery: DiscoveryCache::default(),
+                next_id: AtomicU64::new(1),
+                config: self,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    breakers: Option<CircuitBreakers>,
+    discovery: DiscoveryCache,
+    next_id: AtomicU64,
+    config: ClientBuilder,
+}
+
+/// An ASAP client; cheap to clone (clones share connections, breakers and caches).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+fn is_loopback(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1") || host.starts_with("127.")
+}
+
+/// `base_url` without a trailing `/`, checked for scheme.
+fn normalize_base(base_url: &str, require_https: bool) -> Result<String, ClientError> {
+    let url = reqwest::Url::parse(base_url)
+        .map_err(|e| ClientError::InvalidRequest(format!("{base_url:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if !require_https || url.host_str().is_some_and(is_loopback) => {}
+        "http" => {
+            return Err(ClientError::InvalidRequest(format!(
+                "{base_url} uses plain HTTP to a remote host; use https:// or turn require_https off"
+            )));
+        }
+        other => {
+            return Err(ClientError::InvalidRequest(format!(
+                "unsupported URL scheme {other:?}"
+            )));
+        }
+    }
+    Ok(base_url.trim_end_matches('/').to_owned())
+}
+
+impl Client {
+    /// Starts configuring a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Sends `envelope` to the agent at `base_url` (`POST {base_url}/asap`) and returns
+    /// the response envelope. Transient failures (connection errors, timeouts, 429
+    /// honouring `Retry-After`, 5xx) are retried with the same request id and
+    /// idempotency key; JSON-RPC errors and other 4xx are not.
+    pub async fn send(&self, base_url: &str, envelope: &Envelope) -> Result<Envelope, ClientError> {
+        let base = normalize_base(base_url, self.inner.config.require_https)?;
+        envelope
+            .check_for_sending()
+            .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+        let id = RequestId::from(format!(
+            "req-{}",
+            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        ));
+        let key = generate_id();
+        let mut request = JsonRpcRequest::send(envelope, id.clone());
+        request
+            .params
+            .insert("idempotency_key".into(), key.clone().into());
+        let body = json::to_python_default(&request).into_bytes();
+        let (body, coding) = self.maybe_compress(body);
+        let policy = &self.inner.config.retry;
+        let mut attempt = 1;
+        loop {
+            if let Some(breakers) = &self.inner.breakers {
+                breakers.allow(&base).map_err(ClientError::CircuitOpen)?;
+            }
+            let outcome = self.attempt(&base, &body, coding, &key, &id).await;
+            let breaker_failure = matches!(&outcome, Err((e, _)) if e.is_transient());
+            if let Some(breakers) = &self.inner.breakers {
+                if breaker_failure {
+                    breakers.failure(&base)
+                } else {
+                    breakers.success(&base)
+                }
+            }
+            match outcome {
+                Err((error, retry_after))
+                    if error.is_transient() && attempt < policy.max_attempts.max(1) =>
+                {
+                    let delay = retry_after.unwrap_or_else(|| policy.delay(attempt));
+                    tracing::debug!(%error, attempt, delay_ms = delay.as_millis() as u64, "retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err((error, _)) => return Err(error),
+                Ok(envelope) => return Ok(envelope),
+            }
+        }
+    }
+
+    fn maybe_compress(&self, body: Vec<u8>) -> (Vec<u8>, Option<&'static str>) {
+        if !self.inner.config.compression || body.len() < COMPRESSION_THRESHOLD {
+            return (body, None);
+        }
+        let mut out = Vec::with_capacity(body.len() / 2);
+        {
+            let mut writer = brotli::CompressorWriter::new(&mut out, 4096, 4, 22);
+            if writer.write_all(&body).is_err() {
+                return (body, None);
+            }
+        }
+        if out.len() < body.len() {
+            (out, Some("br"))
+        } else {
+            (body, None)
+        }
+    }
+
+    async fn attempt(
+        &self,
+        base: &str,
+        body: &[u8],
+        coding: Option<&'static str>,
+        key: &str,
+        id: &RequestId,
+    ) -> Result<Envelope, (ClientError, Option<Duration>)> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            "x-idempotency-key",
+            HeaderValue::from_str(key).expect("a ULID is a valid header"),
+        );
+        if let Some(coding) = coding {
+            headers.insert(
+                reqwest::header::CONTENT_ENCODING,
+                HeaderValue::from_static(coding),
+            );
+        }
+        if let Some(token) = &self.inner.config.bearer_token {
+            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                (
+                    ClientError::InvalidRequest(
+                        "the bearer token is not a valid header value".into(),
+                    ),
+                    None,
+                )
+            })?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let response = self
+            .inner
+            .http
+            .post(format!("{base}/asap"))
+            .headers(headers)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| (ClientError::Transport(e), None))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| (ClientError::Transport(e), None))?;
+        if status >= 400 {
+            return Err((ClientError::Http { status, body: text }, retry_after));
+        }
+        parse_response(&text, id).map_err(|e| (e, None))
+    }
+
+    /// The agent's manifest, from `{base_url}/.well-known/asap/manifest.json`, cached per
+    /// base URL for `Cache-Control: max-age` and revalidated with its ETag. Fails if the
+    /// manifest is invalid or speaks another major protocol version.
+    pub async fn discover(&self, base_url: &str) -> Result<crate::model::Manifest, ClientError> {
+        let base = normalize_base(base_url, self.inner.config.require_https)?;
+        self.inner.discovery.manifest(&self.inner.http, &base).await
+    }
+
+    /// The agent's health, cached for at most the manifest's `ttl_seconds`. An
+    /// `unhealthy` document (HTTP 503) is returned as such, not as an error.
+    pub async fn health_check(
+        &self,
+        base_url: &str,
+    ) -> Result<crate::model::HealthStatus, ClientError> {
+        let base = normalize_base(base_url, self.inner.config.require_https)?;
+        self.inner.discovery.health(&self.inner.http, &base).await
+    }
+}
+
+/// Reads a JSON-RPC response body: the envelope of a success, or the remote error.
+fn parse_response(text: &str, id: &RequestId) -> Result<Envelope, ClientError> {
+    let value = json::parse(text.as_bytes())
+        .map_err(|e| ClientError::InvalidResponse(format!("not JSON: {e}")))?;
+    if let Some(error) = value.get("error") {
+        return Err(ClientError::Remote {
+            code: error
+                .get("code")
+                .and_then(Value::as_i64)
+                .unwrap_or_default(),
+            message: error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            data: error.get("data").cloned().filter(|d| !d.is_null()),
+        });
+    }
+    let echoed = value
+        .get("id")
+        .and_then(|v| RequestId::echo_from(&serde_json::json!({"id": v})));
+    if echoed.as_ref() != Some(id) {
+        return Err(ClientError::InvalidResponse(format!(
+            "response id {:?} does not match request id {id}",
+            value.get("id")
+        )));
+    }
+    let envelope = value
+        .get("result")
+        .and_then(|r| r.get("envelope"))
+        .ok_or_else(|| ClientError::InvalidResponse("no result.envelope in the response".into()))?;
+    Envelope::from_value(envelope).map_err(|e| ClientError::InvalidResponse(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            normalize_base("http://127.0.0.1:8000/", true).unwrap(),
+            "http://127.0.0.1:8000"
+        );
+        assert!(normalize_base("http://localhost:1", true).is_ok());
+        assert!(normalize_base("http://[::1]:1", true).is_ok());
+        assert!(matches!(
+            normalize_base("http://example.com", true),
+            Err(ClientError::InvalidRequest(_))
+        ));
+        assert!(normalize_base("http://example.com", false).is_ok());
+        assert!(normalize_base("https://example.com", true).is_ok());
+        assert!(normalize_base("ftp://example.com", false).is_err());
+        assert!(normalize_base("not a url", false).is_err());
+    }
+
+    #[test]
+    fn responses() {
+        let id = RequestId::from("req-1");
+        let err = parse_response(r#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found","data":{"method":"x"}},"id":"req-1"}"#, &id).unwrap_err();
+        assert_eq!(err.rpc_code(), Some(-32601));
+        assert!(matches!(
+            parse_response("nope", &id),
+            Err(ClientError::InvalidResponse(_))
+        ));
+        assert!(matches!(
+            parse_response(r#"{"jsonrpc":"2.0","result":{},"id":"req-1"}"#, &id),
+            Err(ClientError::InvalidResponse(_))
+        ));
+        assert!(matches!(
+            parse_response(r#"{"jsonrpc":"2.0","result":{},"id":"req-2"}"#, &id),
+            Err(ClientError::InvalidResponse(_))
+        ));
+    }
+}

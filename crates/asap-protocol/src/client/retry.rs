@@ -1,0 +1,106 @@
+//! Retries with exponential backoff and jitter, for transient failures only.
+
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+
+/// When and how often to try again (the reference client's defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubled for each further one.
+    pub base_delay: Duration,
+    /// Longest delay between attempts.
+    pub max_delay: Duration,
+    /// Random extra delay, as a fraction of the delay (0.1 adds up to 10 %).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            jitter: 0.1,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries.
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The delay before attempt `attempt + 1` (attempt 1 is the first try):
+    /// `min(base × 2^(attempt-1), max) + uniform(0, jitter)`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(30);
+        let raw = self
+            .base_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        let extra = if self.jitter > 0.0 {
+            rand::rng().random_range(0.0..=self.jitter)
+        } else {
+            0.0
+        };
+        raw.mul_f64(1.0 + extra)
+    }
+}
+
+/// `Retry-After`: delta-seconds (fractions allowed, as the reference reads it) or an HTTP-date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_with_bounded_jitter() {
+        let p = RetryPolicy::default();
+        for (attempt, base) in [(1, 1.0), (2, 2.0), (3, 4.0), (7, 60.0), (40, 60.0)] {
+            let d = p.delay(attempt).as_secs_f64();
+            assert!(
+                d >= base && d <= base * 1.1 + 1e-9,
+                "attempt {attempt}: {d}"
+            );
+        }
+        let exact = RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(exact.delay(2), Duration::from_secs(2));
+        assert_eq!(RetryPolicy::none().max_attempts, 1);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        assert!(parse_retry_after(&future).unwrap() > Duration::from_secs(25));
+    }
+}

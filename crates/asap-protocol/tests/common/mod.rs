@@ -1,0 +1,174 @@
+//! A real server on an ephemeral loopback port, for integration tests.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use asap_protocol::model::{Manifest, Skill};
+use asap_protocol::server::{HandlerRegistry, Server, ServerConfig, TokenValidator};
+use asap_protocol::store::{MemoryStore, Store};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const AGENT: &str = "urn:asap:agent:test-server";
+
+pub fn manifest(base: &str) -> Manifest {
+    let mut m = Manifest::new(
+        AGENT,
+        "Test",
+        "1.0.0",
+        "integration tests",
+        format!("{base}/asap"),
+    );
+    m.capabilities
+        .skills
+        .push(Skill::new("echo", "Echo back the input"));
+    m
+}
+
+pub struct Running {
+    pub base: String,
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<Result<(), asap_protocol::server::ServerError>>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Changes the generated manifest before the server starts.
+pub type ManifestEdit = Box<dyn FnOnce(&mut Manifest) + Send>;
+
+pub struct Options {
+    pub config: ServerConfig,
+    pub registry: Option<HandlerRegistry>,
+    pub store: Arc<dyn Store>,
+    pub validator: Option<Arc<dyn TokenValidator>>,
+    pub edit_manifest: Option<ManifestEdit>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let mut config = ServerConfig::default();
+        config.rate_limits.clear();
+        Self {
+            config,
+            registry: None,
+            store: Arc::new(MemoryStore::new()),
+            validator: None,
+            edit_manifest: None,
+        }
+    }
+}
+
+pub async fn start(options: Options) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let mut m = manifest(&base);
+    if let Some(edit) = options.edit_manifest {
+        edit(&mut m);
+    }
+    let mut builder = Server::builder()
+        .manifest(m)
+        .config(options.config)
+        .store(options.store);
+    if let Some(registry) = options.registry {
+        builder = builder.registry(registry);
+    }
+    if let Some(validator) = options.validator {
+        builder = builder.token_validator(validator);
+    }
+    let server = builder.build().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    Running {
+        base,
+        addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+pub fn envelope(payload_type: &str, payload: Value) -> Value {
+    json!({
+        "asap_version": "0.1",
+        "sender": "urn:asap:agent:client",
+        "recipient": AGENT,
+        "payload_type": payload_type,
+        "payload": payload,
+    })
+}
+
+pub fn echo_request(input: Value) -> Value {
+    json!({
+        "jsonrpc": "2.0", "method": "asap.send", "id": "req-1",
+        "params": {"envelope": envelope("task.request", json!({"conversation_id": "c1", "skill_id": "echo", "input": input}))}
+    })
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn code(&self) -> i64 {
+        self.json()["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no error code in {}", self.text))
+    }
+}
+
+pub async fn post_raw(base: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
+    let client = reqwest::Client::new();
+    let mut request = client.post(format!("{base}/asap")).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    Reply {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        text: response.text().await.unwrap(),
+    }
+}
+
+pub async fn post(base: &str, body: &Value) -> Reply {
+    post_raw(base, serde_json::to_vec(body).unwrap(), &[]).await
+}
+
+pub async fn get(base: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let client = reqwest::Client::new();
+    let mut request = client.get(format!("{base}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    Reply {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        text: response.text().await.unwrap(),
+    }
+}

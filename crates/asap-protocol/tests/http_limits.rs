@@ -1,0 +1,496 @@
+//! Size limits, compression, rate limiting, replay protection, authentication,
+//! concurrency limits, discovery routes and graceful shutdown, against a real server.
+
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use asap_protocol::model::{AuthScheme, Envelope};
+use asap_protocol::server::{
+    Handler, HandlerContext, HandlerError, HandlerRegistry, RateLimitRule, StaticTokens, reply,
+};
+use common::{Options, echo_request, envelope, get, post, post_raw, start};
+use serde_json::{Value, json};
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn brotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 4, 22);
+        w.write_all(data).unwrap();
+    }
+    out
+}
+
+#[tokio::test]
+async fn size_limit_and_compression() {
+    let mut options = Options::default();
+    options.config.max_request_size = 2000;
+    let server = start(options).await;
+    let body = serde_json::to_vec(&echo_request(json!({"text": "a".repeat(1500)}))).unwrap();
+    assert_eq!(post_raw(&server.base, body.clone(), &[]).await.status, 200);
+    let big = serde_json::to_vec(&echo_request(json!({"text": "a".repeat(2500)}))).unwrap();
+    let reply = post_raw(&server.base, big.clone(), &[]).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(
+        reply.json(),
+        json!({"detail": format!("Request size ({} bytes) exceeds maximum (2000 bytes)", big.len())})
+    );
+    for (coding, bytes) in [
+        ("gzip", gzip(&body)),
+        ("br", brotli(&body)),
+        ("GZip ", gzip(&body)),
+        ("identity", body.clone()),
+    ] {
+        let reply = post_raw(&server.base, bytes, &[("content-encoding", coding)]).await;
+        assert_eq!(reply.status, 200, "{coding}: {}", reply.text);
+        assert!(
+            reply.headers.get("content-encoding").is_none(),
+            "responses are never compressed"
+        );
+    }
+    // Small on the wire, too large once decompressed.
+    let reply = post_raw(&server.base, gzip(&big), &[("content-encoding", "gzip")]).await;
+    assert_eq!(reply.status, 413);
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Decompressed request size (")
+    );
+    let reply = post_raw(
+        &server.base,
+        b"no".to_vec(),
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid compressed data: ")
+    );
+    let reply = post_raw(
+        &server.base,
+        body.clone(),
+        &[("content-encoding", "deflate")],
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (
+            415,
+            json!({"detail": "Unsupported Content-Encoding: deflate. Supported: br, gzip"})
+        )
+    );
+    let reply = post_raw(&server.base, body, &[("content-type", "text/plain")]).await;
+    assert_eq!(reply.status, 200, "content type is not checked");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let mut options = Options::default();
+    options.config.rate_limits = RateLimitRule::parse_list("10/second;100/minute").unwrap();
+    let server = start(options).await;
+    // A burst of 15 at once: 10 admitted, the rest refused.
+    let mut burst = Vec::new();
+    for _ in 0..15 {
+        let base = server.base.clone();
+        burst.push(tokio::spawn(async move {
+            post(&base, &echo_request(json!({}))).await
+        }));
+    }
+    let mut replies = Vec::new();
+    for job in burst {
+        replies.push(job.await.unwrap());
+    }
+    let admitted = replies.iter().filter(|r| r.status == 200).count();
+    assert!((10..15).contains(&admitted), "{admitted} admitted");
+    let reply = replies.iter().find(|r| r.status == 429).expect("a refusal");
+    assert_eq!(reply.headers["retry-after"], "1");
+    assert_eq!(
+        reply.text,
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":429,"message":"Rate limit exceeded","data":{"retry_after":1,"limit":"10 per 1 second"}}}"#
+    );
+    // GET routes are not limited.
+    assert_eq!(get(&server.base, "/health", &[]).await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_count_against_the_limit() {
+    let mut options = Options::default();
+    options.config.rate_limits = RateLimitRule::parse_list("3/minute").unwrap();
+    let server = start(options).await;
+    assert_eq!(
+        post_raw(&server.base, b"garbage".to_vec(), &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post_raw(&server.base, b"[]".to_vec(), &[]).await.status,
+        200
+    );
+    assert_eq!(
+        post(&server.base, &echo_request(json!({}))).await.status,
+        200
+    );
+    let reply = post(&server.base, &echo_request(json!({}))).await;
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.json()["error"]["data"]["limit"], "3 per 1 minute");
+    let wait: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&wait), "{wait}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn replay_window_and_nonces() {
+    let mut options = Options::default();
+    options.config.require_nonce = true;
+    let server = start(options).await;
+    let mut old = envelope(
+        "task.request",
+        json!({"conversation_id": "c", "skill_id": "echo", "input": {}}),
+    );
+    old["timestamp"] = json!("2020-01-01T00:00:00Z");
+    old["id"] = json!("env-old");
+    let reply = post(&server.base, &json!({"jsonrpc": "2.0", "method": "asap.send", "params": {"envelope": old}, "id": "req-1"})).await;
+    let data = reply.json()["error"]["data"].clone();
+    assert_eq!(reply.code(), -32602);
+    assert_eq!(data["error"], "Invalid envelope timestamp");
+    assert_eq!(data["code"], "asap:protocol/invalid_timestamp");
+    assert!(
+        data["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Envelope timestamp is too old: ")
+    );
+    assert_eq!(data["details"]["timestamp"], "2020-01-01T00:00:00+00:00");
+    assert_eq!(data["details"]["envelope_id"], "env-old");
+    assert_eq!(data["details"]["max_age_seconds"], 300);
+
+    let mut with_nonce = envelope(
+        "task.request",
+        json!({"conversation_id": "c", "skill_id": "echo", "input": {}}),
+    );
+    with_nonce["extensions"] = json!({"nonce": "nonce-123"});
+    let body = json!({"jsonrpc": "2.0", "method": "asap.send", "params": {"envelope": with_nonce}, "id": "req-1"});
+    assert_eq!(post(&server.base, &body).await.status, 200);
+    let reply = post(&server.base, &body).await;
+    let data = reply.json()["error"]["data"].clone();
+    assert_eq!(
+        (reply.code(), data["code"].clone()),
+        (-32602, json!("asap:protocol/invalid_nonce"))
+    );
+    assert_eq!(data["message"], "Duplicate nonce detected: nonce-123");
+    assert_eq!(data["error"], "Invalid envelope nonce");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bearer_authentication_and_sender_binding() {
+    let options = Options {
+        validator: Some(Arc::new(StaticTokens::new([(
+            "good-token",
+            "urn:asap:agent:client",
+        )]))),
+        edit_manifest: Some(Box::new(|m| {
+            m.auth = Some(AuthScheme {
+                schemes: vec!["bearer".into()],
+                oauth2: None,
+            })
+        })),
+        ..Options::default()
+    };
+    let server = start(options).await;
+    let body = serde_json::to_vec(&echo_request(json!({}))).unwrap();
+    let reply = post_raw(&server.base, body.clone(), &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json()["error"],
+        json!({"code": -32600, "message": "Invalid request", "data": {"error": "Authentication required", "status_code": 401}})
+    );
+    let reply = post_raw(
+        &server.base,
+        body.clone(),
+        &[("authorization", "Basic abc")],
+    )
+    .await;
+    assert_eq!(
+        reply.json()["error"]["data"]["error"],
+        "Authentication required"
+    );
+    let reply = post_raw(
+        &server.base,
+        body.clone(),
+        &[("authorization", "Bearer wrong")],
+    )
+    .await;
+    assert_eq!(
+        reply.json()["error"]["data"]["error"],
+        "Invalid authentication token"
+    );
+    let reply = post_raw(
+        &server.base,
+        body.clone(),
+        &[("authorization", "bearer good-token")],
+    )
+    .await;
+    assert!(reply.json()["result"].is_object(), "{}", reply.text);
+    // Authentication runs before envelope validation.
+    let reply = post_raw(
+        &server.base,
+        br#"{"jsonrpc":"2.0","method":"asap.send","params":{"envelope":{}},"id":"r"}"#.to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        reply.json()["error"]["data"]["error"],
+        "Authentication required"
+    );
+    let mut other = echo_request(json!({}));
+    other["params"]["envelope"]["sender"] = json!("urn:asap:agent:someone-else");
+    let reply = post_raw(
+        &server.base,
+        serde_json::to_vec(&other).unwrap(),
+        &[("authorization", "Bearer good-token")],
+    )
+    .await;
+    assert_eq!(
+        reply.json()["error"],
+        json!({"code": -32602, "message": "Invalid params", "data": {"error": "Sender does not match authenticated identity", "status_code": 403}})
+    );
+    // The manifest stays public.
+    assert_eq!(
+        get(&server.base, "/.well-known/asap/manifest.json", &[])
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn discovery_routes_and_caching() {
+    let server = start(Options::default()).await;
+    let reply = get(&server.base, "/.well-known/asap/manifest.json", &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers["cache-control"], "public, max-age=300");
+    let etag = reply.headers["etag"].to_str().unwrap().to_owned();
+    assert!(etag.len() == 66 && etag.starts_with('"'));
+    assert_eq!(reply.json()["id"], common::AGENT);
+    let not_modified = get(
+        &server.base,
+        "/.well-known/asap/manifest.json",
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!((not_modified.status, not_modified.text.as_str()), (304, ""));
+    assert_eq!(not_modified.headers["etag"].to_str().unwrap(), etag);
+    let weak = get(
+        &server.base,
+        "/.well-known/asap/manifest.json",
+        &[("if-none-match", &format!("W/{etag}"))],
+    )
+    .await;
+    assert_eq!(weak.status, 200);
+    let health = get(&server.base, "/.well-known/asap/health", &[]).await;
+    let body = health.json();
+    assert_eq!(
+        (
+            health.status,
+            body["status"].clone(),
+            body["agent_id"].clone()
+        ),
+        (200, json!("healthy"), json!(common::AGENT))
+    );
+    assert!(body["uptime_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        get(&server.base, "/health", &[]).await.json(),
+        json!({"status": "ok"})
+    );
+    assert_eq!(
+        get(&server.base, "/ready", &[]).await.json(),
+        json!({"status": "ok"})
+    );
+    let missing = get(&server.base, "/nothing-here", &[]).await;
+    assert_eq!(
+        (missing.status, missing.json()),
+        (404, json!({"detail": "Not Found"}))
+    );
+    let wrong = get(&server.base, "/asap", &[]).await;
+    assert_eq!(
+        (wrong.status, wrong.json()),
+        (405, json!({"detail": "Method Not Allowed"}))
+    );
+    assert_eq!(wrong.headers["allow"], "POST");
+    let head = reqwest::Client::new()
+        .head(format!("{}/.well-known/asap/manifest.json", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 405);
+    assert_eq!(head.headers()["allow"], "GET");
+    post(&server.base, &echo_request(json!({}))).await;
+    post_raw(&server.base, b"{".to_vec(), &[]).await;
+    let metrics = get(&server.base, "/asap/metrics", &[]).await;
+    assert_eq!(
+        metrics.headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(
+        metrics
+            .text
+            .contains(r#"asap_requests_total{payload_type="task.request",status="success"} 1"#),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics.text.contains(
+            r#"asap_requests_error_total{error_type="parse_error",payload_type="other"} 1"#
+        )
+    );
+    assert!(
+        metrics
+            .text
+            .contains(r#"asap_handler_executions_total{payload_type="task.request"} 1"#)
+    );
+    server.stop().await;
+}
+
+/// Waits, then answers like the echo handler.
+struct Slow(Duration);
+
+#[async_trait::async_trait]
+impl Handler for Slow {
+    async fn handle(
+        &self,
+        request: Envelope,
+        ctx: &HandlerContext,
+    ) -> Result<Envelope, HandlerError> {
+        tokio::time::sleep(self.0).await;
+        Ok(reply(
+            &request,
+            ctx,
+            "task.response",
+            json!({"task_id": "t", "status": "completed"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ))
+    }
+}
+
+fn slow_registry(delay: Duration) -> HandlerRegistry {
+    let mut registry = HandlerRegistry::new();
+    registry.register("task.request", Arc::new(Slow(delay)));
+    registry
+}
+
+#[tokio::test]
+async fn concurrency_limit_answers_503() {
+    let mut options = Options {
+        registry: Some(slow_registry(Duration::from_millis(500))),
+        ..Options::default()
+    };
+    options.config.max_concurrent_handlers = Some(1);
+    let server = start(options).await;
+    let base = server.base.clone();
+    let first = tokio::spawn(async move { post(&base, &echo_request(json!({}))).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = post(&server.base, &echo_request(json!({}))).await;
+    assert_eq!(second.status, 503);
+    assert_eq!(
+        second.json()["code"],
+        "asap:transport/thread_pool_exhausted"
+    );
+    assert_eq!(
+        second.json()["details"],
+        json!({"max_threads": 1, "active_threads": 1})
+    );
+    assert_eq!(first.await.unwrap().status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_requests_in_flight() {
+    let options = Options {
+        registry: Some(slow_registry(Duration::from_millis(400))),
+        ..Options::default()
+    };
+    let mut server = start(options).await;
+    let base = server.base.clone();
+    let in_flight = tokio::spawn(async move { post(&base, &echo_request(json!({}))).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.signal_stop();
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    server.task.await.unwrap().unwrap();
+    // Stopped: new connections are refused.
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{}/health", server.base))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_deadline_bounds_the_wait() {
+    let mut options = Options {
+        registry: Some(slow_registry(Duration::from_secs(30))),
+        ..Options::default()
+    };
+    options.config.shutdown_grace = Duration::from_millis(200);
+    let mut server = start(options).await;
+    let base = server.base.clone();
+    let _stuck = tokio::spawn(async move { post(&base, &echo_request(json!({}))).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    server.signal_stop();
+    server.task.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn payload_validation_in_handlers_reports_32602() {
+    let server = start(Options {
+        registry: Some(HandlerRegistry::agent(
+            asap_protocol::server::default_skills(),
+        )),
+        ..Options::default()
+    })
+    .await;
+    let mut body = echo_request(json!({}));
+    body["params"]["envelope"]["payload"] = json!({"conversation_id": "c"});
+    let reply = post(&server.base, &body).await;
+    assert_eq!(reply.code(), -32602);
+    let errors: Vec<Value> = reply.json()["error"]["data"]["validation_errors"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        errors.iter().map(|e| e["loc"].clone()).collect::<Vec<_>>(),
+        [json!(["skill_id"]), json!(["input"])]
+    );
+    server.stop().await;
+}
