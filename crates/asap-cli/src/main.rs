@@ -25,6 +25,12 @@ enum Command {
     Validate(commands::validate::ValidateArgs),
     /// Run an agent: echo skill, task lifecycle, SQLite state; stops on Ctrl-C or SIGTERM.
     Serve(commands::serve::ServeArgs),
+    /// Send an envelope to an agent and print the response envelope as JSON.
+    Send(commands::remote::SendArgs),
+    /// Fetch and print an agent's manifest.
+    Discover(commands::remote::UrlArgs),
+    /// Print an agent's health; exit code 1 when it is unhealthy.
+    Health(commands::remote::UrlArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +45,9 @@ fn main() -> ExitCode {
         Command::Schemas { action } => commands::schemas::run(action),
         Command::Validate(args) => commands::validate::run(&args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Send(args) => commands::remote::send(args),
+        Command::Discover(args) => commands::remote::discover(args),
+        Command::Health(args) => commands::remote::health(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,219 @@
+//! `asap send`, `asap discover`, `asap health`: talk to a running agent.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use asap_protocol::client::{Client, ClientError, RetryPolicy};
+use asap_protocol::json;
+use asap_protocol::model::{Envelope, Model, TaskRequest};
+use clap::Args;
+use serde_json::{Value, json};
+
+/// Options shared by the commands that call an agent.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// Send `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "ASAP_TOKEN")]
+    token: Option<String>,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Attempts in total for transient failures.
+    #[arg(long, default_value_t = 3)]
+    attempts: u32,
+    /// Allow plain http:// to hosts other than loopback.
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+impl Connection {
+    fn client(&self) -> anyhow::Result<Client> {
+        let mut builder = Client::builder()
+            .timeout(std::time::Duration::from_secs_f64(self.timeout.max(0.001)))
+            .retry(RetryPolicy {
+                max_attempts: self.attempts.max(1),
+                ..RetryPolicy::default()
+            })
+            .require_https(!self.insecure_http);
+        if let Some(token) = &self.token {
+            builder = builder.bearer_token(token);
+        }
+        Ok(builder.build()?)
+    }
+}
+
+/// Arguments of `asap send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The agent's base URL (its JSON-RPC endpoint is `URL/asap`).
+    url: String,
+    /// Run this skill (a `task.request`).
+    #[arg(long, conflicts_with_all = ["payload_type", "envelope"])]
+    skill: Option<String>,
+    /// The skill's input, a JSON object.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// Send this payload type with `--payload` instead of a task request.
+    #[arg(long, requires = "payload", conflicts_with = "envelope")]
+    payload_type: Option<String>,
+    /// The payload, a JSON object.
+    #[arg(long)]
+    payload: Option<String>,
+    /// Send this envelope file as it is (`-` reads standard input).
+    #[arg(long)]
+    envelope: Option<PathBuf>,
+    /// The sender's URN.
+    #[arg(long, default_value = "urn:asap:agent:asap-cli")]
+    sender: String,
+    /// The recipient's URN (default: the id in the agent's manifest).
+    #[arg(long)]
+    recipient: Option<String>,
+    /// The conversation id of a task request.
+    #[arg(long, default_value = "conv_cli")]
+    conversation: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+fn object(text: &str, what: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
+    match json::parse(text.as_bytes()).with_context(|| format!("{what} is not JSON"))? {
+        Value::Object(map) => Ok(map),
+        _ => anyhow::bail!("{what} must be a JSON object"),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+/// Prints a client error as JSON on stdout and picks the exit code: 1 for an answer
+/// that is an error, 2 for no usable answer.
+fn report(error: &ClientError) -> ExitCode {
+    let (code, data) = match error {
+        ClientError::Remote { code, data, .. } => {
+            (json!(code), data.clone().unwrap_or(Value::Null))
+        }
+        ClientError::Http { status, body } => {
+            (Value::Null, json!({"http_status": status, "body": body}))
+        }
+        _ => (Value::Null, Value::Null),
+    };
+    let message = match error {
+        ClientError::Remote { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    println!(
+        "{}",
+        json::to_compact(&json!({"error": {"code": code, "message": message, "data": data}}))
+    );
+    eprintln!("asap: {error}");
+    ExitCode::from(
+        if matches!(error, ClientError::Remote { .. } | ClientError::Http { .. }) {
+            1
+        } else {
+            2
+        },
+    )
+}
+
+/// Runs `asap send`.
+pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let client = args.connection.client()?;
+        let envelope = if let Some(path) = &args.envelope {
+            let bytes = if path.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+                b
+            } else {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+            };
+            Envelope::from_json(&bytes).context("the envelope is invalid")?
+        } else {
+            let recipient = match &args.recipient {
+                Some(r) => r.clone(),
+                None => match client.discover(&args.url).await {
+                    Ok(m) => m.id,
+                    Err(e) => return Ok(report(&e)),
+                },
+            };
+            let mut e = match (&args.payload_type, &args.skill) {
+                (Some(pt), _) => {
+                    let payload = object(args.payload.as_deref().unwrap_or("{}"), "--payload")?;
+                    let mut e = Envelope::new(
+                        &args.sender,
+                        &recipient,
+                        TaskRequest::new("", "", Value::Null),
+                    );
+                    e.payload_type.clone_from(pt);
+                    e.payload = payload;
+                    e
+                }
+                (None, skill) => {
+                    let input = Value::Object(object(&args.input, "--input")?);
+                    Envelope::new(
+                        &args.sender,
+                        &recipient,
+                        TaskRequest::new(
+                            &args.conversation,
+                            skill.as_deref().unwrap_or("echo"),
+                            input,
+                        ),
+                    )
+                }
+            };
+            e.requires_ack = false;
+            e
+        };
+        match client.send(&args.url, &envelope).await {
+            Ok(reply) => {
+                println!("{}", reply.to_json());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(report(&e)),
+        }
+    })
+}
+
+/// Arguments of `asap discover` and `asap health`.
+#[derive(Debug, Args)]
+pub struct UrlArgs {
+    /// The agent's base URL.
+    url: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Runs `asap discover`: prints the manifest.
+pub fn discover(args: UrlArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        match args.connection.client()?.discover(&args.url).await {
+            Ok(m) => {
+                println!("{}", m.to_json());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(report(&e)),
+        }
+    })
+}
+
+/// Runs `asap health`: prints the health document; exit 1 when unhealthy.
+pub fn health(args: UrlArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        match args.connection.client()?.health_check(&args.url).await {
+            Ok(h) => {
+                println!("{}", h.to_json());
+                Ok(if h.is_healthy() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
+            }
+            Err(e) => Ok(report(&e)),
+        }
+    })
+}
