@@ -494,3 +494,109 @@ async fn payload_validation_in_handlers_reports_32602() {
     );
     server.stop().await;
 }
+
+/// A store whose backend is gone.
+struct BrokenStore;
+
+fn gone() -> asap_protocol::store::StoreError {
+    asap_protocol::store::StoreError::Backend("disk unplugged".into())
+}
+
+#[async_trait::async_trait]
+impl asap_protocol::store::TaskStore for BrokenStore {
+    async fn put_task(
+        &self,
+        _: &asap_protocol::model::Task,
+    ) -> Result<(), asap_protocol::store::StoreError> {
+        Err(gone())
+    }
+    async fn get_task(
+        &self,
+        _: &str,
+    ) -> Result<Option<asap_protocol::model::Task>, asap_protocol::store::StoreError> {
+        Err(gone())
+    }
+}
+
+#[async_trait::async_trait]
+impl asap_protocol::store::SnapshotStore for BrokenStore {
+    async fn save(
+        &self,
+        _: &asap_protocol::model::StateSnapshot,
+    ) -> Result<(), asap_protocol::store::StoreError> {
+        Err(gone())
+    }
+    async fn get(
+        &self,
+        _: &str,
+        _: Option<i64>,
+    ) -> Result<Option<asap_protocol::model::StateSnapshot>, asap_protocol::store::StoreError> {
+        Err(gone())
+    }
+    async fn list_versions(&self, _: &str) -> Result<Vec<i64>, asap_protocol::store::StoreError> {
+        Err(gone())
+    }
+    async fn delete(
+        &self,
+        _: &str,
+        _: Option<i64>,
+    ) -> Result<bool, asap_protocol::store::StoreError> {
+        Err(gone())
+    }
+}
+
+#[async_trait::async_trait]
+impl asap_protocol::store::MeteringStore for BrokenStore {
+    async fn record(
+        &self,
+        _: &asap_protocol::model::UsageEvent,
+    ) -> Result<(), asap_protocol::store::StoreError> {
+        Err(gone())
+    }
+    async fn query(
+        &self,
+        _: &str,
+        _: Option<asap_protocol::model::Timestamp>,
+        _: Option<asap_protocol::model::Timestamp>,
+    ) -> Result<Vec<asap_protocol::model::UsageEvent>, asap_protocol::store::StoreError> {
+        Err(gone())
+    }
+}
+
+#[async_trait::async_trait]
+impl asap_protocol::store::Store for BrokenStore {
+    async fn ping(&self) -> Result<(), asap_protocol::store::StoreError> {
+        Err(gone())
+    }
+    async fn close(&self) {}
+}
+
+#[tokio::test]
+async fn an_unavailable_store_makes_the_agent_unhealthy() {
+    let options = Options {
+        store: Arc::new(BrokenStore),
+        registry: Some(HandlerRegistry::agent(
+            asap_protocol::server::default_skills(),
+        )),
+        ..Options::default()
+    };
+    let server = start(options).await;
+    let health = get(&server.base, "/.well-known/asap/health", &[]).await;
+    assert_eq!(
+        (health.status, health.json()["status"].clone()),
+        (503, json!("unhealthy"))
+    );
+    assert_eq!(get(&server.base, "/ready", &[]).await.status, 503);
+    assert_eq!(
+        get(&server.base, "/health", &[]).await.status,
+        200,
+        "liveness does not depend on the store"
+    );
+    let reply = post(&server.base, &echo_request(json!({}))).await;
+    assert_eq!(reply.code(), -32603, "{}", reply.text);
+    assert_eq!(
+        reply.json()["error"]["data"],
+        json!({"error": "Internal server error"})
+    );
+    server.stop().await;
+}

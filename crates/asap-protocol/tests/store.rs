@@ -233,3 +233,73 @@ async fn concurrent_sqlite_writers_lose_nothing() {
     a.close().await;
     b.close().await;
 }
+
+/// The reference's Python interpreter; creates the virtualenv on first use.
+fn reference_python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new("bash")
+        .arg(root.join("scripts/ref-venv.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reference virtualenv: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+#[tokio::test]
+async fn sqlite_files_are_shared_with_the_reference() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/sqlite_compat.py");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let python = reference_python();
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg("write")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.list_versions("task_ref").await.unwrap(), [1, 2]);
+    let theirs = store.get("task_ref", None).await.unwrap().unwrap();
+    assert_eq!(
+        asap_protocol::model::Model::to_json(&theirs),
+        r#"{"id":"snap_ref_2","task_id":"task_ref","version":2,"data":{"step":2,"note":"héllo ✓","big":12345678901234567890,"f":0.1},"checkpoint":true,"created_at":"2026-01-15T10:30:02.250000Z"}"#
+    );
+    let mut ours = snapshot("task_rs", 1, json!({"note": "日本", "n": [1, 2.5]}));
+    ours.created_at = "2026-01-15T10:30:00+02:00".parse().unwrap();
+    store.save(&ours).await.unwrap();
+    store
+        .save(&snapshot("task_rs", 2, json!({})))
+        .await
+        .unwrap();
+    store.close().await;
+
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg("read")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], asap_protocol::model::Model::to_json(&ours));
+}

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` and bind it to an agent: `TOKEN=URN`, repeatable.
     #[arg(long = "bearer-token", value_name = "TOKEN=URN")]
     bearer_tokens: Vec<String>,
+    /// Serve only the reference's echo handler for `task.request` (no task records or
+    /// snapshots), as the reference echo agent does.
+    #[arg(long)]
+    echo_only: bool,
     /// Seconds to let requests in flight finish on shutdown.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
@@ -117,10 +121,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let store = storage.open().await.context("opening the state store")?;
 
+    let registry = if args.echo_only {
+        HandlerRegistry::echo()
+    } else {
+        HandlerRegistry::agent(default_skills())
+    };
     let mut builder = Server::builder()
         .config(config)
         .store(store)
-        .registry(HandlerRegistry::agent(default_skills()));
+        .registry(registry);
     if !args.bearer_tokens.is_empty() {
         let pairs: Vec<(&str, &str)> = args
             .bearer_tokens

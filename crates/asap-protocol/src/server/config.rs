@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub debug: bool,
     /// Most requests handled at once; beyond it `503` (`ASAP_MAX_THREADS`); `None` is unbounded.
     pub max_concurrent_handlers: Option<usize>,
+    /// Write the server span's trace ids into responses, as the reference does (section 9.12).
+    pub trace_injection: bool,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             debug: false,
             max_concurrent_handlers: None,
+            trace_injection: true,
         }
     }
 }

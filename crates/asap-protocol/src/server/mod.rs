@@ -29,6 +29,7 @@ mod pipeline;
 mod rate_limit;
 mod replay;
 mod response;
+mod trace;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,6 +58,7 @@ pub use handler::{Handler, HandlerContext, HandlerError, HandlerRegistry};
 pub use metrics::{ErrorType, METRICS_CONTENT_TYPE, Metrics};
 pub use rate_limit::{Limited, RateLimitError, RateLimitRule};
 pub use replay::{NonceStore, check_timestamp};
+pub use trace::ServerSpan;
 
 use crate::model::Manifest;
 use crate::store::{MemoryStore, Store};

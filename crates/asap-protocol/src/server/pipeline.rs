@@ -18,6 +18,7 @@ use super::handler::{HandlerContext, HandlerError};
 use super::metrics::ErrorType;
 use super::replay::check_timestamp;
 use super::response::{detail, json_response};
+use super::trace::ServerSpan;
 use crate::json;
 use crate::model::{AsapError, Envelope, Model};
 use crate::rpc::{
@@ -333,6 +334,11 @@ async fn process(
         identity,
     };
     let payload_type = envelope.payload_type.clone();
+    let span = if state.config.trace_injection {
+        ServerSpan::for_request(&envelope, headers)
+    } else {
+        None
+    };
     let handler_started = Instant::now();
     let result = handler.handle(envelope, &ctx).await;
     state.metrics.handler(
@@ -341,7 +347,12 @@ async fn process(
         result.is_err(),
     );
     match result {
-        Ok(response) => Ok((JsonRpcResponse::new(response, request.id), label)),
+        Ok(mut response) => {
+            if let Some(span) = span {
+                span.inject(&mut response);
+            }
+            Ok((JsonRpcResponse::new(response, request.id), label))
+        }
         Err(e) => Err((handler_failure(e, id, state.config.debug), label)),
     }
 }

@@ -1,6 +1,6 @@
 //! In-memory stores (the reference's default backend).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -8,18 +8,63 @@ use async_trait::async_trait;
 use super::{MeteringStore, SnapshotStore, Store, StoreError, TaskStore};
 use crate::model::{StateSnapshot, Task, Timestamp, UsageEvent};
 
+/// Default bound of [`MemoryStore`]: tasks (with their snapshots) and usage events kept.
+pub const DEFAULT_MEMORY_CAPACITY: usize = 100_000;
+
 /// Every store in process memory, behind one lock per kind of record.
-#[derive(Debug, Default)]
+///
+/// Bounded: beyond `capacity` tasks the oldest task and its snapshots are forgotten,
+/// and beyond `capacity` usage events the oldest event, so a long-running server's
+/// memory stays flat. Use SQLite to keep everything.
+#[derive(Debug)]
 pub struct MemoryStore {
-    tasks: Mutex<HashMap<String, Task>>,
+    capacity: usize,
+    tasks: Mutex<Tasks>,
     snapshots: Mutex<HashMap<String, BTreeMap<i64, StateSnapshot>>>,
-    events: Mutex<Vec<UsageEvent>>,
+    events: Mutex<VecDeque<UsageEvent>>,
+}
+
+#[derive(Debug, Default)]
+struct Tasks {
+    by_id: HashMap<String, Task>,
+    order: VecDeque<String>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_MEMORY_CAPACITY)
+    }
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store with the default bound.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store keeping at most `capacity` tasks and `capacity` usage events.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            tasks: Mutex::default(),
+            snapshots: Mutex::default(),
+            events: Mutex::default(),
+        }
+    }
+
+    /// Records a task id, forgetting the oldest tasks beyond the bound.
+    fn admit(&self, task_id: &str) {
+        let mut tasks = lock(&self.tasks);
+        if tasks.by_id.contains_key(task_id) || lock(&self.snapshots).contains_key(task_id) {
+            return;
+        }
+        tasks.order.push_back(task_id.to_owned());
+        while tasks.order.len() > self.capacity {
+            if let Some(old) = tasks.order.pop_front() {
+                tasks.by_id.remove(&old);
+                lock(&self.snapshots).remove(&old);
+            }
+        }
     }
 }
 
@@ -30,18 +75,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[async_trait]
 impl TaskStore for MemoryStore {
     async fn put_task(&self, task: &Task) -> Result<(), StoreError> {
-        lock(&self.tasks).insert(task.id.clone(), task.clone());
+        self.admit(&task.id);
+        lock(&self.tasks)
+            .by_id
+            .insert(task.id.clone(), task.clone());
         Ok(())
     }
 
     async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
-        Ok(lock(&self.tasks).get(task_id).cloned())
+        Ok(lock(&self.tasks).by_id.get(task_id).cloned())
     }
 }
 
 #[async_trait]
 impl SnapshotStore for MemoryStore {
     async fn save(&self, snapshot: &StateSnapshot) -> Result<(), StoreError> {
+        self.admit(&snapshot.task_id);
         lock(&self.snapshots)
             .entry(snapshot.task_id.clone())
             .or_default()
@@ -92,7 +141,11 @@ impl SnapshotStore for MemoryStore {
 #[async_trait]
 impl MeteringStore for MemoryStore {
     async fn record(&self, event: &UsageEvent) -> Result<(), StoreError> {
-        lock(&self.events).push(event.clone());
+        let mut events = lock(&self.events);
+        events.push_back(event.clone());
+        while events.len() > self.capacity {
+            events.pop_front();
+        }
         Ok(())
     }
 
@@ -129,4 +182,49 @@ impl Store for MemoryStore {
     }
 
     async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn oldest_tasks_and_snapshots_are_forgotten_beyond_the_bound() {
+        let store = MemoryStore::with_capacity(2);
+        for id in ["a", "b", "c"] {
+            store.put_task(&Task::new(id, "conv")).await.unwrap();
+            let snapshot = StateSnapshot {
+                id: format!("s{id}"),
+                task_id: id.into(),
+                version: 1,
+                data: serde_json::Map::new(),
+                checkpoint: false,
+                created_at: Timestamp::now(),
+            };
+            store.save(&snapshot).await.unwrap();
+            store
+                .save(&StateSnapshot {
+                    version: 2,
+                    ..snapshot
+                })
+                .await
+                .unwrap();
+            store.put_task(&Task::new(id, "conv")).await.unwrap();
+        }
+        assert!(store.get_task("a").await.unwrap().is_none());
+        assert!(store.get("a", None).await.unwrap().is_none());
+        assert_eq!(store.list_versions("c").await.unwrap(), [1, 2]);
+        assert!(store.get_task("b").await.unwrap().is_some());
+        let event = UsageEvent {
+            task_id: "t".into(),
+            agent_id: "x".into(),
+            consumer_id: "c".into(),
+            metrics: crate::model::UsageMetrics::default(),
+            timestamp: Timestamp::now(),
+        };
+        for _ in 0..5 {
+            store.record(&event).await.unwrap();
+        }
+        assert_eq!(store.query("x", None, None).await.unwrap().len(), 2);
+    }
 }

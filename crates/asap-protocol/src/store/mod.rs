@@ -31,7 +31,7 @@ use async_trait::async_trait;
 
 use crate::model::{StateSnapshot, Task, Timestamp, UsageAggregate, UsageEvent};
 
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_MEMORY_CAPACITY, MemoryStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

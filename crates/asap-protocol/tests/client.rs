@@ -1,0 +1,347 @@
+//! The HTTP client against scripted servers: retries, Retry-After, circuit breaking,
+//! compression, authentication, and discovery caching.
+
+use std::io::Read;
+use std::time::Duration;
+
+use asap_protocol::client::{BreakerConfig, Client, ClientError, RetryPolicy};
+use asap_protocol::model::{Envelope, Model, TaskRequest, TaskResponse, TaskStatus};
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+fn request() -> Envelope {
+    Envelope::new(
+        "urn:asap:agent:client",
+        "urn:asap:agent:server",
+        TaskRequest::new("c", "echo", json!({"x": 1})),
+    )
+}
+
+fn success(id: &str) -> Value {
+    let reply = Envelope::new(
+        "urn:asap:agent:server",
+        "urn:asap:agent:client",
+        TaskResponse::new("t1", TaskStatus::Completed),
+    )
+    .with_correlation_id("x");
+    json!({"jsonrpc": "2.0", "result": {"envelope": reply.to_value()}, "id": id})
+}
+
+fn fast_retries(attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: attempts,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        jitter: 0.1,
+    }
+}
+
+fn client(attempts: u32) -> Client {
+    Client::builder()
+        .retry(fast_retries(attempts))
+        .circuit_breaker(None)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_the_same_id_and_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/asap"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/asap"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success("req-1")))
+        .mount(&server)
+        .await;
+    let reply = client(3).send(&server.uri(), &request()).await.unwrap();
+    assert_eq!(reply.payload_type, "task.response");
+    let seen: Vec<Request> = server.received_requests().await.unwrap();
+    assert_eq!(seen.len(), 3);
+    let bodies: Vec<Value> = seen
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert!(bodies.iter().all(|b| b["id"] == "req-1"));
+    let key = seen[0]
+        .headers
+        .get("x-idempotency-key")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        seen.iter()
+            .all(|r| r.headers.get("x-idempotency-key").unwrap() == key.as_str())
+    );
+    assert_eq!(bodies[0]["params"]["idempotency_key"], key.as_str());
+    // The body is what the reference client sends: Python's default json.dumps.
+    assert!(String::from_utf8_lossy(&seen[0].body).starts_with(
+        r#"{"jsonrpc": "2.0", "method": "asap.send", "params": {"envelope": {"id": ""#
+    ));
+}
+
+#[tokio::test]
+async fn rate_limits_honour_retry_after() {
+    let server = MockServer::start().await;
+    let limited = ResponseTemplate::new(429).insert_header("retry-after", "0");
+    Mock::given(method("POST"))
+        .respond_with(limited)
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success("req-1")))
+        .mount(&server)
+        .await;
+    client(2).send(&server.uri(), &request()).await.unwrap();
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn client_errors_and_remote_errors_are_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(413).set_body_string(r#"{"detail":"too big"}"#))
+        .mount(&server)
+        .await;
+    match client(3).send(&server.uri(), &request()).await {
+        Err(ClientError::Http { status: 413, body }) => assert!(body.contains("too big")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+
+    let server = MockServer::start().await;
+    let error = json!({"jsonrpc": "2.0", "error": {"code": -32602, "message": "Invalid params", "data": {"error": "x"}}, "id": "req-1"});
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(error))
+        .mount(&server)
+        .await;
+    let err = client(3).send(&server.uri(), &request()).await.unwrap_err();
+    assert_eq!(err.rpc_code(), Some(-32602));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_consecutive_failures() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let client = Client::builder()
+        .retry(RetryPolicy::none())
+        .circuit_breaker(Some(BreakerConfig {
+            threshold: 2,
+            open_for: Duration::from_secs(60),
+        }))
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            client.send(&server.uri(), &request()).await,
+            Err(ClientError::Http { status: 500, .. })
+        ));
+    }
+    match client.send(&server.uri(), &request()).await {
+        Err(ClientError::CircuitOpen(e)) => assert_eq!(e.code(), "asap:transport/circuit_open"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        2,
+        "the open circuit sent nothing"
+    );
+}
+
+#[tokio::test]
+async fn large_bodies_are_compressed_and_tokens_attached() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(header("authorization", "Bearer s3cret"))
+        .and(header("content-encoding", "br"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success("req-1")))
+        .mount(&server)
+        .await;
+    let client = Client::builder().bearer_token("s3cret").build().unwrap();
+    let big = Envelope::new(
+        "urn:asap:agent:client",
+        "urn:asap:agent:server",
+        TaskRequest::new("c", "echo", json!({"text": "y".repeat(5000)})),
+    );
+    client.send(&server.uri(), &big).await.unwrap();
+    let seen = server.received_requests().await.unwrap();
+    let mut plain = Vec::new();
+    brotli::Decompressor::new(seen[0].body.as_slice(), 4096)
+        .read_to_end(&mut plain)
+        .unwrap();
+    let body: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(
+        body["params"]["envelope"]["payload"]["input"]["text"]
+            .as_str()
+            .unwrap()
+            .len(),
+        5000
+    );
+    assert!(seen[0].body.len() < plain.len());
+}
+
+#[tokio::test]
+async fn responses_that_are_not_asap_are_rejected() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success("req-99")))
+        .mount(&server)
+        .await;
+    assert!(matches!(
+        client(1).send(&server.uri(), &request()).await,
+        Err(ClientError::InvalidResponse(_))
+    ));
+    let unanswered = Client::builder().retry(fast_retries(2)).build().unwrap();
+    assert!(matches!(
+        unanswered.send("http://127.0.0.1:9", &request()).await,
+        Err(ClientError::Transport(_))
+    ));
+    let strict = Client::builder().build().unwrap();
+    assert!(matches!(
+        strict.send("http://example.com", &request()).await,
+        Err(ClientError::InvalidRequest(_))
+    ));
+    let mut response_without_correlation = Envelope::new(
+        "urn:asap:agent:a",
+        "urn:asap:agent:b",
+        TaskResponse::new("t", TaskStatus::Completed),
+    );
+    response_without_correlation.correlation_id = None;
+    assert!(matches!(
+        strict
+            .send(&server.uri(), &response_without_correlation)
+            .await,
+        Err(ClientError::InvalidRequest(_))
+    ));
+}
+
+const MANIFEST: &str = r#"{"id":"urn:asap:agent:echo","name":"Echo","version":"1.0.0","description":"d","capabilities":{"asap_version":"0.1","skills":[{"id":"echo","description":"Echo"}]},"endpoints":{"asap":"http://x/asap"},"ttl_seconds":60}"#;
+
+#[tokio::test]
+async fn discovery_is_cached_and_revalidated_with_the_etag() {
+    let server = MockServer::start().await;
+    let etag = "\"abc\"";
+    Mock::given(method("GET"))
+        .and(path("/.well-known/asap/manifest.json"))
+        .and(header("if-none-match", etag))
+        .respond_with(
+            ResponseTemplate::new(304)
+                .insert_header("etag", etag)
+                .insert_header("cache-control", "public, max-age=300"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/asap/manifest.json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(MANIFEST)
+                .insert_header("etag", etag)
+                .insert_header("cache-control", "max-age=0"),
+        )
+        .mount(&server)
+        .await;
+    let client = Client::builder().build().unwrap();
+    let first = client.discover(&server.uri()).await.unwrap();
+    assert_eq!(first.skill("echo").unwrap().description, "Echo");
+    let second = client
+        .discover(&format!("{}/", server.uri()))
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    let third = client.discover(&server.uri()).await.unwrap();
+    assert_eq!(first, third);
+    let seen = server.received_requests().await.unwrap();
+    assert_eq!(
+        seen.len(),
+        2,
+        "one fetch, one revalidation, then fresh for 300 s"
+    );
+    assert_eq!(seen[1].headers.get("if-none-match").unwrap(), etag);
+}
+
+#[tokio::test]
+async fn invalid_and_incompatible_manifests_are_errors() {
+    let server = MockServer::start().await;
+    let future = MANIFEST.replace(r#""asap_version":"0.1""#, r#""asap_version":"2.0""#);
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(future))
+        .mount(&server)
+        .await;
+    assert!(matches!(
+        Client::builder()
+            .build()
+            .unwrap()
+            .discover(&server.uri())
+            .await,
+        Err(ClientError::Incompatible(_))
+    ));
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id": "x"}"#))
+        .mount(&server)
+        .await;
+    assert!(matches!(
+        Client::builder()
+            .build()
+            .unwrap()
+            .discover(&server.uri())
+            .await,
+        Err(ClientError::InvalidResponse(_))
+    ));
+}
+
+#[tokio::test]
+async fn health_checks_report_unhealthy_agents_and_cache_healthy_ones() {
+    let server = MockServer::start().await;
+    let healthy = r#"{"status":"healthy","agent_id":"urn:asap:agent:echo","version":"1.0.0","asap_version":"0.1","uptime_seconds":3.5,"load":null}"#;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/asap/health"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(healthy))
+        .mount(&server)
+        .await;
+    let client = Client::builder().build().unwrap();
+    assert!(
+        client
+            .health_check(&server.uri())
+            .await
+            .unwrap()
+            .is_healthy()
+    );
+    assert!(
+        client
+            .health_check(&server.uri())
+            .await
+            .unwrap()
+            .is_healthy()
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1, "cached");
+
+    let sick = MockServer::start().await;
+    let body = healthy.replace("\"healthy\"", "\"unhealthy\"");
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503).set_body_string(body))
+        .mount(&sick)
+        .await;
+    assert!(!client.health_check(&sick.uri()).await.unwrap().is_healthy());
+    let broken = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
+        .mount(&broken)
+        .await;
+    assert!(matches!(
+        client.health_check(&broken.uri()).await,
+        Err(ClientError::Http { status: 500, .. })
+    ));
+}
