@@ -600,3 +600,41 @@ async fn an_unavailable_store_makes_the_agent_unhealthy() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn responses_are_compressed_only_when_switched_on() {
+    let plain = start(Options::default()).await;
+    let body = serde_json::to_vec(&echo_request(json!({"text": "z".repeat(4000)}))).unwrap();
+    let reply = post_raw(
+        &plain.base,
+        body.clone(),
+        &[("accept-encoding", "gzip, br")],
+    )
+    .await;
+    assert!(reply.headers.get("content-encoding").is_none());
+    plain.stop().await;
+    let mut options = Options::default();
+    options.config.compress_responses = true;
+    let compressing = start(options).await;
+    let response = reqwest::Client::builder()
+        .no_gzip()
+        .no_brotli()
+        .build()
+        .unwrap()
+        .post(format!("{}/asap", compressing.base))
+        .header("accept-encoding", "gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let compressed = response.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(compressed.as_ref()),
+        &mut text,
+    )
+    .unwrap();
+    assert!(text.contains(&"z".repeat(4000)));
+    compressing.stop().await;
+}

@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` and bind it to an agent: `TOKEN=URN`, repeatable.
     #[arg(long = "bearer-token", value_name = "TOKEN=URN")]
     bearer_tokens: Vec<String>,
+    /// Compress responses when the client accepts gzip or br (the reference never does).
+    #[arg(long)]
+    compress_responses: bool,
     /// Serve only the reference's echo handler for `task.request` (no task records or
     /// snapshots), as the reference echo agent does.
     #[arg(long)]
@@ -100,6 +103,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.max_request_size = max;
     }
     config.require_nonce = args.require_nonce;
+    config.compress_responses = args.compress_responses;
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace);
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub max_concurrent_handlers: Option<usize>,
     /// Write the server span's trace ids into responses, as the reference does (section 9.12).
     pub trace_injection: bool,
+    /// Compress responses (gzip or Brotli, as `Accept-Encoding` allows). Off by default:
+    /// the reference never compresses responses.
+    pub compress_responses: bool,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             debug: false,
             max_concurrent_handlers: None,
             trace_injection: true,
+            compress_responses: false,
         }
     }
 }

@@ -220,7 +220,7 @@ impl Server {
 
     /// The axum router with every route (serve it with `ConnectInfo<SocketAddr>`).
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/asap", post(pipeline::handle))
             .route("/.well-known/asap/manifest.json", get(discovery::manifest))
             .route("/.well-known/asap/health", get(discovery::health))
@@ -230,7 +230,16 @@ impl Server {
             .fallback(response::not_found)
             .method_not_allowed_fallback(response::method_not_allowed)
             .layer(middleware::from_fn(refuse_head))
-            .with_state(self.state.clone())
+            .with_state(self.state.clone());
+        if self.state.config.compress_responses {
+            router.layer(
+                tower_http::compression::CompressionLayer::new()
+                    .gzip(true)
+                    .br(true),
+            )
+        } else {
+            router
+        }
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops accepting, lets
