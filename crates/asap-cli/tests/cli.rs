@@ -122,3 +122,84 @@ fn schemas_export_writes_one_file_per_model() {
         assert!(dir.path().join(path).is_file(), "{path}");
     }
 }
+
+/// `asap serve` with a manifest file, driven by `asap send`/`discover`/`health`,
+/// then stopped with SIGTERM.
+#[test]
+fn serve_with_a_manifest_file_answers_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.json");
+    std::fs::write(
+        &manifest,
+        r#"{"id":"urn:asap:agent:from-file","name":"From File","version":"2.0.0","description":"d",
+            "capabilities":{"skills":[{"id":"echo","description":"Echo"}]},"endpoints":{"asap":"http://127.0.0.1:1/asap"}}"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with(
+            "asap: From File (urn:asap:agent:from-file) listening on http://127.0.0.1:"
+        ),
+        "{line}"
+    );
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+
+    let discovered = asap(&["discover", &url], None);
+    let m: serde_json::Value = serde_json::from_slice(&discovered.stdout).unwrap();
+    assert_eq!(
+        (m["id"].as_str(), m["version"].as_str()),
+        (Some("urn:asap:agent:from-file"), Some("2.0.0"))
+    );
+    let health = asap(&["health", &url], None);
+    assert!(health.status.success());
+
+    let envelope = dir.path().join("envelope.json");
+    std::fs::write(
+        &envelope,
+        VALID.replace("urn:asap:agent:b", "urn:asap:agent:from-file"),
+    )
+    .unwrap();
+    let sent = asap(
+        &["send", &url, "--envelope", envelope.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stdout)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+    assert_eq!(reply["payload"]["status"], "completed");
+    let failed = asap(&["send", &url, "--skill", "no-such-skill"], None);
+    assert_eq!(failed.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(error["error"]["code"], -32602);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(rest.contains("asap: stopped"), "{rest}");
+    assert!(dir.path().join("data/asap_state.db").is_file());
+}
