@@ -12,35 +12,17 @@
 //! The second test validates every document the reference accepted against the JSON
 //! Schemas this crate exports.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{reference_python, workspace};
 use std::process::Command;
 
 use asap_protocol::json;
 use asap_protocol::model::named::validate_named;
 use asap_protocol::model::{ErrorKind, ValidationError};
 use serde_json::Value;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The reference's Python interpreter; creates the virtualenv on first use.
-fn reference_python() -> PathBuf {
-    let script = workspace().join("scripts/ref-venv.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "could not create the reference virtualenv (needs Python >= 3.13 and PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 /// Runs the reference's corpus generator into `dir` and returns its cases.
 fn reference_corpus(dir: &Path) -> (PathBuf, Vec<Value>) {

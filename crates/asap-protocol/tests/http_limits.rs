@@ -638,3 +638,26 @@ async fn responses_are_compressed_only_when_switched_on() {
     assert!(text.contains(&"z".repeat(4000)));
     compressing.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut options = Options::default();
+    options.config.body_read_timeout = Duration::from_millis(300);
+    let server = start(options).await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket
+        .write_all(b"POST /asap HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"jsonrpc\"")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server must not wait forever");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.contains("Request body not received within 0.3 seconds"),
+        "{text}"
+    );
+    server.stop().await;
+}

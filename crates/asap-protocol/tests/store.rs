@@ -1,5 +1,7 @@
 //! The store contract, run against every backend.
 
+mod common;
+
 use std::sync::Arc;
 
 use asap_protocol::model::{StateSnapshot, Task, TaskStatus, Timestamp, UsageEvent, UsageMetrics};
@@ -234,28 +236,13 @@ async fn concurrent_sqlite_writers_lose_nothing() {
     b.close().await;
 }
 
-/// The reference's Python interpreter; creates the virtualenv on first use.
-fn reference_python() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = std::process::Command::new("bash")
-        .arg(root.join("scripts/ref-venv.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "reference virtualenv: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 #[tokio::test]
 async fn sqlite_files_are_shared_with_the_reference() {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/sqlite_compat.py");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.db");
-    let python = reference_python();
+    let python = common::reference_python();
     let out = std::process::Command::new(&python)
         .arg(&script)
         .arg("write")

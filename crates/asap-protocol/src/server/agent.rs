@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 use super::handler::{Handler, HandlerContext, HandlerError, HandlerRegistry};
 use crate::json::JsonObject;
 use crate::model::{
-    AckStatus, AsapError, Envelope, MessageAck, MessageSend, Model, PayloadType, StateQuery,
-    StateRestore, StateSnapshot, Task, TaskCancel, TaskRequest, TaskResponse, TaskStatus,
-    Timestamp, generate_id,
+    AckStatus, AsapError, Envelope, MessageAck, MessageSend, Model, Payload, PayloadType,
+    StateQuery, StateRestore, StateSnapshot, Task, TaskCancel, TaskRequest, TaskResponse,
+    TaskStatus, Timestamp, generate_id,
 };
 
 /// Payload type of the answer to `state.query` (the interop test-agent contract).
@@ -44,6 +44,17 @@ pub fn reply(
     }
 }
 
+/// [`reply`] carrying a typed payload under its canonical payload type.
+fn respond(request: &Envelope, ctx: &HandlerContext, payload: impl Into<Payload>) -> Envelope {
+    let payload = payload.into();
+    reply(
+        request,
+        ctx,
+        payload.payload_type().as_str(),
+        payload.to_object(),
+    )
+}
+
 fn object(value: Value) -> JsonObject {
     match value {
         Value::Object(map) => map,
@@ -66,12 +77,7 @@ impl Handler for EchoHandler {
         let task: TaskRequest = request.payload_as()?;
         let response = TaskResponse::new(format!("task_{}", generate_id()), TaskStatus::Completed)
             .with_result(object(json!({"echoed": task.input})));
-        Ok(reply(
-            &request,
-            ctx,
-            PayloadType::TaskResponse.as_str(),
-            response.to_value().as_object().cloned().unwrap_or_default(),
-        ))
+        Ok(respond(&request, ctx, response))
     }
 }
 
@@ -212,12 +218,7 @@ impl Handler for TaskHandler {
         )
         .await?;
         let response = TaskResponse::new(task.id.clone(), task.status).with_result(result);
-        Ok(reply(
-            &request,
-            ctx,
-            PayloadType::TaskResponse.as_str(),
-            object(response.to_value()),
-        ))
+        Ok(respond(&request, ctx, response))
     }
 }
 
@@ -250,12 +251,7 @@ impl Handler for CancelHandler {
         task.transition(TaskStatus::Cancelled)?;
         ctx.store.put_task(&task).await?;
         let response = TaskResponse::new(task.id, TaskStatus::Cancelled);
-        Ok(reply(
-            &request,
-            ctx,
-            PayloadType::TaskResponse.as_str(),
-            object(response.to_value()),
-        ))
+        Ok(respond(&request, ctx, response))
     }
 }
 
@@ -356,12 +352,7 @@ impl Handler for MessageHandler {
             status: AckStatus::Processed,
             error: None,
         };
-        Ok(reply(
-            &request,
-            ctx,
-            PayloadType::MessageAck.as_str(),
-            object(ack.to_value()),
-        ))
+        Ok(respond(&request, ctx, ack))
     }
 }
 

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub max_concurrent_handlers: Option<usize>,
     /// Write the server span's trace ids into responses, as the reference does (section 9.12).
     pub trace_injection: bool,
+    /// Longest time to receive a request body; a slower client gets 408.
+    pub body_read_timeout: Duration,
     /// Compress responses (gzip or Brotli, as `Accept-Encoding` allows). Off by default:
     /// the reference never compresses responses.
     pub compress_responses: bool,
@@ -75,6 +77,7 @@ impl Default for ServerConfig {
             max_concurrent_handlers: None,
             trace_injection: true,
             compress_responses: false,
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -81,9 +81,17 @@ pub(crate) async fn handle(
         Ok(c) => c,
         Err(r) => return detail(r.status, r.detail),
     };
-    let raw = match read_limited(body, max).await {
-        Ok(raw) => raw,
-        Err(r) => return detail(r.status, r.detail),
+    let read_timeout = state.config.body_read_timeout;
+    let raw = match tokio::time::timeout(read_timeout, read_limited(body, max)).await {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(r)) => return detail(r.status, r.detail),
+        Err(_) => {
+            let message = format!(
+                "Request body not received within {} seconds",
+                read_timeout.as_secs_f64()
+            );
+            return detail(StatusCode::REQUEST_TIMEOUT, message);
+        }
     };
     let bytes = match decode(raw, coding, max) {
         Ok(b) => b,

@@ -155,23 +155,12 @@ impl MeteringStore for MemoryStore {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> Result<Vec<UsageEvent>, StoreError> {
-        let instant = |t: &Timestamp| t.to_offset_datetime();
-        let mut found: Vec<UsageEvent> = lock(&self.events)
+        let mine: Vec<UsageEvent> = lock(&self.events)
             .iter()
             .filter(|e| e.agent_id == agent_id)
-            .filter(|e| {
-                start
-                    .as_ref()
-                    .is_none_or(|s| instant(&e.timestamp) >= instant(s))
-            })
-            .filter(|e| {
-                end.as_ref()
-                    .is_none_or(|s| instant(&e.timestamp) <= instant(s))
-            })
             .cloned()
             .collect();
-        found.sort_by_key(|e| instant(&e.timestamp));
-        Ok(found)
+        Ok(super::within(mine, start, end))
     }
 }
 

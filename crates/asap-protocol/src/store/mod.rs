@@ -98,6 +98,27 @@ pub trait MeteringStore: Send + Sync {
     }
 }
 
+/// Keeps the events with `start <= timestamp <= end`, oldest first, comparing instants
+/// (not strings, so events written with different offsets order correctly).
+pub(crate) fn within(
+    mut events: Vec<UsageEvent>,
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+) -> Vec<UsageEvent> {
+    let instant = |t: &Timestamp| t.to_offset_datetime();
+    events.retain(|e| {
+        start
+            .as_ref()
+            .is_none_or(|s| instant(&e.timestamp) >= instant(s))
+    });
+    events.retain(|e| {
+        end.as_ref()
+            .is_none_or(|s| instant(&e.timestamp) <= instant(s))
+    });
+    events.sort_by_key(|e| instant(&e.timestamp));
+    events
+}
+
 /// One backend providing every store, plus the operations a server needs for health
 /// and shutdown.
 #[async_trait]

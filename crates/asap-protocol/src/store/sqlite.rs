@@ -221,19 +221,7 @@ impl MeteringStore for SqliteStore {
                     .map_err(corrupt)?,
             });
         }
-        // Compare instants, not strings, so rows written with different offsets order correctly.
-        let instant = |t: &Timestamp| t.to_offset_datetime();
-        events.retain(|e| {
-            start
-                .as_ref()
-                .is_none_or(|s| instant(&e.timestamp) >= instant(s))
-        });
-        events.retain(|e| {
-            end.as_ref()
-                .is_none_or(|s| instant(&e.timestamp) <= instant(s))
-        });
-        events.sort_by_key(|e| instant(&e.timestamp));
-        Ok(events)
+        Ok(super::within(events, start, end))
     }
 }
 
