@@ -23,6 +23,8 @@
 //! assert_eq!(received.payload_as::<TaskRequest>().unwrap().input["message"], "hello");
 //! ```
 
+#[cfg(feature = "oauth2")]
+pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod json;

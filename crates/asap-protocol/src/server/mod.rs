@@ -25,6 +25,8 @@ mod config;
 mod discovery;
 mod handler;
 mod metrics;
+#[cfg(feature = "oauth2")]
+mod oauth2;
 mod pipeline;
 mod rate_limit;
 mod replay;
@@ -56,6 +58,8 @@ pub use config::{ConfigError, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_RATE_LIMIT, Serv
 pub use discovery::ServedManifest;
 pub use handler::{Handler, HandlerContext, HandlerError, HandlerRegistry};
 pub use metrics::{ErrorType, METRICS_CONTENT_TYPE, Metrics};
+#[cfg(feature = "oauth2")]
+pub use oauth2::OAuth2;
 pub use rate_limit::{Limited, RateLimitError, RateLimitRule};
 pub use replay::{NonceStore, check_timestamp};
 pub use trace::ServerSpan;
@@ -91,6 +95,8 @@ pub(crate) struct Inner {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) handler_slots: Option<Arc<tokio::sync::Semaphore>>,
+    #[cfg(feature = "oauth2")]
+    pub(crate) oauth2: Option<OAuth2>,
 }
 
 /// Shared state of every route.
@@ -123,9 +129,18 @@ pub struct ServerBuilder {
     store: Option<Arc<dyn Store>>,
     config: ServerConfig,
     token_validator: Option<Arc<dyn TokenValidator>>,
+    #[cfg(feature = "oauth2")]
+    oauth2: Option<OAuth2>,
 }
 
 impl ServerBuilder {
+    /// Requires a valid OAuth2 bearer JWT on every path under the prefix (section 10.2).
+    #[cfg(feature = "oauth2")]
+    pub fn oauth2(mut self, oauth2: OAuth2) -> Self {
+        self.oauth2 = Some(oauth2);
+        self
+    }
+
     /// The agent's manifest (required).
     pub fn manifest(mut self, manifest: Manifest) -> Self {
         self.manifest = Some(manifest);
@@ -177,6 +192,8 @@ impl ServerBuilder {
             handler_slots: config
                 .max_concurrent_handlers
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+            #[cfg(feature = "oauth2")]
+            oauth2: self.oauth2,
             config,
         };
         Ok(Server {
@@ -231,6 +248,14 @@ impl Server {
             .method_not_allowed_fallback(response::method_not_allowed)
             .layer(middleware::from_fn(refuse_head))
             .with_state(self.state.clone());
+        // OAuth2 runs first of all (step 1), before size limits and rate limiting.
+        #[cfg(feature = "oauth2")]
+        let router = match &self.state.oauth2 {
+            Some(oauth) => {
+                router.layer(middleware::from_fn_with_state(oauth.clone(), oauth2::guard))
+            }
+            None => router,
+        };
         if self.state.config.compress_responses {
             router.layer(
                 tower_http::compression::CompressionLayer::new()

@@ -1,0 +1,122 @@
+//! A JWKS fetched over HTTP, cached, and refetched on an unknown key at most once per
+//! throttle interval, with one fetch at a time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+
+/// Why the key set could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("JWKS unavailable: {0}")]
+pub struct JwksError(pub String);
+
+#[derive(Default)]
+struct Cached {
+    keys: Option<Arc<JwkSet>>,
+    fetched_at: Option<Instant>,
+}
+
+/// The key set of `uri`, cached for `ttl` (default 3600 s, as the reference's
+/// middleware) and refetched on demand no more often than `min_refetch` (default 10 s).
+pub struct JwksCache {
+    uri: String,
+    http: reqwest::Client,
+    ttl: Duration,
+    min_refetch: Duration,
+    state: tokio::sync::Mutex<Cached>,
+    fetches: AtomicU64,
+}
+
+impl JwksCache {
+    /// A cache of `uri` with the default TTL and throttle.
+    pub fn new(uri: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self::with_client(uri, http)
+    }
+
+    /// A cache using `http` to fetch.
+    pub fn with_client(uri: impl Into<String>, http: reqwest::Client) -> Self {
+        Self {
+            uri: uri.into(),
+            http,
+            ttl: Duration::from_secs(3600),
+            min_refetch: Duration::from_secs(10),
+            state: tokio::sync::Mutex::new(Cached::default()),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets how long a fetched key set is used.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets the shortest interval between two fetches caused by unknown keys.
+    pub fn min_refetch(mut self, interval: Duration) -> Self {
+        self.min_refetch = interval;
+        self
+    }
+
+    /// How many times the key set was fetched.
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    async fn fetch(&self) -> Result<Arc<JwkSet>, JwksError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .http
+            .get(&self.uri)
+            .send()
+            .await
+            .map_err(|e| JwksError(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(JwksError(format!(
+                "{} answered HTTP {}",
+                self.uri,
+                response.status()
+            )));
+        }
+        let set: JwkSet = response
+            .json()
+            .await
+            .map_err(|e| JwksError(format!("not a JWK set: {e}")))?;
+        Ok(Arc::new(set))
+    }
+
+    /// The current key set (fetched when absent or older than the TTL).
+    pub async fn keys(&self) -> Result<Arc<JwkSet>, JwksError> {
+        let mut state = self.state.lock().await;
+        if let (Some(keys), Some(at)) = (&state.keys, state.fetched_at)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(keys.clone());
+        }
+        let keys = self.fetch().await?;
+        state.keys = Some(keys.clone());
+        state.fetched_at = Some(Instant::now());
+        Ok(keys)
+    }
+
+    /// A fresh key set after a token named a key we do not have, unless the last fetch
+    /// was less than `min_refetch` ago (then `None`: the caller keeps the current set).
+    pub async fn refresh(&self) -> Result<Option<Arc<JwkSet>>, JwksError> {
+        let mut state = self.state.lock().await;
+        if state
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < self.min_refetch)
+        {
+            return Ok(None);
+        }
+        let keys = self.fetch().await?;
+        state.keys = Some(keys.clone());
+        state.fetched_at = Some(Instant::now());
+        Ok(Some(keys))
+    }
+}

@@ -1,0 +1,278 @@
+//! Bearer JWT validation (wire spec section 10.2) with reference-compatible defaults
+//! and strict switches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde_json::{Map, Value};
+
+use super::jwks::JwksCache;
+
+/// Read access: manifest, health, metrics.
+pub const SCOPE_READ: &str = "asap:read";
+/// Sending tasks (`POST /asap`, `/asap/ws`).
+pub const SCOPE_EXECUTE: &str = "asap:execute";
+/// Administration.
+pub const SCOPE_ADMIN: &str = "asap:admin";
+/// The claim carrying the agent URN, as the reference names it (`ASAP_AUTH_CUSTOM_CLAIM`).
+pub const DEFAULT_CUSTOM_CLAIM: &str = "https://github.com/adriannoes/asap-protocol/agent_id";
+/// Longest token accepted, in bytes.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// What a token must satisfy. `Default` is the reference's behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtPolicy {
+    /// A scope every token must carry (`None`: no scope check).
+    pub required_scope: Option<String>,
+    /// The claim compared with the manifest id when present.
+    pub custom_claim: String,
+    /// Refuse tokens without `exp` (the reference accepts them).
+    pub require_exp: bool,
+    /// Refuse tokens whose `nbf` is in the future (the reference ignores `nbf`).
+    pub check_nbf: bool,
+    /// Clock tolerance for `exp` and `nbf` (the reference has none).
+    pub leeway: Duration,
+    /// Required `iss` (the reference never checks it).
+    pub issuer: Option<String>,
+    /// Required `aud` (the reference never checks it).
+    pub audience: Option<String>,
+    /// Read scopes from `scp` when `scope` is absent (Azure AD style; the reference ignores `scp`).
+    pub accept_scp: bool,
+}
+
+impl Default for JwtPolicy {
+    fn default() -> Self {
+        Self {
+            required_scope: None,
+            custom_claim: std::env::var("ASAP_AUTH_CUSTOM_CLAIM")
+                .unwrap_or_else(|_| DEFAULT_CUSTOM_CLAIM.to_owned()),
+            require_exp: false,
+            check_nbf: false,
+            leeway: Duration::ZERO,
+            issuer: None,
+            audience: None,
+            accept_scp: false,
+        }
+    }
+}
+
+impl JwtPolicy {
+    /// What to turn on in production: `exp` required, `nbf` checked (30 s leeway),
+    /// and the given issuer and audience required.
+    pub fn strict(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            require_exp: true,
+            check_nbf: true,
+            leeway: Duration::from_secs(30),
+            issuer: Some(issuer.into()),
+            audience: Some(audience.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    /// `sub`.
+    pub subject: String,
+    /// Scopes from `scope` (or `scp` when allowed).
+    pub scopes: Vec<String>,
+    /// `exp`, when present.
+    pub expires_at: Option<i64>,
+    /// Every claim.
+    pub all: Map<String, Value>,
+}
+
+/// Why a request is refused, with the reference's status and `detail`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header: 401.
+    #[error("Authentication required")]
+    MissingToken,
+    /// The token is not valid (signature, format, expiry, `sub`, ...): 401.
+    #[error("Invalid authentication token")]
+    InvalidToken(String),
+    /// The required scope is missing: 403.
+    #[error("Insufficient scope")]
+    InsufficientScope,
+    /// The custom claim names another agent: 403.
+    #[error("Identity mismatch: custom claim does not match agent manifest (expected: {expected})")]
+    IdentityMismatch {
+        /// The manifest id.
+        expected: String,
+    },
+    /// The key set could not be fetched: 503.
+    #[error("Authentication service unavailable")]
+    Unavailable(String),
+}
+
+impl AuthError {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingToken | Self::InvalidToken(_) => 401,
+            Self::InsufficientScope | Self::IdentityMismatch { .. } => 403,
+            Self::Unavailable(_) => 503,
+        }
+    }
+}
+
+/// Validates bearer JWTs for one agent.
+pub struct JwtValidator {
+    jwks: Arc<JwksCache>,
+    policy: JwtPolicy,
+    manifest_id: String,
+    hmac_secret: Option<Vec<u8>>,
+}
+
+fn family_matches(alg: Algorithm, jwk: &Jwk) -> bool {
+    matches!(
+        (alg, &jwk.algorithm),
+        (Algorithm::RS256, AlgorithmParameters::RSA(_))
+            | (Algorithm::ES256, AlgorithmParameters::EllipticCurve(_))
+            | (Algorithm::EdDSA, AlgorithmParameters::OctetKeyPair(_))
+    )
+}
+
+fn pick(keys: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
+    match kid {
+        Some(kid) => keys.find(kid).filter(|k| family_matches(alg, k)).cloned(),
+        None => keys.keys.iter().find(|k| family_matches(alg, k)).cloned(),
+    }
+}
+
+/// `scope` as a space-separated string or an array of strings.
+fn scopes(value: Option<&Value>) -> Option<Vec<String>> {
+    match value? {
+        Value::String(s) => Some(s.split_whitespace().map(str::to_owned).collect()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+impl JwtValidator {
+    /// A validator for the agent `manifest_id`, with keys from `jwks`.
+    pub fn new(jwks: Arc<JwksCache>, manifest_id: impl Into<String>, policy: JwtPolicy) -> Self {
+        Self {
+            jwks,
+            policy,
+            manifest_id: manifest_id.into(),
+            hmac_secret: None,
+        }
+    }
+
+    /// Also accepts HS256 tokens signed with this shared secret.
+    pub fn with_hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.hmac_secret = Some(secret.into());
+        self
+    }
+
+    /// The key cache (for its fetch count).
+    pub fn jwks(&self) -> &JwksCache {
+        &self.jwks
+    }
+
+    /// Validates a token and applies the scope and identity rules.
+    pub async fn validate(&self, token: &str) -> Result<Claims, AuthError> {
+        let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid("token too large"));
+        }
+        let header = decode_header(token).map_err(|e| invalid(&e.to_string()))?;
+        let key = match header.alg {
+            Algorithm::HS256 => match &self.hmac_secret {
+                Some(secret) => DecodingKey::from_secret(secret),
+                None => return Err(invalid("HS256 is not accepted without a shared secret")),
+            },
+            Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA => {
+                let kid = header.kid.as_deref();
+                if kid.is_some_and(|k| k.len() > 256) {
+                    return Err(invalid("kid too long"));
+                }
+                let keys = self
+                    .jwks
+                    .keys()
+                    .await
+                    .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                let jwk = match pick(&keys, kid, header.alg) {
+                    Some(jwk) => jwk,
+                    None => {
+                        let fresh = self
+                            .jwks
+                            .refresh()
+                            .await
+                            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                        fresh
+                            .and_then(|keys| pick(&keys, kid, header.alg))
+                            .ok_or_else(|| invalid("no key for this token"))?
+                    }
+                };
+                DecodingKey::from_jwk(&jwk).map_err(|e| invalid(&e.to_string()))?
+            }
+            _ => return Err(invalid("algorithm not allowed")),
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.required_spec_claims.clear();
+        if self.policy.require_exp {
+            validation.required_spec_claims.insert("exp".into());
+        }
+        validation.validate_exp = true;
+        validation.validate_nbf = self.policy.check_nbf;
+        validation.leeway = self.policy.leeway.as_secs();
+        validation.validate_aud = false;
+        if let Some(issuer) = &self.policy.issuer {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".into());
+        }
+        if let Some(audience) = &self.policy.audience {
+            validation.set_audience(&[audience]);
+            validation.validate_aud = true;
+            validation.required_spec_claims.insert("aud".into());
+        }
+        let data = decode::<Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| invalid(&e.to_string()))?;
+        let all = data.claims;
+        let subject = match all.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(invalid("sub missing")),
+        };
+        let mut granted = scopes(all.get("scope"));
+        if granted.is_none() && self.policy.accept_scp {
+            granted = scopes(all.get("scp"));
+        }
+        let granted = granted.unwrap_or_default();
+        if let Some(required) = &self.policy.required_scope
+            && !granted.iter().any(|s| s == required)
+        {
+            return Err(AuthError::InsufficientScope);
+        }
+        match all.get(&self.policy.custom_claim) {
+            None | Some(Value::Null) => {}
+            Some(value) => {
+                let text = crate::model::pyrepr::python_str(value);
+                if text.trim() != self.manifest_id {
+                    return Err(AuthError::IdentityMismatch {
+                        expected: self.manifest_id.clone(),
+                    });
+                }
+            }
+        }
+        let expires_at = all.get("exp").and_then(Value::as_i64);
+        Ok(Claims {
+            subject,
+            scopes: granted,
+            expires_at,
+            all,
+        })
+    }
+}

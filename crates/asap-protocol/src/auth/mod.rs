@@ -1,0 +1,15 @@
+//! Identity (wire spec section 10): validating OAuth2 bearer JWTs against a JWKS, with
+//! scopes and identity binding.
+//!
+//! Defaults accept exactly what the reference accepts (no `exp` required, `iss`, `aud`
+//! and `nbf` not checked, scopes from `scope` only, no leeway); [`JwtPolicy::strict`]
+//! turns on the checks a production deployment wants.
+
+mod jwks;
+mod jwt;
+
+pub use jwks::{JwksCache, JwksError};
+pub use jwt::{
+    AuthError, Claims, DEFAULT_CUSTOM_CLAIM, JwtPolicy, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE,
+    SCOPE_READ,
+};
