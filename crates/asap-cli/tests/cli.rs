@@ -203,3 +203,101 @@ fn serve_with_a_manifest_file_answers_and_stops_on_sigterm() {
     assert!(rest.contains("asap: stopped"), "{rest}");
     assert!(dir.path().join("data/asap_state.db").is_file());
 }
+
+/// `asap serve --oauth2-jwks-uri`: tokens required on /asap, `asap send --token` works.
+#[test]
+fn serve_with_oauth2_requires_a_token() {
+    use std::io::{BufRead, BufReader, Read as _, Write as _};
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../asap-protocol/tests/fixtures"
+    );
+    let jwks = std::fs::read(format!("{fixtures}/jwks.json")).unwrap();
+    let idp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks_uri = format!("http://{}/jwks", idp.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in idp.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                jwks.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&jwks);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--storage",
+            "memory",
+            "--oauth2-jwks-uri",
+            &jwks_uri,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+
+    let unauthenticated = asap(
+        &[
+            "send",
+            &url,
+            "--skill",
+            "echo",
+            "--recipient",
+            "urn:asap:agent:asap-rs",
+        ],
+        None,
+    );
+    assert_eq!(unauthenticated.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unauthenticated.stdout).contains("Authentication required"));
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"sub": "cli", "scope": "asap:execute", "exp": now + 600});
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(format!("{fixtures}/test-rsa-1.pem")).unwrap(),
+    )
+    .unwrap();
+    let header = jsonwebtoken::Header {
+        kid: Some("test-rsa-1".into()),
+        ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256)
+    };
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let sent = asap(
+        &[
+            "send",
+            &url,
+            "--skill",
+            "echo",
+            "--recipient",
+            "urn:asap:agent:asap-rs",
+            "--token",
+            &token,
+        ],
+        None,
+    );
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stdout)
+    );
+    // The manifest stays public.
+    assert!(asap(&["discover", &url], None).status.success());
+    let _ = child.kill();
+    let _ = child.wait();
+}

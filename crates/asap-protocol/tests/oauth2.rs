@@ -60,28 +60,40 @@ async fn idp() -> Idp {
     let rotated = Arc::new(AtomicBool::new(false));
     let down = Arc::new(AtomicBool::new(false));
     let (r, d) = (rotated.clone(), down.clone());
-    let app = axum::Router::new().route(
-        "/jwks",
-        axum::routing::get(move || {
-            let (r, d) = (r.clone(), d.clone());
-            async move {
-                if d.load(Ordering::Relaxed) {
-                    return (http::StatusCode::SERVICE_UNAVAILABLE, String::new());
-                }
-                let file = if r.load(Ordering::Relaxed) {
-                    "jwks-rotated.json"
-                } else {
-                    "jwks.json"
-                };
-                (
-                    http::StatusCode::OK,
-                    String::from_utf8(fixture(file)).unwrap(),
-                )
-            }
-        }),
-    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let doc = json!({"issuer": base, "token_endpoint": format!("{base}/token"), "jwks_uri": format!("{base}/jwks")});
+    let wrong = json!({"issuer": "https://impostor.test", "token_endpoint": format!("{base}/token"), "jwks_uri": format!("{base}/jwks")});
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(move || async move { axum::Json(doc) }),
+        )
+        .route(
+            "/tenant/.well-known/openid-configuration",
+            axum::routing::get(move || async move { axum::Json(wrong) }),
+        )
+        .route(
+            "/jwks",
+            axum::routing::get(move || {
+                let (r, d) = (r.clone(), d.clone());
+                async move {
+                    if d.load(Ordering::Relaxed) {
+                        return (http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+                    }
+                    let file = if r.load(Ordering::Relaxed) {
+                        "jwks-rotated.json"
+                    } else {
+                        "jwks.json"
+                    };
+                    (
+                        http::StatusCode::OK,
+                        String::from_utf8(fixture(file)).unwrap(),
+                    )
+                }
+            }),
+        );
+    let url = format!("{base}/jwks");
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Idp { url, rotated, down }
 }
@@ -147,7 +159,7 @@ async fn reference_behaviour_by_default() {
         (
             401,
             json!({"detail": "Authentication required"}),
-            Some("Bearer")
+            Some(r#"Bearer realm="asap", scope="asap:execute""#)
         )
     );
     let token = rsa(&good_claims());
@@ -186,17 +198,22 @@ async fn reference_behaviour_by_default() {
             .0,
         200
     );
-    // Scope missing, or only in `scp`: 403.
+    // Scope missing, or only in `scp`: 403, with the RFC 6750 challenge.
     for claims in [
         json!({"sub": "c", "scope": "asap:read"}),
         json!({"sub": "c", "scp": "asap:execute"}),
     ] {
-        let (status, body, _) = call(&server.base, Some(&format!("Bearer {}", rsa(&claims)))).await;
+        let (status, body, challenge) =
+            call(&server.base, Some(&format!("Bearer {}", rsa(&claims)))).await;
         assert_eq!(
             (status, body),
             (403, json!({"detail": "Insufficient scope"}))
         );
+        let expected = r#"Bearer realm="asap", error="insufficient_scope", error_description="Insufficient scope", scope="asap:execute""#;
+        assert_eq!(challenge.as_deref(), Some(expected));
     }
+    let (_, _, challenge) = call(&server.base, Some("Bearer garbage")).await;
+    assert!(challenge.unwrap().contains(r#"error="invalid_token""#));
     // Identity binding.
     let claim = "https://github.com/adriannoes/asap-protocol/agent_id";
     let mismatch =
@@ -433,4 +450,31 @@ fn base64url(bytes: Vec<u8>) -> String {
         }
     }
     out
+}
+
+#[tokio::test]
+async fn oidc_discovery_finds_the_keys_and_checks_the_issuer() {
+    use asap_protocol::auth::{OidcDiscovery, OidcError};
+    let idp = idp().await;
+    let issuer = idp.url.trim_end_matches("/jwks").to_owned();
+    let discovery = OidcDiscovery::new(format!("{issuer}/"));
+    assert_eq!(
+        discovery.url(),
+        format!("{issuer}/.well-known/openid-configuration")
+    );
+    let config = discovery.config().await.unwrap();
+    assert_eq!(config.jwks_uri, idp.url);
+    assert_eq!(config.token_endpoint, format!("{issuer}/token"));
+    let validator = JwtValidator::new(Arc::new(JwksCache::new(&config.jwks_uri)), AGENT, scoped());
+    validator.validate(&rsa(&good_claims())).await.unwrap();
+    let impostor = OidcDiscovery::new(format!("{issuer}/tenant"));
+    assert!(matches!(
+        impostor.config().await,
+        Err(OidcError::IssuerMismatch { .. })
+    ));
+    let nowhere = OidcDiscovery::new("http://127.0.0.1:9");
+    assert!(matches!(
+        nowhere.config().await,
+        Err(OidcError::Fetch { .. })
+    ));
 }

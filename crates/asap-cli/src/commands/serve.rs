@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator, OidcDiscovery};
 use asap_protocol::model::{AuthScheme, Manifest, Model, Skill};
 use asap_protocol::server::{
-    HandlerRegistry, RateLimitRule, Server, ServerConfig, StaticTokens, default_skills,
+    HandlerRegistry, OAuth2, RateLimitRule, Server, ServerConfig, StaticTokens, default_skills,
     shutdown_signal,
 };
 use asap_protocol::store::StorageConfig;
@@ -49,6 +50,23 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` and bind it to an agent: `TOKEN=URN`, repeatable.
     #[arg(long = "bearer-token", value_name = "TOKEN=URN")]
     bearer_tokens: Vec<String>,
+    /// Require OAuth2 bearer JWTs on every path under /asap; keys from this provider's
+    /// OIDC discovery document (its issuer must match).
+    #[arg(long, env = "ASAP_AUTH_ISSUER")]
+    oauth2_issuer: Option<String>,
+    /// Require OAuth2 bearer JWTs, with keys from this JWKS URL (overrides discovery).
+    #[arg(long, env = "ASAP_AUTH_JWKS_URI")]
+    oauth2_jwks_uri: Option<String>,
+    /// The scope every OAuth2 token must carry ("" for none).
+    #[arg(long, default_value = "asap:execute")]
+    oauth2_scope: String,
+    /// Require this `aud` in OAuth2 tokens.
+    #[arg(long, env = "ASAP_AUTH_AUDIENCE")]
+    oauth2_audience: Option<String>,
+    /// Production checks the reference does not make: require `exp`, check `nbf`
+    /// (30 s leeway) and, with --oauth2-issuer, `iss`.
+    #[arg(long)]
+    oauth2_strict: bool,
     /// Compress responses when the client accepts gzip or br (the reference never does).
     #[arg(long)]
     compress_responses: bool,
@@ -151,6 +169,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
+    if let Some(oauth) = oauth2(&args, &manifest.id).await? {
+        builder = builder.oauth2(oauth);
+    }
     let server = builder.manifest(manifest.clone()).build()?;
     println!(
         "asap: {} ({}) listening on {base_url}",
@@ -161,4 +182,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     server.serve(listener, shutdown_signal()).await?;
     println!("asap: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The OAuth2 protection the flags ask for, if any.
+async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth2>> {
+    let jwks_uri = match (&args.oauth2_jwks_uri, &args.oauth2_issuer) {
+        (Some(uri), _) => uri.clone(),
+        (None, Some(issuer)) => {
+            OidcDiscovery::new(issuer)
+                .config()
+                .await
+                .context("finding the OAuth2 provider's keys")?
+                .jwks_uri
+        }
+        (None, None) => return Ok(None),
+    };
+    let mut policy = JwtPolicy {
+        required_scope: Some(args.oauth2_scope.clone()).filter(|s| !s.is_empty()),
+        audience: args.oauth2_audience.clone(),
+        ..JwtPolicy::default()
+    };
+    if args.oauth2_strict {
+        policy.require_exp = true;
+        policy.check_nbf = true;
+        policy.leeway = std::time::Duration::from_secs(30);
+        policy.issuer.clone_from(&args.oauth2_issuer);
+    }
+    let validator = JwtValidator::new(Arc::new(JwksCache::new(jwks_uri)), agent_id, policy);
+    Ok(Some(OAuth2::new(validator)))
 }

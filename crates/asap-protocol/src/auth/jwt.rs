@@ -177,6 +177,11 @@ impl JwtValidator {
         self
     }
 
+    /// The scope every token must carry, if any.
+    pub fn required_scope(&self) -> Option<&str> {
+        self.policy.required_scope.as_deref()
+    }
+
     /// The key cache (for its fetch count).
     pub fn jwks(&self) -> &JwksCache {
         &self.jwks

@@ -7,9 +7,11 @@
 
 mod jwks;
 mod jwt;
+mod oidc;
 
 pub use jwks::{JwksCache, JwksError};
 pub use jwt::{
     AuthError, Claims, DEFAULT_CUSTOM_CLAIM, JwtPolicy, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE,
     SCOPE_READ,
 };
+pub use oidc::{OidcConfig, OidcDiscovery, OidcError};

@@ -35,13 +35,32 @@ impl OAuth2 {
     }
 }
 
-fn refuse(error: &AuthError) -> Response {
+/// The RFC 6750 challenge: no error code when no token was sent (section 3.1),
+/// `invalid_token` or `insufficient_scope` otherwise, with the required scope.
+fn challenge(error: &AuthError, scope: Option<&str>) -> Option<String> {
+    let scope = scope
+        .map(|s| format!(", scope=\"{s}\""))
+        .unwrap_or_default();
+    match error {
+        AuthError::MissingToken => Some(format!("Bearer realm=\"asap\"{scope}")),
+        AuthError::InvalidToken(_) => Some(format!(
+            "Bearer realm=\"asap\", error=\"invalid_token\", error_description=\"{error}\"{scope}"
+        )),
+        AuthError::InsufficientScope | AuthError::IdentityMismatch { .. } => Some(format!(
+            "Bearer realm=\"asap\", error=\"insufficient_scope\", error_description=\"{}\"{scope}",
+            error.to_string().replace('"', "'")
+        )),
+        AuthError::Unavailable(_) => None,
+    }
+}
+
+fn refuse(error: &AuthError, scope: Option<&str>) -> Response {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
     let mut response = detail(status, error.to_string());
-    if status == StatusCode::UNAUTHORIZED {
+    if let Some(value) = challenge(error, scope).and_then(|c| HeaderValue::from_str(&c).ok()) {
         response
             .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            .insert(header::WWW_AUTHENTICATE, value);
     }
     response
 }
@@ -66,7 +85,7 @@ pub(crate) async fn guard(
         .filter(|t| !t.is_empty())
         .map(str::to_owned);
     let Some(token) = token else {
-        return refuse(&AuthError::MissingToken);
+        return refuse(&AuthError::MissingToken, oauth.validator.required_scope());
     };
     match oauth.validator.validate(&token).await {
         Ok(claims) => {
@@ -75,7 +94,7 @@ pub(crate) async fn guard(
         }
         Err(error) => {
             tracing::info!(%error, reason = ?error, "bearer token refused");
-            refuse(&error)
+            refuse(&error, oauth.validator.required_scope())
         }
     }
 }
