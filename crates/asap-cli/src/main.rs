@@ -31,6 +31,8 @@ enum Command {
     Discover(commands::remote::UrlArgs),
     /// Print an agent's health; exit code 1 when it is unhealthy.
     Health(commands::remote::UrlArgs),
+    /// Obtain an OAuth2 access token (client credentials) and print it, or its claims.
+    Token(commands::remote::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Send(args) => commands::remote::send(args),
         Command::Discover(args) => commands::remote::discover(args),
         Command::Health(args) => commands::remote::health(args),
+        Command::Token(args) => commands::remote::token(args),
     };
     match result {
         Ok(code) => code,

@@ -301,3 +301,151 @@ fn serve_with_oauth2_requires_a_token() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A local provider answering `POST /token` with a signed JWT and anything else with
+/// the JWKS; returns its base URL and the token it hands out.
+fn local_provider() -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../asap-protocol/tests/fixtures"
+    );
+    let jwks = std::fs::read(format!("{fixtures}/jwks.json")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"sub": "cli", "scope": "asap:execute", "exp": now + 600});
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(format!("{fixtures}/test-rsa-1.pem")).unwrap(),
+    )
+    .unwrap();
+    let header = jsonwebtoken::Header {
+        kid: Some("test-rsa-1".into()),
+        ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256)
+    };
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let token_body =
+        serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+            .to_string()
+            .into_bytes();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 8192];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let body = if buf[..n].starts_with(b"POST /token") {
+                &token_body
+            } else {
+                &jwks
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    (base, token)
+}
+
+#[test]
+fn token_command_and_client_credentials_against_an_oauth2_agent() {
+    use std::io::{BufRead, BufReader};
+    let (provider, token) = local_provider();
+    let token_url = format!("{provider}/token");
+    let printed = asap(
+        &[
+            "token",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "c",
+            "--client-secret",
+            "s",
+            "--scope",
+            "asap:execute",
+        ],
+        None,
+    );
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim(), token);
+    let decoded = asap(
+        &[
+            "token",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "c",
+            "--client-secret",
+            "s",
+            "--claims",
+        ],
+        None,
+    );
+    let claims: serde_json::Value = serde_json::from_slice(&decoded.stdout).unwrap();
+    assert_eq!(
+        (claims["sub"].as_str(), claims["scope"].as_str()),
+        (Some("cli"), Some("asap:execute"))
+    );
+    assert_eq!(
+        asap(&["token", "--token-url", &token_url], None)
+            .status
+            .code(),
+        Some(2),
+        "client id and secret are required"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_uri = format!("{provider}/jwks");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--storage",
+            "memory",
+            "--oauth2-jwks-uri",
+            &jwks_uri,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let flow = asap(
+        &[
+            "send",
+            &url,
+            "--skill",
+            "echo",
+            "--recipient",
+            "urn:asap:agent:asap-rs",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "c",
+            "--client-secret",
+            "s",
+        ],
+        None,
+    );
+    assert!(
+        flow.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flow.stdout)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use asap_protocol::auth::{ClientAuth, ClientCredentials};
 use asap_protocol::client::{Client, ClientError, RetryPolicy};
 use asap_protocol::json;
 use asap_protocol::model::{Envelope, Model, TaskRequest};
@@ -25,6 +26,55 @@ pub struct Connection {
     /// Allow plain http:// to hosts other than loopback.
     #[arg(long)]
     insecure_http: bool,
+    #[command(flatten)]
+    oauth2: OAuth2Args,
+}
+
+/// OAuth2 client credentials: a token is obtained (and refreshed) for every request.
+#[derive(Debug, Args)]
+pub struct OAuth2Args {
+    /// The provider's token endpoint.
+    #[arg(long, env = "ASAP_OAUTH2_TOKEN_URL", requires_all = ["client_id", "client_secret"])]
+    token_url: Option<String>,
+    /// The client id.
+    #[arg(long, env = "ASAP_OAUTH2_CLIENT_ID")]
+    client_id: Option<String>,
+    /// The client secret.
+    #[arg(long, env = "ASAP_OAUTH2_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    /// Scopes to ask for (repeatable, or space-separated).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Send the credentials in the form body (`client_secret_post`) instead of HTTP Basic.
+    #[arg(long)]
+    client_secret_post: bool,
+}
+
+impl OAuth2Args {
+    /// The token source the options describe, if any.
+    pub fn source(&self) -> Option<ClientCredentials> {
+        let (url, id, secret) = (
+            self.token_url.as_ref()?,
+            self.client_id.as_ref()?,
+            self.client_secret.as_ref()?,
+        );
+        let scopes: Vec<String> = self
+            .scopes
+            .iter()
+            .flat_map(|s| s.split_whitespace())
+            .map(str::to_owned)
+            .collect();
+        let auth = if self.client_secret_post {
+            ClientAuth::Post
+        } else {
+            ClientAuth::Basic
+        };
+        Some(
+            ClientCredentials::new(url, id, secret)
+                .scopes(scopes)
+                .client_auth(auth),
+        )
+    }
 }
 
 impl Connection {
@@ -38,6 +88,9 @@ impl Connection {
             .require_https(!self.insecure_http);
         if let Some(token) = &self.token {
             builder = builder.bearer_token(token);
+        }
+        if let Some(source) = self.oauth2.source() {
+            builder = builder.token_source(std::sync::Arc::new(source));
         }
         Ok(builder.build()?)
     }
@@ -216,4 +269,39 @@ pub fn health(args: UrlArgs) -> anyhow::Result<ExitCode> {
             Err(e) => Ok(report(&e)),
         }
     })
+}
+
+/// Arguments of `asap token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    oauth2: OAuth2Args,
+    /// Print the token's claims (decoded for display, not verified) instead of the token.
+    #[arg(long)]
+    claims: bool,
+}
+
+/// Runs `asap token`: obtains a token with the client-credentials grant and prints it.
+pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
+    use base64::Engine as _;
+    let source = args
+        .oauth2
+        .source()
+        .context("--token-url, --client-id and --client-secret are required")?;
+    let token = runtime()?.block_on(source.token())?;
+    if !args.claims {
+        println!("{}", token.secret);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let payload = token
+        .secret
+        .split('.')
+        .nth(1)
+        .context("the access token is not a JWT (opaque token): no claims to show")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .context("the token's payload is not base64url")?;
+    let claims = json::parse(&bytes).context("the token's payload is not JSON")?;
+    println!("{}", json::to_compact(&claims));
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@
 mod jwks;
 mod jwt;
 mod oidc;
+mod token;
 
 pub use jwks::{JwksCache, JwksError};
 pub use jwt::{
@@ -15,3 +16,4 @@ pub use jwt::{
     SCOPE_READ,
 };
 pub use oidc::{OidcConfig, OidcDiscovery, OidcError};
+pub use token::{AccessToken, ClientAuth, ClientCredentials, TokenError};

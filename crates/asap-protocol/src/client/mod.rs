@@ -36,6 +36,25 @@ use crate::json;
 use crate::model::{AsapError, Envelope, Model, generate_id};
 use crate::rpc::{JsonRpcRequest, RequestId};
 
+/// Supplies the bearer token for each request (for example OAuth2 client credentials,
+/// refreshed before expiry).
+#[async_trait::async_trait]
+pub trait TokenSource: Send + Sync {
+    /// The token to send now.
+    async fn bearer_token(&self) -> Result<String, String>;
+}
+
+#[cfg(feature = "oauth2")]
+#[async_trait::async_trait]
+impl TokenSource for crate::auth::ClientCredentials {
+    async fn bearer_token(&self) -> Result<String, String> {
+        self.token()
+            .await
+            .map(|t| t.secret)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Bodies at least this large are sent Brotli-compressed (when that makes them smaller).
 pub const COMPRESSION_THRESHOLD: usize = 1024;
 
@@ -106,7 +125,14 @@ pub struct ClientBuilder {
     breaker: Option<BreakerConfig>,
     compression: bool,
     bearer_token: Option<String>,
+    token_source: Option<Arc<dyn TokenSource>>,
     require_https: bool,
+}
+
+impl std::fmt::Debug for dyn TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSource")
+    }
 }
 
 impl Default for ClientBuilder {
@@ -118,6 +144,7 @@ impl Default for ClientBuilder {
             breaker: Some(BreakerConfig::default()),
             compression: true,
             bearer_token: None,
+            token_source: None,
             require_https: true,
         }
     }
@@ -157,6 +184,13 @@ impl ClientBuilder {
     /// Sends `Authorization: Bearer <token>` with every request.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// Asks `source` for the bearer token of every request (takes precedence over
+    /// [`ClientBuilder::bearer_token`]).
+    pub fn token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.token_source = Some(source);
         self
     }
 
@@ -321,7 +355,16 @@ impl Client {
                 HeaderValue::from_static(coding),
             );
         }
-        if let Some(token) = &self.inner.config.bearer_token {
+        let fetched = match &self.inner.config.token_source {
+            Some(source) => Some(source.bearer_token().await.map_err(|e| {
+                (
+                    ClientError::InvalidRequest(format!("no access token: {e}")),
+                    None,
+                )
+            })?),
+            None => None,
+        };
+        if let Some(token) = fetched.as_ref().or(self.inner.config.bearer_token.as_ref()) {
             let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                 (
                     ClientError::InvalidRequest(

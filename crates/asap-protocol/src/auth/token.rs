@@ -1,0 +1,200 @@
+//! OAuth2 client credentials (wire spec section 10.7) with a cached token that is
+//! refreshed before it expires, one refresh at a time, retried with backoff.
+
+use std::time::{Duration, Instant};
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthType, ClientId, ClientSecret, HttpRequest, HttpResponse, Scope, TokenResponse, TokenUrl,
+};
+
+/// How the client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// HTTP Basic (`client_secret_basic`), as the reference.
+    #[default]
+    Basic,
+    /// Credentials in the form body (`client_secret_post`).
+    Post,
+}
+
+/// An access token and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    /// The token.
+    pub secret: String,
+    /// `token_type` as the provider wrote it (usually `Bearer`).
+    pub token_type: String,
+    /// When it expires (now + `expires_in`, or now + 3600 s when the provider says nothing).
+    pub expires_at: Instant,
+}
+
+/// Why a token could not be obtained.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("OAuth2 token request failed: {0}")]
+pub struct TokenError(pub String);
+
+/// Obtains and caches tokens with the client-credentials grant.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), asap_protocol::auth::TokenError> {
+/// use asap_protocol::auth::ClientCredentials;
+/// let source = ClientCredentials::new("https://idp.example/token", "my-client", "s3cret")
+///     .scopes(["asap:execute"]);
+/// let token = source.token().await?;            // cached; refreshed 30 s before expiry
+/// println!("Authorization: Bearer {}", token.secret);
+/// # Ok(()) }
+/// ```
+pub struct ClientCredentials {
+    token_url: String,
+    client_id: String,
+    client_secret: String,
+    scopes: Vec<String>,
+    auth: ClientAuth,
+    refresh_margin: Duration,
+    attempts: u32,
+    http: reqwest::Client,
+    cached: tokio::sync::Mutex<Option<AccessToken>>,
+}
+
+impl ClientCredentials {
+    /// A token source for `client_id`/`client_secret` at `token_url`.
+    pub fn new(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            token_url: token_url.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            scopes: Vec::new(),
+            auth: ClientAuth::Basic,
+            refresh_margin: Duration::from_secs(30),
+            attempts: 3,
+            http,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Scopes to ask for.
+    pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How to authenticate to the token endpoint (default HTTP Basic).
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Refresh this long before expiry (default 30 s, as the reference).
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// Attempts per refresh for transient failures (default 3, backoff 0.5 s doubling).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// A valid token: the cached one, or a new one when it is within the refresh margin
+    /// of expiry. Concurrent callers share one refresh.
+    pub async fn token(&self) -> Result<AccessToken, TokenError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(token) = cached.as_ref()
+            && Instant::now() + self.refresh_margin < token.expires_at
+        {
+            return Ok(token.clone());
+        }
+        let mut delay = Duration::from_millis(500);
+        let mut attempt = 1;
+        let token = loop {
+            match self.fetch().await {
+                Ok(token) => break token,
+                Err((error, retryable)) if retryable && attempt < self.attempts => {
+                    tracing::debug!(%error, attempt, "token request failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        };
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Forgets the cached token (for example after the server refused it).
+    pub async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+
+    async fn fetch(&self) -> Result<AccessToken, (TokenError, bool)> {
+        let token_url = TokenUrl::new(self.token_url.clone())
+            .map_err(|e| (TokenError(format!("bad token URL: {e}")), false))?;
+        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_client_secret(ClientSecret::new(self.client_secret.clone()))
+            .set_token_uri(token_url)
+            .set_auth_type(match self.auth {
+                ClientAuth::Basic => AuthType::BasicAuth,
+                ClientAuth::Post => AuthType::RequestBody,
+            });
+        let http = self.http.clone();
+        let send = move |request: HttpRequest| {
+            let http = http.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let response = http
+                    .request(parts.method, parts.uri.to_string())
+                    .headers(parts.headers)
+                    .body(body)
+                    .send()
+                    .await?;
+                let mut builder = http::Response::builder().status(response.status());
+                for (name, value) in response.headers() {
+                    builder = builder.header(name, value);
+                }
+                let body = response.bytes().await?.to_vec();
+                Ok::<HttpResponse, reqwest::Error>(builder.body(body).unwrap_or_default())
+            }
+        };
+        let mut request = client.exchange_client_credentials();
+        for scope in &self.scopes {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        let response = request.request_async(&send).await.map_err(|e| {
+            let retryable = matches!(e, oauth2::RequestTokenError::Request(_));
+            (TokenError(describe(&e)), retryable)
+        })?;
+        let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3600));
+        Ok(AccessToken {
+            secret: response.access_token().secret().clone(),
+            token_type: response.token_type().as_ref().to_owned(),
+            expires_at: Instant::now() + lifetime,
+        })
+    }
+}
+
+fn describe<E: std::error::Error>(
+    error: &oauth2::RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+) -> String {
+    match error {
+        oauth2::RequestTokenError::ServerResponse(r) => {
+            let mut text = r.error().to_string();
+            if let Some(d) = r.error_description() {
+                text = format!("{text}: {d}");
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,149 @@
+//! OAuth2 client credentials against a scripted token endpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use asap_protocol::auth::{ClientAuth, ClientCredentials};
+use serde_json::json;
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn token_body(token: &str, expires_in: u64) -> serde_json::Value {
+    json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in})
+}
+
+#[tokio::test]
+async fn basic_auth_scopes_and_caching() {
+    let idp = MockServer::start().await;
+    // base64("my-client:s3cr3t") — unreserved characters, so encoded and raw forms agree.
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(header("authorization", "Basic bXktY2xpZW50OnMzY3IzdA=="))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .and(body_string_contains("scope=asap%3Aexecute+asap%3Aread"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok-1", 3600)))
+        .mount(&idp)
+        .await;
+    let source = Arc::new(
+        ClientCredentials::new(format!("{}/token", idp.uri()), "my-client", "s3cr3t")
+            .scopes(["asap:execute", "asap:read"]),
+    );
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let source = source.clone();
+        callers.spawn(async move { source.token().await });
+    }
+    while let Some(token) = callers.join_next().await {
+        let token = token.unwrap().unwrap();
+        assert_eq!(
+            (
+                token.secret.as_str(),
+                token.token_type.to_lowercase().as_str()
+            ),
+            ("tok-1", "bearer")
+        );
+    }
+    assert_eq!(
+        idp.received_requests().await.unwrap().len(),
+        1,
+        "one request for ten concurrent callers"
+    );
+    source.invalidate().await;
+    source.token().await.unwrap();
+    assert_eq!(idp.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn client_secret_post_and_early_refresh() {
+    let idp = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("client_id=my-client"))
+        .and(body_string_contains("client_secret=s3cr3t"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("short", 20)))
+        .mount(&idp)
+        .await;
+    let source = ClientCredentials::new(format!("{}/token", idp.uri()), "my-client", "s3cr3t")
+        .client_auth(ClientAuth::Post);
+    source.token().await.unwrap();
+    // Expires in 20 s, inside the 30 s refresh margin: every call refreshes.
+    source.token().await.unwrap();
+    assert_eq!(idp.received_requests().await.unwrap().len(), 2);
+    let relaxed = ClientCredentials::new(format!("{}/token", idp.uri()), "my-client", "s3cr3t")
+        .client_auth(ClientAuth::Post)
+        .refresh_margin(Duration::from_secs(5));
+    relaxed.token().await.unwrap();
+    relaxed.token().await.unwrap();
+    assert_eq!(idp.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn provider_errors() {
+    let idp = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(
+                json!({"error": "invalid_client", "error_description": "bad secret"}),
+            ),
+        )
+        .mount(&idp)
+        .await;
+    let source = ClientCredentials::new(format!("{}/token", idp.uri()), "c", "wrong");
+    let error = source.token().await.unwrap_err();
+    assert!(
+        error.to_string().contains("invalid_client: bad secret"),
+        "{error}"
+    );
+    assert_eq!(
+        idp.received_requests().await.unwrap().len(),
+        1,
+        "OAuth errors are not retried"
+    );
+
+    let unreachable = ClientCredentials::new("http://127.0.0.1:9/token", "c", "s").attempts(2);
+    assert!(unreachable.token().await.is_err());
+    assert!(
+        ClientCredentials::new("not a url", "c", "s")
+            .token()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_http_client_attaches_tokens_from_a_source() {
+    use asap_protocol::client::Client;
+    use asap_protocol::model::{Envelope, Model, TaskRequest, TaskResponse, TaskStatus};
+    let idp = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("fresh-token", 3600)))
+        .mount(&idp)
+        .await;
+    let agent = MockServer::start().await;
+    let reply = Envelope::new(
+        "urn:asap:agent:b",
+        "urn:asap:agent:a",
+        TaskResponse::new("t", TaskStatus::Completed),
+    )
+    .with_correlation_id("x");
+    Mock::given(method("POST"))
+        .and(path("/asap"))
+        .and(header("authorization", "Bearer fresh-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"jsonrpc": "2.0", "result": {"envelope": reply.to_value()}, "id": "req-1"}),
+        ))
+        .mount(&agent)
+        .await;
+    let source = Arc::new(ClientCredentials::new(
+        format!("{}/token", idp.uri()),
+        "c",
+        "s",
+    ));
+    let client = Client::builder().token_source(source).build().unwrap();
+    let request = Envelope::new(
+        "urn:asap:agent:a",
+        "urn:asap:agent:b",
+        TaskRequest::new("c", "echo", json!({})),
+    );
+    client.send(&agent.uri(), &request).await.unwrap();
+}
