@@ -478,3 +478,40 @@ async fn oidc_discovery_finds_the_keys_and_checks_the_issuer() {
         Err(OidcError::Fetch { .. })
     ));
 }
+
+#[tokio::test]
+async fn subject_map_decision_table() {
+    let idp = idp().await;
+    let map =
+        asap_protocol::auth::parse_subject_map(&format!(r#"{{"{AGENT}": ["client-1"]}}"#)).unwrap();
+    let lenient = JwtValidator::new(
+        Arc::new(JwksCache::new(&idp.url)),
+        AGENT,
+        JwtPolicy {
+            subject_map: map.clone(),
+            ..scoped()
+        },
+    );
+    let strict = JwtValidator::new(
+        Arc::new(JwksCache::new(&idp.url)),
+        AGENT,
+        JwtPolicy {
+            subject_map: map,
+            strict_subjects: true,
+            ..scoped()
+        },
+    );
+    let listed = rsa(&good_claims());
+    let unlisted = rsa(&json!({"sub": "stranger", "scope": "asap:execute"}));
+    // The reference's table: without the custom claim, everything is accepted.
+    lenient.validate(&listed).await.unwrap();
+    lenient.validate(&unlisted).await.unwrap();
+    // Strict: an unmapped subject is refused; a mapped one passes.
+    strict.validate(&listed).await.unwrap();
+    assert!(matches!(
+        strict.validate(&unlisted).await,
+        Err(asap_protocol::auth::AuthError::IdentityMismatch { .. })
+    ));
+    assert!(asap_protocol::auth::parse_subject_map("[]").is_err());
+    assert!(asap_protocol::auth::parse_subject_map("{").is_err());
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator, OidcDiscovery};
+use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator, OidcDiscovery, parse_subject_map};
 use asap_protocol::model::{AuthScheme, Manifest, Model, Skill};
 use asap_protocol::server::{
     HandlerRegistry, OAuth2, RateLimitRule, Server, ServerConfig, StaticTokens, default_skills,
@@ -64,7 +64,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ASAP_AUTH_AUDIENCE")]
     oauth2_audience: Option<String>,
     /// Production checks the reference does not make: require `exp`, check `nbf`
-    /// (30 s leeway) and, with --oauth2-issuer, `iss`.
+    /// (30 s leeway), with --oauth2-issuer `iss`, and with `ASAP_AUTH_SUBJECT_MAP` reject
+    /// subjects the map does not list for this agent.
     #[arg(long)]
     oauth2_strict: bool,
     /// Compress responses when the client accepts gzip or br (the reference never does).
@@ -202,7 +203,11 @@ async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth
         audience: args.oauth2_audience.clone(),
         ..JwtPolicy::default()
     };
+    if let Ok(text) = std::env::var("ASAP_AUTH_SUBJECT_MAP") {
+        policy.subject_map = parse_subject_map(&text).map_err(anyhow::Error::msg)?;
+    }
     if args.oauth2_strict {
+        policy.strict_subjects = !policy.subject_map.is_empty();
         policy.require_exp = true;
         policy.check_nbf = true;
         policy.leeway = std::time::Duration::from_secs(30);

@@ -1,6 +1,7 @@
 //! Bearer JWT validation (wire spec section 10.2) with reference-compatible defaults
 //! and strict switches.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,47 @@ pub struct JwtPolicy {
     pub audience: Option<String>,
     /// Read scopes from `scp` when `scope` is absent (Azure AD style; the reference ignores `scp`).
     pub accept_scp: bool,
+    /// `ASAP_AUTH_SUBJECT_MAP`: the subjects allowed to act for an agent URN, consulted
+    /// when a token has no custom claim.
+    pub subject_map: HashMap<String, Vec<String>>,
+    /// Reject a token without the custom claim whose subject the map does not list for
+    /// this agent (the reference only logs it).
+    pub strict_subjects: bool,
+}
+
+/// Parses `ASAP_AUTH_SUBJECT_MAP`: `{"<agent urn>": "<sub>" | ["<sub>", ...]}`. Unlike the
+/// reference (which silently ignores a malformed map), anything else is an error.
+///
+/// ```
+/// let map = asap_protocol::auth::parse_subject_map(r#"{"urn:asap:agent:a": ["s1", "s2"], "urn:asap:agent:b": "s3"}"#).unwrap();
+/// assert_eq!(map["urn:asap:agent:b"], ["s3"]);
+/// assert!(asap_protocol::auth::parse_subject_map(r#"{"urn:asap:agent:a": 5}"#).is_err());
+/// ```
+pub fn parse_subject_map(text: &str) -> Result<HashMap<String, Vec<String>>, String> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| format!("ASAP_AUTH_SUBJECT_MAP is not JSON: {e}"))?;
+    let Value::Object(entries) = value else {
+        return Err(
+            "ASAP_AUTH_SUBJECT_MAP must be a JSON object of agent URN to subject(s)".into(),
+        );
+    };
+    let mut map = HashMap::new();
+    for (urn, subjects) in entries {
+        let list = match subjects {
+            Value::String(s) => vec![s],
+            Value::Array(items) if items.iter().all(Value::is_string) => items
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            other => {
+                return Err(format!(
+                    "ASAP_AUTH_SUBJECT_MAP[{urn:?}] must be a string or an array of strings, got {other}"
+                ));
+            }
+        };
+        map.insert(urn, list);
+    }
+    Ok(map)
 }
 
 impl Default for JwtPolicy {
@@ -54,6 +96,8 @@ impl Default for JwtPolicy {
             issuer: None,
             audience: None,
             accept_scp: false,
+            subject_map: HashMap::new(),
+            strict_subjects: false,
         }
     }
 }
@@ -262,7 +306,21 @@ impl JwtValidator {
             return Err(AuthError::InsufficientScope);
         }
         match all.get(&self.policy.custom_claim) {
-            None | Some(Value::Null) => {}
+            None | Some(Value::Null) => {
+                let listed = self
+                    .policy
+                    .subject_map
+                    .get(&self.manifest_id)
+                    .is_some_and(|subs| subs.contains(&subject));
+                if !listed && self.policy.strict_subjects {
+                    return Err(AuthError::IdentityMismatch {
+                        expected: self.manifest_id.clone(),
+                    });
+                }
+                if !listed {
+                    tracing::debug!(%subject, "token accepted without a verified agent identity");
+                }
+            }
             Some(value) => {
                 let text = crate::model::pyrepr::python_str(value);
                 if text.trim() != self.manifest_id {

@@ -13,7 +13,7 @@ mod token;
 pub use jwks::{JwksCache, JwksError};
 pub use jwt::{
     AuthError, Claims, DEFAULT_CUSTOM_CLAIM, JwtPolicy, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE,
-    SCOPE_READ,
+    SCOPE_READ, parse_subject_map,
 };
 pub use oidc::{OidcConfig, OidcDiscovery, OidcError};
 pub use token::{AccessToken, ClientAuth, ClientCredentials, TokenError};
