@@ -515,3 +515,17 @@ async fn subject_map_decision_table() {
     assert!(asap_protocol::auth::parse_subject_map("[]").is_err());
     assert!(asap_protocol::auth::parse_subject_map("{").is_err());
 }
+
+#[tokio::test]
+async fn remembered_tokens_still_expire() {
+    let idp = idp().await;
+    let validator = JwtValidator::new(Arc::new(JwksCache::new(&idp.url)), AGENT, scoped());
+    let short = rsa(&json!({"sub": "c", "scope": "asap:execute", "exp": now() + 2}));
+    validator.validate(&short).await.unwrap();
+    validator.validate(&short).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert!(matches!(
+        validator.validate(&short).await,
+        Err(asap_protocol::auth::AuthError::InvalidToken(_))
+    ));
+}

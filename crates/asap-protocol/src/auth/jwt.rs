@@ -166,11 +166,18 @@ impl AuthError {
 }
 
 /// Validates bearer JWTs for one agent.
+///
+/// Tokens that passed are remembered (by their exact text) until their `exp`, at most
+/// `verified_ttl` (default 60 s), up to `verified_capacity` tokens (default 10 000), so a
+/// client reusing its token pays for the signature check once.
 pub struct JwtValidator {
     jwks: Arc<JwksCache>,
     policy: JwtPolicy,
     manifest_id: String,
     hmac_secret: Option<Vec<u8>>,
+    verified: std::sync::Mutex<HashMap<String, (Claims, std::time::Instant)>>,
+    verified_ttl: Duration,
+    verified_capacity: usize,
 }
 
 fn family_matches(alg: Algorithm, jwk: &Jwk) -> bool {
@@ -212,7 +219,55 @@ impl JwtValidator {
             policy,
             manifest_id: manifest_id.into(),
             hmac_secret: None,
+            verified: std::sync::Mutex::new(HashMap::new()),
+            verified_ttl: Duration::from_secs(60),
+            verified_capacity: 10_000,
         }
+    }
+
+    /// How long, and how many, verified tokens are remembered (`Duration::ZERO` turns it off).
+    pub fn verified_cache(mut self, ttl: Duration, capacity: usize) -> Self {
+        self.verified_ttl = ttl;
+        self.verified_capacity = capacity;
+        self
+    }
+
+    fn remembered(&self, token: &str) -> Option<Claims> {
+        let verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        verified
+            .get(token)
+            .filter(|(_, until)| std::time::Instant::now() < *until)
+            .map(|(claims, _)| claims.clone())
+    }
+
+    fn remember(&self, token: &str, claims: &Claims) {
+        if self.verified_ttl.is_zero() || self.verified_capacity == 0 {
+            return;
+        }
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut ttl = self.verified_ttl;
+        if let Some(exp) = claims.expires_at {
+            ttl = ttl.min(Duration::from_secs(
+                u64::try_from(exp - now_unix).unwrap_or(0),
+            ));
+        }
+        let now = std::time::Instant::now();
+        let mut verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.len() >= self.verified_capacity {
+            verified.retain(|_, (_, until)| now < *until);
+            if verified.len() >= self.verified_capacity {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_owned(), (claims.clone(), now + ttl));
     }
 
     /// Also accepts HS256 tokens signed with this shared secret.
@@ -233,6 +288,15 @@ impl JwtValidator {
 
     /// Validates a token and applies the scope and identity rules.
     pub async fn validate(&self, token: &str) -> Result<Claims, AuthError> {
+        if let Some(claims) = self.remembered(token) {
+            return Ok(claims);
+        }
+        let claims = self.verify(token).await?;
+        self.remember(token, &claims);
+        Ok(claims)
+    }
+
+    async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid("token too large"));
