@@ -207,48 +207,9 @@ fn serve_with_a_manifest_file_answers_and_stops_on_sigterm() {
 /// `asap serve --oauth2-jwks-uri`: tokens required on /asap, `asap send --token` works.
 #[test]
 fn serve_with_oauth2_requires_a_token() {
-    use std::io::{BufRead, BufReader, Read as _, Write as _};
-    let fixtures = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../asap-protocol/tests/fixtures"
-    );
-    let jwks = std::fs::read(format!("{fixtures}/jwks.json")).unwrap();
-    let idp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let jwks_uri = format!("http://{}/jwks", idp.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in idp.incoming().flatten() {
-            let mut stream = stream;
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                jwks.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&jwks);
-        }
-    });
+    let (provider, token) = local_provider();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--storage",
-            "memory",
-            "--oauth2-jwks-uri",
-            &jwks_uri,
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let (mut child, url) = serve_with_oauth2(&provider, dir.path());
 
     let unauthenticated = asap(
         &[
@@ -263,21 +224,6 @@ fn serve_with_oauth2_requires_a_token() {
     );
     assert_eq!(unauthenticated.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unauthenticated.stdout).contains("Authentication required"));
-
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = serde_json::json!({"sub": "cli", "scope": "asap:execute", "exp": now + 600});
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
-        &std::fs::read(format!("{fixtures}/test-rsa-1.pem")).unwrap(),
-    )
-    .unwrap();
-    let header = jsonwebtoken::Header {
-        kid: Some("test-rsa-1".into()),
-        ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256)
-    };
-    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
     let sent = asap(
         &[
             "send",
@@ -300,6 +246,33 @@ fn serve_with_oauth2_requires_a_token() {
     assert!(asap(&["discover", &url], None).status.success());
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `asap serve` protected by the provider's keys; returns the process and its URL.
+fn serve_with_oauth2(provider: &str, data: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let jwks_uri = format!("{provider}/jwks");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--storage",
+            "memory",
+            "--oauth2-jwks-uri",
+            &jwks_uri,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    (child, url)
 }
 
 /// A local provider answering `POST /token` with a signed JWT and anything else with
@@ -353,7 +326,6 @@ fn local_provider() -> (String, String) {
 
 #[test]
 fn token_command_and_client_credentials_against_an_oauth2_agent() {
-    use std::io::{BufRead, BufReader};
     let (provider, token) = local_provider();
     let token_url = format!("{provider}/token");
     let printed = asap(
@@ -403,27 +375,7 @@ fn token_command_and_client_credentials_against_an_oauth2_agent() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let jwks_uri = format!("{provider}/jwks");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--storage",
-            "memory",
-            "--oauth2-jwks-uri",
-            &jwks_uri,
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let (mut child, url) = serve_with_oauth2(&provider, dir.path());
     let flow = asap(
         &[
             "send",
