@@ -147,3 +147,55 @@ async fn the_http_client_attaches_tokens_from_a_source() {
     );
     client.send(&agent.uri(), &request).await.unwrap();
 }
+
+#[tokio::test]
+async fn introspection_answers_are_cached_by_lifetime() {
+    use asap_protocol::auth::TokenIntrospector;
+    let idp = MockServer::start().await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    Mock::given(method("POST"))
+        .and(path("/introspect"))
+        .and(header("authorization", "Basic cnMtY2xpZW50OnJzLXNlY3JldA=="))
+        .and(body_string_contains("token=opaque-abc"))
+        .and(body_string_contains("token_type_hint=access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"active": true, "sub": "client-7", "scope": "asap:execute asap:read", "exp": exp, "client_id": "c7"})))
+        .mount(&idp)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/introspect"))
+        .and(body_string_contains("token=revoked"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"active": "true"})))
+        .mount(&idp)
+        .await;
+    let introspector = TokenIntrospector::new(
+        format!("{}/introspect", idp.uri()),
+        "rs-client",
+        "rs-secret",
+    );
+    let info = introspector
+        .introspect("opaque-abc")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.subject.as_deref(), Some("client-7"));
+    assert_eq!(info.scopes, ["asap:execute", "asap:read"]);
+    assert_eq!(info.expires_at, Some(exp as i64));
+    assert_eq!(info.client_id.as_deref(), Some("c7"));
+    introspector.introspect("opaque-abc").await.unwrap();
+    assert!(
+        introspector.introspect("revoked").await.unwrap().is_none(),
+        "only the JSON boolean true is active"
+    );
+    introspector.introspect("revoked").await.unwrap();
+    assert_eq!(
+        idp.received_requests().await.unwrap().len(),
+        2,
+        "both answers cached"
+    );
+    let broken = TokenIntrospector::new("http://127.0.0.1:9/introspect", "c", "s");
+    assert!(broken.introspect("x").await.is_err());
+}

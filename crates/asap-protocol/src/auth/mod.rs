@@ -5,11 +5,13 @@
 //! and `nbf` not checked, scopes from `scope` only, no leeway); [`JwtPolicy::strict`]
 //! turns on the checks a production deployment wants.
 
+mod introspection;
 mod jwks;
 mod jwt;
 mod oidc;
 mod token;
 
+pub use introspection::{IntrospectionError, TokenInfo, TokenIntrospector};
 pub use jwks::{JwksCache, JwksError};
 pub use jwt::{
     AuthError, Claims, DEFAULT_CUSTOM_CLAIM, JwtPolicy, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE,
