@@ -661,3 +661,24 @@ async fn a_body_that_never_arrives_gets_408() {
     );
     server.stop().await;
 }
+
+#[test]
+fn a_server_needs_a_manifest_with_supported_auth_schemes() {
+    use asap_protocol::server::{Server, ServerError};
+    assert!(matches!(
+        Server::builder().build(),
+        Err(ServerError::MissingManifest)
+    ));
+    let mut manifest = common::manifest("http://127.0.0.1:1");
+    manifest.auth = Some(AuthScheme {
+        schemes: vec!["bearer".into(), "oauth2".into()],
+        oauth2: None,
+    });
+    match Server::builder().manifest(manifest).build() {
+        Err(ServerError::Manifest(error)) => {
+            assert_eq!(error.code(), "asap:auth/unsupported_scheme")
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("built a server whose manifest locks every client out"),
+    }
+}

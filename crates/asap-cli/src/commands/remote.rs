@@ -53,10 +53,12 @@ pub struct OAuth2Args {
 impl OAuth2Args {
     /// The token source the options describe, if any.
     pub fn source(&self) -> Option<ClientCredentials> {
+        // An empty value counts as not given (templates substitute empty placeholders).
+        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         let (url, id, secret) = (
-            self.token_url.as_ref()?,
-            self.client_id.as_ref()?,
-            self.client_secret.as_ref()?,
+            given(&self.token_url)?,
+            given(&self.client_id)?,
+            given(&self.client_secret)?,
         );
         let scopes: Vec<String> = self
             .scopes
@@ -197,14 +199,7 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             let mut e = match (&args.payload_type, &args.skill) {
                 (Some(pt), _) => {
                     let payload = object(args.payload.as_deref().unwrap_or("{}"), "--payload")?;
-                    let mut e = Envelope::new(
-                        &args.sender,
-                        &recipient,
-                        TaskRequest::new("", "", Value::Null),
-                    );
-                    e.payload_type.clone_from(pt);
-                    e.payload = payload;
-                    e
+                    Envelope::raw(&args.sender, &recipient, pt, payload)
                 }
                 (None, skill) => {
                     let input = Value::Object(object(&args.input, "--input")?);

@@ -56,15 +56,7 @@ impl CircuitBreakers {
 
     /// Whether a call to `base_url` may go out now; `asap:transport/circuit_open` if not.
     pub fn allow(&self, base_url: &str) -> Result<(), AsapError> {
-        let mut circuits = self
-            .circuits
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let circuit = circuits.entry(base_url.to_owned()).or_insert(Circuit {
-            state: State::Closed,
-            failures: 0,
-        });
-        match circuit.state {
+        self.with_circuit(base_url, |circuit| match circuit.state {
             State::Closed => Ok(()),
             State::Open { since } if since.elapsed() >= self.config.open_for => {
                 circuit.state = State::HalfOpen;
@@ -74,7 +66,7 @@ impl CircuitBreakers {
                 base_url: base_url.to_owned(),
                 consecutive_failures: u64::from(circuit.failures),
             }),
-        }
+        })
     }
 
     /// Records a success: the circuit closes.
@@ -91,20 +83,30 @@ impl CircuitBreakers {
 
     /// Records a failure: the circuit opens at the threshold, or again after a failed probe.
     pub fn failure(&self, base_url: &str) {
+        self.with_circuit(base_url, |circuit| {
+            circuit.failures = circuit.failures.saturating_add(1);
+            if circuit.state == State::HalfOpen || circuit.failures >= self.config.threshold {
+                circuit.state = State::Open {
+                    since: Instant::now(),
+                };
+            }
+        });
+    }
+
+    /// Runs `f` on the circuit of `base_url` (created closed on first use) under the lock,
+    /// allocating the key only the first time.
+    fn with_circuit<R>(&self, base_url: &str, f: impl FnOnce(&mut Circuit) -> R) -> R {
         let mut circuits = self
             .circuits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let circuit = circuits.entry(base_url.to_owned()).or_insert(Circuit {
+        if let Some(circuit) = circuits.get_mut(base_url) {
+            return f(circuit);
+        }
+        f(circuits.entry(base_url.to_owned()).or_insert(Circuit {
             state: State::Closed,
             failures: 0,
-        });
-        circuit.failures = circuit.failures.saturating_add(1);
-        if circuit.state == State::HalfOpen || circuit.failures >= self.config.threshold {
-            circuit.state = State::Open {
-                since: Instant::now(),
-            };
-        }
+        }))
     }
 
     /// Whether the circuit for `base_url` refuses calls now.

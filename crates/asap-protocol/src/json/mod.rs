@@ -135,17 +135,7 @@ pub fn to_python_default<T: Serialize + ?Sized>(value: &T) -> String {
 /// assert_eq!(asap_protocol::json::to_python_sorted(&v), r#"{"a": "\u00e9", "b": 1}"#);
 /// ```
 pub fn to_python_sorted<T: Serialize + ?Sized>(value: &T) -> String {
-    let mut tree =
-        serde_json::to_value(value).expect("ASAP models and JSON values always serialize");
-    sort_keys(&mut tree);
-    into_string(encode(
-        &tree,
-        Style {
-            spaced: true,
-            ascii: true,
-            floats: FloatStyle::PythonRepr,
-        },
-    ))
+    encode_sorted(value, true)
 }
 
 /// S3: the canonical webhook form: keys sorted recursively by code point, compact,
@@ -156,13 +146,18 @@ pub fn to_python_sorted<T: Serialize + ?Sized>(value: &T) -> String {
 /// assert_eq!(asap_protocol::json::to_canonical(&v), r#"{"a":{"c":null,"d":"\u2713"},"b":1}"#);
 /// ```
 pub fn to_canonical<T: Serialize + ?Sized>(value: &T) -> String {
+    encode_sorted(value, false)
+}
+
+/// Python's `json.dumps(sort_keys=True)` with ASCII escapes, spaced or compact.
+fn encode_sorted<T: Serialize + ?Sized>(value: &T, spaced: bool) -> String {
     let mut tree =
         serde_json::to_value(value).expect("ASAP models and JSON values always serialize");
     sort_keys(&mut tree);
     into_string(encode(
         &tree,
         Style {
-            spaced: false,
+            spaced,
             ascii: true,
             floats: FloatStyle::PythonRepr,
         },

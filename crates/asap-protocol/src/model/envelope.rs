@@ -99,14 +99,37 @@ impl Envelope {
         payload: impl Into<Payload>,
     ) -> Self {
         let payload = payload.into();
+        Self::raw(
+            sender,
+            recipient,
+            payload.payload_type().as_str(),
+            payload.to_object(),
+        )
+    }
+
+    /// A new envelope carrying any `payload_type` with a free-form `payload` (for
+    /// payload types this crate does not model), with a fresh id, the current time and
+    /// protocol version `"0.1"`.
+    ///
+    /// ```
+    /// use asap_protocol::model::Envelope;
+    /// let e = Envelope::raw("urn:asap:agent:a", "urn:asap:agent:b", "state.snapshot", serde_json::Map::new());
+    /// assert_eq!(e.payload_type, "state.snapshot");
+    /// ```
+    pub fn raw(
+        sender: impl Into<String>,
+        recipient: impl Into<String>,
+        payload_type: impl Into<String>,
+        payload: JsonObject,
+    ) -> Self {
         Self {
             id: generate_id(),
             asap_version: ASAP_PROTOCOL_VERSION.to_owned(),
             timestamp: Timestamp::now(),
             sender: sender.into(),
             recipient: recipient.into(),
-            payload_type: payload.payload_type().as_str().to_owned(),
-            payload: payload.to_object(),
+            payload_type: payload_type.into(),
+            payload,
             correlation_id: None,
             trace_id: None,
             requires_ack: false,

@@ -691,8 +691,9 @@ pub(crate) fn bounded_integer(
     ge: Option<i64>,
     le: Option<i64>,
 ) -> Checked<i64> {
-    let wide = match integer(value, loc) {
-        Ok(i) => i128::from(i),
+    let parsed = integer(value, loc);
+    let wide = match &parsed {
+        Ok(i) => i128::from(*i),
         Err(errors) if errors[0].kind == ErrorKind::IntTooLarge => {
             // Too large to hold, but a bound may still decide the error the reference gives.
             let negative = match value {
@@ -701,7 +702,7 @@ pub(crate) fn bounded_integer(
             };
             if negative { i128::MIN } else { i128::MAX }
         }
-        Err(errors) => return Err(errors),
+        Err(_) => return parsed,
     };
     if let Some(ge) = ge.filter(|ge| wide < i128::from(*ge)) {
         return fail(ErrorKind::GreaterThanEqual { ge }, loc, value);
@@ -709,7 +710,7 @@ pub(crate) fn bounded_integer(
     if let Some(le) = le.filter(|le| wide > i128::from(*le)) {
         return fail(ErrorKind::LessThanEqual { le }, loc, value);
     }
-    integer(value, loc)
+    parsed
 }
 
 enum IntText {

@@ -184,7 +184,6 @@ pub fn rate_limited_body(retry_after: u64, limit: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::TaskStatus;
 
     #[test]
     fn codes_and_messages() {
@@ -212,7 +211,6 @@ mod tests {
             crate::json::to_compact(&r),
             r#"{"jsonrpc":"2.0","error":{"code":-32602,"message":"Invalid params","data":{"error":"Task not found","code":"asap:task/not_found","message":"Task not found: t","details":{"task_id":"t"}}},"id":null}"#
         );
-        let _ = TaskStatus::Completed;
     }
 
     #[test]

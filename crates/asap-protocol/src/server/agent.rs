@@ -29,19 +29,11 @@ pub fn reply(
     payload_type: &str,
     payload: JsonObject,
 ) -> Envelope {
-    Envelope {
-        id: generate_id(),
-        asap_version: request.asap_version.clone(),
-        timestamp: Timestamp::now(),
-        sender: ctx.manifest.id.clone(),
-        recipient: request.sender.clone(),
-        payload_type: payload_type.to_owned(),
-        payload,
-        correlation_id: Some(request.id.clone()),
-        trace_id: request.trace_id.clone(),
-        requires_ack: false,
-        extensions: None,
-    }
+    let mut response = Envelope::raw(&ctx.manifest.id, &request.sender, payload_type, payload);
+    response.asap_version.clone_from(&request.asap_version);
+    response.correlation_id = Some(request.id.clone());
+    response.trace_id.clone_from(&request.trace_id);
+    response
 }
 
 /// [`reply`] carrying a typed payload under its canonical payload type.
