@@ -529,3 +529,30 @@ async fn remembered_tokens_still_expire() {
         Err(asap_protocol::auth::AuthError::InvalidToken(_))
     ));
 }
+
+#[tokio::test]
+async fn a_rotation_right_after_start_up_is_picked_up_with_the_default_throttle() {
+    let idp = idp().await;
+    let jwks = Arc::new(JwksCache::new(&idp.url));
+    let validator = JwtValidator::new(jwks.clone(), AGENT, scoped());
+    validator.validate(&rsa(&good_claims())).await.unwrap();
+    assert_eq!(jwks.fetch_count(), 1);
+    idp.rotated.store(true, Ordering::Relaxed);
+    let rotated = sign(
+        Algorithm::RS256,
+        "test-rsa-2.pem",
+        Some("test-rsa-2"),
+        &good_claims(),
+    );
+    validator.validate(&rotated).await.unwrap();
+    assert_eq!(jwks.fetch_count(), 2);
+    // A second unknown key within the throttle interval causes no fetch.
+    let unknown = sign(
+        Algorithm::RS256,
+        "test-rsa-2.pem",
+        Some("never-published"),
+        &good_claims(),
+    );
+    assert!(validator.validate(&unknown).await.is_err());
+    assert_eq!(jwks.fetch_count(), 2);
+}

@@ -16,6 +16,9 @@ pub struct JwksError(pub String);
 struct Cached {
     keys: Option<Arc<JwkSet>>,
     fetched_at: Option<Instant>,
+    /// When an unknown key last caused a fetch; only these fetches are throttled, so a
+    /// rotation right after start-up is still picked up.
+    refreshed_at: Option<Instant>,
 }
 
 /// The key set of `uri`, cached for `ttl` (default 3600 s, as the reference's
@@ -104,16 +107,18 @@ impl JwksCache {
         Ok(keys)
     }
 
-    /// A fresh key set after a token named a key we do not have, unless the last fetch
-    /// was less than `min_refetch` ago (then `None`: the caller keeps the current set).
+    /// A fresh key set after a token named a key we do not have, unless such a refresh
+    /// already happened less than `min_refetch` ago (then `None`: the caller keeps the
+    /// current set). Fetches for the TTL do not count against this throttle.
     pub async fn refresh(&self) -> Result<Option<Arc<JwkSet>>, JwksError> {
         let mut state = self.state.lock().await;
         if state
-            .fetched_at
+            .refreshed_at
             .is_some_and(|at| at.elapsed() < self.min_refetch)
         {
             return Ok(None);
         }
+        state.refreshed_at = Some(Instant::now());
         let keys = self.fetch().await?;
         state.keys = Some(keys.clone());
         state.fetched_at = Some(Instant::now());
