@@ -21,6 +21,8 @@ pub struct TokenInfo {
     pub username: Option<String>,
     /// `token_type`.
     pub token_type: Option<String>,
+    /// Every member of the answer (for `iss`, `aud` or an identity claim).
+    pub claims: serde_json::Map<String, Value>,
 }
 
 /// Why introspection failed (the provider did not answer usefully).
@@ -118,6 +120,7 @@ impl TokenIntrospector {
             client_id: text(body.get("client_id")),
             username: text(body.get("username")),
             token_type: text(body.get("token_type")),
+            claims: body.as_object().cloned().unwrap_or_default(),
         });
         let ttl = match &answer {
             None => Some(Duration::from_secs(60)),

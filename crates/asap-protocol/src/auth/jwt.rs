@@ -9,6 +9,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 
+use super::introspection::TokenIntrospector;
 use super::jwks::JwksCache;
 
 /// Read access: manifest, health, metrics.
@@ -165,13 +166,16 @@ impl AuthError {
     }
 }
 
-/// Validates bearer JWTs for one agent.
+/// Validates bearer tokens for one agent: JWTs against the provider's keys, and, when an
+/// introspector is configured, opaque tokens through RFC 7662 introspection. Both then
+/// pass the same `sub`, scope and identity checks.
 ///
 /// Tokens that passed are remembered (by their exact text) until their `exp`, at most
 /// `verified_ttl` (default 60 s), up to `verified_capacity` tokens (default 10 000), so a
 /// client reusing its token pays for the signature check once.
 pub struct JwtValidator {
-    jwks: Arc<JwksCache>,
+    jwks: Option<Arc<JwksCache>>,
+    introspector: Option<Arc<TokenIntrospector>>,
     policy: JwtPolicy,
     manifest_id: String,
     hmac_secret: Option<Vec<u8>>,
@@ -214,10 +218,36 @@ fn scopes(value: Option<&Value>) -> Option<Vec<String>> {
 impl JwtValidator {
     /// A validator for the agent `manifest_id`, with keys from `jwks`.
     pub fn new(jwks: Arc<JwksCache>, manifest_id: impl Into<String>, policy: JwtPolicy) -> Self {
+        Self::build(Some(jwks), None, manifest_id.into(), policy)
+    }
+
+    /// A validator that accepts only opaque tokens, asking `introspector` about each
+    /// (answers cached by the introspector, bounded by each token's lifetime).
+    pub fn introspecting(
+        introspector: Arc<TokenIntrospector>,
+        manifest_id: impl Into<String>,
+        policy: JwtPolicy,
+    ) -> Self {
+        Self::build(None, Some(introspector), manifest_id.into(), policy)
+    }
+
+    /// Also accepts opaque tokens (anything that is not a JWT), through `introspector`.
+    pub fn with_introspection(mut self, introspector: Arc<TokenIntrospector>) -> Self {
+        self.introspector = Some(introspector);
+        self
+    }
+
+    fn build(
+        jwks: Option<Arc<JwksCache>>,
+        introspector: Option<Arc<TokenIntrospector>>,
+        manifest_id: String,
+        policy: JwtPolicy,
+    ) -> Self {
         Self {
             jwks,
+            introspector,
             policy,
-            manifest_id: manifest_id.into(),
+            manifest_id,
             hmac_secret: None,
             verified: std::sync::Mutex::new(HashMap::new()),
             verified_ttl: Duration::from_secs(60),
@@ -281,9 +311,28 @@ impl JwtValidator {
         self.policy.required_scope.as_deref()
     }
 
-    /// The key cache (for its fetch count).
-    pub fn jwks(&self) -> &JwksCache {
-        &self.jwks
+    /// The key cache (for its fetch count), when JWTs are accepted.
+    pub fn jwks(&self) -> Option<&JwksCache> {
+        self.jwks.as_deref()
+    }
+
+    /// The policy tokens are checked against.
+    pub fn policy(&self) -> &JwtPolicy {
+        &self.policy
+    }
+
+    /// The agent identities a caller with these claims may act as: its `sub`, and every
+    /// agent URN whose `ASAP_AUTH_SUBJECT_MAP` entry lists that subject.
+    pub fn identities(&self, claims: &Claims) -> Vec<String> {
+        let mut identities = vec![claims.subject.clone()];
+        identities.extend(
+            self.policy
+                .subject_map
+                .iter()
+                .filter(|(_, subjects)| subjects.contains(&claims.subject))
+                .map(|(urn, _)| urn.clone()),
+        );
+        identities
     }
 
     /// Validates a token and applies the scope and identity rules.
@@ -297,31 +346,92 @@ impl JwtValidator {
     }
 
     async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(invalid("token too large"));
+            return Err(AuthError::InvalidToken("token too large".into()));
         }
-        let header = decode_header(token).map_err(|e| invalid(&e.to_string()))?;
+        let all = match (decode_header(token), &self.introspector) {
+            (Ok(header), _) if self.jwks.is_some() || header.alg == Algorithm::HS256 => {
+                self.verify_jwt(token, header).await?
+            }
+            (Ok(_), None) => {
+                return Err(AuthError::InvalidToken("JWTs are not accepted".into()));
+            }
+            (_, Some(introspector)) => self.introspect(introspector, token).await?,
+            (Err(e), None) => return Err(AuthError::InvalidToken(e.to_string())),
+        };
+        self.authorize(all)
+    }
+
+    /// An opaque token: active per the provider, not expired, and (when the answer names
+    /// them) from the configured issuer for the configured audience.
+    async fn introspect(
+        &self,
+        introspector: &TokenIntrospector,
+        token: &str,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
+        let info = introspector
+            .introspect(token)
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?
+            .ok_or_else(|| invalid("token is not active"))?;
+        let all = info.claims;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let leeway = self.policy.leeway.as_secs() as i64;
+        match info.expires_at {
+            Some(exp) if exp + leeway < now => return Err(invalid("token expired")),
+            None if self.policy.require_exp => return Err(invalid("exp missing")),
+            _ => {}
+        }
+        if let (Some(issuer), Some(found)) = (&self.policy.issuer, all.get("iss"))
+            && found.as_str() != Some(issuer.as_str())
+        {
+            return Err(invalid("wrong issuer"));
+        }
+        if let (Some(audience), Some(found)) = (&self.policy.audience, all.get("aud")) {
+            let matches = match found {
+                Value::String(s) => s == audience,
+                Value::Array(items) => items.iter().any(|v| v.as_str() == Some(audience)),
+                _ => false,
+            };
+            if !matches {
+                return Err(invalid("wrong audience"));
+            }
+        }
+        Ok(all)
+    }
+
+    /// A JWT: signature against the provider's keys (or the shared secret), then the
+    /// time, issuer and audience rules of the policy.
+    async fn verify_jwt(
+        &self,
+        token: &str,
+        header: jsonwebtoken::Header,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
         let key = match header.alg {
             Algorithm::HS256 => match &self.hmac_secret {
                 Some(secret) => DecodingKey::from_secret(secret),
                 None => return Err(invalid("HS256 is not accepted without a shared secret")),
             },
             Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA => {
+                let Some(jwks) = &self.jwks else {
+                    return Err(invalid("no key set configured"));
+                };
                 let kid = header.kid.as_deref();
                 if kid.is_some_and(|k| k.len() > 256) {
                     return Err(invalid("kid too long"));
                 }
-                let keys = self
-                    .jwks
+                let keys = jwks
                     .keys()
                     .await
                     .map_err(|e| AuthError::Unavailable(e.to_string()))?;
                 let jwk = match pick(&keys, kid, header.alg) {
                     Some(jwk) => jwk,
                     None => {
-                        let fresh = self
-                            .jwks
+                        let fresh = jwks
                             .refresh()
                             .await
                             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
@@ -354,7 +464,12 @@ impl JwtValidator {
         }
         let data = decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(|e| invalid(&e.to_string()))?;
-        let all = data.claims;
+        Ok(data.claims)
+    }
+
+    /// The checks every token passes, whatever its kind: `sub`, scope, identity binding.
+    fn authorize(&self, all: Map<String, Value>) -> Result<Claims, AuthError> {
+        let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
         let subject = match all.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => return Err(invalid("sub missing")),

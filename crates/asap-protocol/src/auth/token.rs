@@ -27,6 +27,140 @@ pub struct AccessToken {
     pub token_type: String,
     /// When it expires (now + `expires_in`, or now + 3600 s when the provider says nothing).
     pub expires_at: Instant,
+    /// The refresh token, when the provider issued one (authorization-code flow).
+    pub refresh_token: Option<String>,
+}
+
+impl AccessToken {
+    pub(crate) fn from_response(
+        response: &oauth2::basic::BasicTokenResponse,
+        previous_refresh: Option<String>,
+    ) -> Self {
+        let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3600));
+        Self {
+            secret: response.access_token().secret().clone(),
+            token_type: response.token_type().as_ref().to_owned(),
+            expires_at: Instant::now() + lifetime,
+            // A provider that does not rotate refresh tokens omits it from a refresh answer.
+            refresh_token: response
+                .refresh_token()
+                .map(|t| t.secret().clone())
+                .or(previous_refresh),
+        }
+    }
+}
+
+/// A failed fetch, and whether trying again may help (transport errors only).
+pub(crate) type FetchError = (TokenError, bool);
+
+/// The cached token shared by the token sources: refreshed `margin` before expiry, one
+/// refresh at a time, transient failures retried with backoff (0.5 s doubling).
+pub(crate) struct TokenCache {
+    pub(crate) margin: Duration,
+    pub(crate) attempts: u32,
+    cached: tokio::sync::Mutex<Option<AccessToken>>,
+}
+
+impl TokenCache {
+    pub(crate) fn new(initial: Option<AccessToken>) -> Self {
+        Self {
+            margin: Duration::from_secs(30),
+            attempts: 3,
+            cached: tokio::sync::Mutex::new(initial),
+        }
+    }
+
+    /// The cached token, or a fresh one from `fetch` (given the stale token, whose
+    /// refresh token a refresh grant needs).
+    pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<AccessToken, TokenError>
+    where
+        F: Fn(Option<AccessToken>) -> Fut,
+        Fut: std::future::Future<Output = Result<AccessToken, FetchError>>,
+    {
+        let mut cached = self.cached.lock().await;
+        if let Some(token) = cached.as_ref()
+            && Instant::now() + self.margin < token.expires_at
+        {
+            return Ok(token.clone());
+        }
+        let mut delay = Duration::from_millis(500);
+        let mut attempt = 1;
+        let token = loop {
+            match fetch(cached.clone()).await {
+                Ok(token) => break token,
+                Err((error, retryable)) if retryable && attempt < self.attempts => {
+                    tracing::debug!(%error, attempt, "token request failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        };
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    pub(crate) async fn clear(&self) {
+        *self.cached.lock().await = None;
+    }
+
+    pub(crate) async fn current(&self) -> Option<AccessToken> {
+        self.cached.lock().await.clone()
+    }
+}
+
+/// The HTTP client the token endpoint is called with: 10 s timeout, no redirects.
+pub(crate) fn token_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<HttpResponse, reqwest::Error>> + Send>>;
+
+/// The `oauth2` crate's HTTP client, over reqwest.
+pub(crate) fn via(http: &reqwest::Client) -> impl Fn(HttpRequest) -> Pending + Send + Sync {
+    let http = http.clone();
+    move |request| {
+        let http = http.clone();
+        Box::pin(async move { send(&http, request).await })
+    }
+}
+
+/// Sends an `oauth2` crate request with reqwest.
+async fn send(http: &reqwest::Client, request: HttpRequest) -> Result<HttpResponse, reqwest::Error> {
+    let (parts, body) = request.into_parts();
+    let response = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await?;
+    let mut builder = http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    let body = response.bytes().await?.to_vec();
+    Ok(builder.body(body).unwrap_or_default())
+}
+
+/// Turns a token-endpoint failure into a message and whether to retry.
+pub(crate) fn fetch_error<E: std::error::Error>(
+    error: &oauth2::RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+) -> FetchError {
+    let retryable = matches!(error, oauth2::RequestTokenError::Request(_));
+    (TokenError(describe(error)), retryable)
+}
+
+pub(crate) fn auth_type(auth: ClientAuth) -> AuthType {
+    match auth {
+        ClientAuth::Basic => AuthType::BasicAuth,
+        ClientAuth::Post => AuthType::RequestBody,
+    }
 }
 
 /// Why a token could not be obtained.
@@ -51,10 +185,8 @@ pub struct ClientCredentials {
     client_secret: String,
     scopes: Vec<String>,
     auth: ClientAuth,
-    refresh_margin: Duration,
-    attempts: u32,
     http: reqwest::Client,
-    cached: tokio::sync::Mutex<Option<AccessToken>>,
+    cache: TokenCache,
 }
 
 impl ClientCredentials {
@@ -64,21 +196,14 @@ impl ClientCredentials {
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         Self {
             token_url: token_url.into(),
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             scopes: Vec::new(),
             auth: ClientAuth::Basic,
-            refresh_margin: Duration::from_secs(30),
-            attempts: 3,
-            http,
-            cached: tokio::sync::Mutex::new(None),
+            http: token_http(),
+            cache: TokenCache::new(None),
         }
     }
 
@@ -96,95 +221,48 @@ impl ClientCredentials {
 
     /// Refresh this long before expiry (default 30 s, as the reference).
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
-        self.refresh_margin = margin;
+        self.cache.margin = margin;
         self
     }
 
     /// Attempts per refresh for transient failures (default 3, backoff 0.5 s doubling).
     pub fn attempts(mut self, attempts: u32) -> Self {
-        self.attempts = attempts.max(1);
+        self.cache.attempts = attempts.max(1);
         self
     }
 
     /// A valid token: the cached one, or a new one when it is within the refresh margin
     /// of expiry. Concurrent callers share one refresh.
     pub async fn token(&self) -> Result<AccessToken, TokenError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(token) = cached.as_ref()
-            && Instant::now() + self.refresh_margin < token.expires_at
-        {
-            return Ok(token.clone());
-        }
-        let mut delay = Duration::from_millis(500);
-        let mut attempt = 1;
-        let token = loop {
-            match self.fetch().await {
-                Ok(token) => break token,
-                Err((error, retryable)) if retryable && attempt < self.attempts => {
-                    tracing::debug!(%error, attempt, "token request failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-                Err((error, _)) => return Err(error),
-            }
-        };
-        *cached = Some(token.clone());
-        Ok(token)
+        self.cache.get(|_| self.fetch()).await
     }
 
     /// Forgets the cached token (for example after the server refused it).
     pub async fn invalidate(&self) {
-        *self.cached.lock().await = None;
+        self.cache.clear().await;
     }
 
-    async fn fetch(&self) -> Result<AccessToken, (TokenError, bool)> {
+    async fn fetch(&self) -> Result<AccessToken, FetchError> {
         let token_url = TokenUrl::new(self.token_url.clone())
             .map_err(|e| (TokenError(format!("bad token URL: {e}")), false))?;
         let client = BasicClient::new(ClientId::new(self.client_id.clone()))
             .set_client_secret(ClientSecret::new(self.client_secret.clone()))
             .set_token_uri(token_url)
-            .set_auth_type(match self.auth {
-                ClientAuth::Basic => AuthType::BasicAuth,
-                ClientAuth::Post => AuthType::RequestBody,
-            });
-        let http = self.http.clone();
-        let send = move |request: HttpRequest| {
-            let http = http.clone();
-            async move {
-                let (parts, body) = request.into_parts();
-                let response = http
-                    .request(parts.method, parts.uri.to_string())
-                    .headers(parts.headers)
-                    .body(body)
-                    .send()
-                    .await?;
-                let mut builder = http::Response::builder().status(response.status());
-                for (name, value) in response.headers() {
-                    builder = builder.header(name, value);
-                }
-                let body = response.bytes().await?.to_vec();
-                Ok::<HttpResponse, reqwest::Error>(builder.body(body).unwrap_or_default())
-            }
-        };
+            .set_auth_type(auth_type(self.auth));
+        let http = via(&self.http);
         let mut request = client.exchange_client_credentials();
         for scope in &self.scopes {
             request = request.add_scope(Scope::new(scope.clone()));
         }
-        let response = request.request_async(&send).await.map_err(|e| {
-            let retryable = matches!(e, oauth2::RequestTokenError::Request(_));
-            (TokenError(describe(&e)), retryable)
-        })?;
-        let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3600));
-        Ok(AccessToken {
-            secret: response.access_token().secret().clone(),
-            token_type: response.token_type().as_ref().to_owned(),
-            expires_at: Instant::now() + lifetime,
-        })
+        let response = request
+            .request_async(&http)
+            .await
+            .map_err(|e| fetch_error(&e))?;
+        Ok(AccessToken::from_response(&response, None))
     }
 }
 
-fn describe<E: std::error::Error>(
+pub(crate) fn describe<E: std::error::Error>(
     error: &oauth2::RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
 ) -> String {
     match error {

@@ -55,6 +55,17 @@ impl TokenSource for crate::auth::ClientCredentials {
     }
 }
 
+#[cfg(feature = "oauth2")]
+#[async_trait::async_trait]
+impl TokenSource for crate::auth::RefreshingToken {
+    async fn bearer_token(&self) -> Result<String, String> {
+        self.token()
+            .await
+            .map(|t| t.secret)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Bodies at least this large are sent Brotli-compressed (when that makes them smaller).
 pub const COMPRESSION_THRESHOLD: usize = 1024;
 

@@ -9,6 +9,14 @@ use http::HeaderMap;
 
 use crate::model::Manifest;
 
+/// The identities a transport-level authentication (OAuth2 with sender binding) proved
+/// for the caller; `POST /asap` then requires the envelope `sender` to be one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedCaller {
+    /// The identities the caller may act as.
+    pub identities: Vec<String>,
+}
+
 /// Turns a bearer token into the agent identity (URN) it belongs to.
 #[async_trait]
 pub trait TokenValidator: Send + Sync {

@@ -52,14 +52,14 @@ pub use agent::{
     CancelHandler, EchoHandler, EchoSkill, MessageHandler, STATE_RESTORE_ACK, STATE_SNAPSHOT,
     Skill, Skills, StateQueryHandler, StateRestoreHandler, TaskHandler, default_skills, reply,
 };
-pub use auth::{AuthFailure, StaticTokens, TokenValidator, bearer_token};
+pub use auth::{AuthFailure, AuthenticatedCaller, StaticTokens, TokenValidator, bearer_token};
 pub use body::{BodyRejection, Coding};
 pub use config::{ConfigError, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_RATE_LIMIT, ServerConfig, truthy};
 pub use discovery::ServedManifest;
 pub use handler::{Handler, HandlerContext, HandlerError, HandlerRegistry};
 pub use metrics::{ErrorType, METRICS_CONTENT_TYPE, Metrics};
 #[cfg(feature = "oauth2")]
-pub use oauth2::OAuth2;
+pub use oauth2::{OAuth2, ScopeMode};
 pub use rate_limit::{Limited, RateLimitError, RateLimitRule};
 pub use replay::{NonceStore, check_timestamp};
 pub use trace::ServerSpan;

@@ -1,6 +1,10 @@
 //! The OAuth2 bearer middleware (wire spec section 10.2): every HTTP request whose path
 //! starts with the prefix (default `/asap`, a plain string prefix as in the reference)
-//! needs a valid JWT; failures are plain JSON `{"detail": ...}` answers.
+//! needs a valid bearer token; failures are plain JSON `{"detail": ...}` answers with an
+//! RFC 6750 `WWW-Authenticate` challenge.
+//!
+//! Beyond the reference: scopes per route (section 10.3's recommended mapping) and
+//! binding the envelope `sender` to the authenticated caller, each behind a switch.
 
 use std::sync::Arc;
 
@@ -10,13 +14,40 @@ use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
 use super::response::detail;
-use crate::auth::{AuthError, JwtValidator};
+use super::auth::AuthenticatedCaller;
+use crate::auth::{AuthError, Claims, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE, SCOPE_READ};
+
+/// Which scope a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ScopeMode {
+    /// The policy's one `required_scope` for every protected path (the reference).
+    #[default]
+    Single,
+    /// Per route (wire spec section 10.3): `asap:read` for reads (`GET`/`HEAD`, such as
+    /// `/asap/metrics`), `asap:execute` for `POST /asap` and the `/asap/ws` upgrade;
+    /// `asap:admin` satisfies either.
+    PerRoute,
+}
 
 /// OAuth2 protection of a server.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator};
+/// use asap_protocol::server::OAuth2;
+///
+/// let keys = Arc::new(JwksCache::new("https://idp.example/.well-known/jwks.json"));
+/// let policy = JwtPolicy::strict("https://idp.example/", "asap-agents");
+/// let validator = JwtValidator::new(keys, "urn:asap:agent:me", policy);
+/// let oauth = OAuth2::new(validator).per_route_scopes().bind_sender();
+/// ```
 #[derive(Clone)]
 pub struct OAuth2 {
     pub(crate) validator: Arc<JwtValidator>,
     pub(crate) path_prefix: Option<String>,
+    scopes: ScopeMode,
+    bind_sender: bool,
 }
 
 impl OAuth2 {
@@ -25,7 +56,26 @@ impl OAuth2 {
         Self {
             validator: Arc::new(validator),
             path_prefix: Some("/asap".into()),
+            scopes: ScopeMode::Single,
+            bind_sender: false,
         }
+    }
+
+    /// Requires `asap:read` for reads and `asap:execute` for sending work, instead of one
+    /// scope for everything ([`ScopeMode::PerRoute`]). The policy's `required_scope`, if
+    /// any, still applies on top.
+    pub fn per_route_scopes(mut self) -> Self {
+        self.scopes = ScopeMode::PerRoute;
+        self
+    }
+
+    /// Requires the envelope `sender` of `POST /asap` to be one of the caller's identities
+    /// (its `sub`, or an agent URN whose `ASAP_AUTH_SUBJECT_MAP` entry lists it);
+    /// otherwise the request fails as a sender mismatch (JSON-RPC -32602, `status_code` 403),
+    /// as with manifest bearer authentication. The reference does not bind OAuth2 callers.
+    pub fn bind_sender(mut self) -> Self {
+        self.bind_sender = true;
+        self
     }
 
     /// Protects paths starting with `prefix` instead; `None` protects every path.
@@ -34,6 +84,29 @@ impl OAuth2 {
         self
     }
 }
+
+
+/// The scope a request needs, beyond the policy's `required_scope`.
+fn route_scope(oauth: &OAuth2, request: &Request) -> Option<&'static str> {
+    if oauth.scopes == ScopeMode::Single {
+        return None;
+    }
+    let read = request.method() == http::Method::GET || request.method() == http::Method::HEAD;
+    // The WebSocket upgrade is a GET that sends work.
+    if read && !request.uri().path().ends_with("/ws") {
+        Some(SCOPE_READ)
+    } else {
+        Some(SCOPE_EXECUTE)
+    }
+}
+
+fn grants(claims: &Claims, scope: &str) -> bool {
+    claims
+        .scopes
+        .iter()
+        .any(|s| s == scope || s == SCOPE_ADMIN)
+}
+
 
 /// The RFC 6750 challenge: no error code when no token was sent (section 3.1),
 /// `invalid_token` or `insufficient_scope` otherwise, with the required scope.
@@ -84,17 +157,30 @@ pub(crate) async fn guard(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_owned);
+    let needed = route_scope(&oauth, &request);
+    let shown_scope = needed.or(oauth.validator.required_scope());
     let Some(token) = token else {
-        return refuse(&AuthError::MissingToken, oauth.validator.required_scope());
+        return refuse(&AuthError::MissingToken, shown_scope);
     };
-    match oauth.validator.validate(&token).await {
-        Ok(claims) => {
-            request.extensions_mut().insert(claims);
-            next.run(request).await
-        }
+    let claims = match oauth.validator.validate(&token).await {
+        Ok(claims) => claims,
         Err(error) => {
             tracing::info!(%error, reason = ?error, "bearer token refused");
-            refuse(&error, oauth.validator.required_scope())
+            return refuse(&error, shown_scope);
         }
+    };
+    if let Some(scope) = needed
+        && !grants(&claims, scope)
+    {
+        tracing::info!(scope, subject = %claims.subject, "bearer token lacks the route's scope");
+        return refuse(&AuthError::InsufficientScope, Some(scope));
     }
+    if oauth.bind_sender {
+        let identities = oauth.validator.identities(&claims);
+        request
+            .extensions_mut()
+            .insert(AuthenticatedCaller { identities });
+    }
+    request.extensions_mut().insert(claims);
+    next.run(request).await
 }

@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::Extension;
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::authenticate;
+use super::auth::{AuthenticatedCaller, authenticate};
 use super::body::{check_declared_length, coding, decode, read_limited};
 use super::handler::{HandlerContext, HandlerError};
 use super::metrics::ErrorType;
@@ -57,6 +58,7 @@ fn python_type_name(value: &Value) -> &'static str {
 pub(crate) async fn handle(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Option<Extension<AuthenticatedCaller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -119,7 +121,8 @@ pub(crate) async fn handle(
         },
     };
     state.in_flight.fetch_add(1, Ordering::Relaxed);
-    let outcome = process(&state, &headers, &bytes).await;
+    let caller = caller.map(|Extension(c)| c);
+    let outcome = process(&state, &headers, caller.as_ref(), &bytes).await;
     state.in_flight.fetch_sub(1, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     match outcome {
@@ -138,6 +141,7 @@ pub(crate) async fn handle(
 async fn process(
     state: &AppState,
     headers: &HeaderMap,
+    caller: Option<&AuthenticatedCaller>,
     bytes: &[u8],
 ) -> Result<(JsonRpcResponse, String), (Failure, String)> {
     let other = || "other".to_owned();
@@ -274,10 +278,13 @@ async fn process(
     } else {
         other()
     };
-    // 13. Sender binding (manifest bearer auth only).
-    if let Some(who) = &identity
-        && *who != envelope.sender
-    {
+    // 13. Sender binding (manifest bearer auth; OAuth2 when bound).
+    let bearer_mismatch = identity.as_ref().is_some_and(|who| *who != envelope.sender);
+    let caller_mismatch = caller.is_some_and(|c| !c.identities.contains(&envelope.sender));
+    if caller.is_some() && identity.is_none() {
+        identity = Some(envelope.sender.clone());
+    }
+    if bearer_mismatch || caller_mismatch {
         let data =
             json!({"error": "Sender does not match authenticated identity", "status_code": 403});
         return Err((

@@ -59,6 +59,7 @@ pub struct Options {
     pub store: Arc<dyn Store>,
     pub validator: Option<Arc<dyn TokenValidator>>,
     pub edit_manifest: Option<ManifestEdit>,
+    pub oauth2: Option<asap_protocol::server::OAuth2>,
 }
 
 impl Default for Options {
@@ -71,6 +72,7 @@ impl Default for Options {
             store: Arc::new(MemoryStore::new()),
             validator: None,
             edit_manifest: None,
+            oauth2: None,
         }
     }
 }
@@ -92,6 +94,9 @@ pub async fn start(options: Options) -> Running {
     }
     if let Some(validator) = options.validator {
         builder = builder.token_validator(validator);
+    }
+    if let Some(oauth2) = options.oauth2 {
+        builder = builder.oauth2(oauth2);
     }
     let server = builder.build().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
