@@ -33,6 +33,9 @@ enum Command {
     Health(commands::remote::UrlArgs),
     /// Obtain an OAuth2 access token (client credentials) and print it, or its claims.
     Token(commands::remote::TokenArgs),
+    /// Sign in at an OAuth2 provider (authorization code with PKCE): prints the URL to
+    /// open, receives the redirect on a loopback port and prints the access token.
+    Login(commands::login::LoginArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Discover(args) => commands::remote::discover(args),
         Command::Health(args) => commands::remote::health(args),
         Command::Token(args) => commands::remote::token(args),
+        Command::Login(args) => commands::login::run(args),
     };
     match result {
         Ok(code) => code,

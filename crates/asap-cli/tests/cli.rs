@@ -1,7 +1,13 @@
 //! The `asap` binary, run as a user runs it.
 
+#[path = "../../asap-protocol/tests/common/idp.rs"]
+mod idp;
+mod support;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+
+use idp::MockIdp;
 
 fn asap(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
@@ -207,23 +213,140 @@ fn serve_with_a_manifest_file_answers_and_stops_on_sigterm() {
 /// `asap serve --oauth2-jwks-uri`: tokens required on /asap, `asap send --token` works.
 #[test]
 fn serve_with_oauth2_requires_a_token() {
-    let (provider, token) = local_provider();
+    let idp = MockIdp::start();
+    let token = idp.issue("cli", "asap:execute");
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) = serve_with_oauth2(&provider, dir.path());
-
-    let unauthenticated = asap(
-        &[
+    let (_agent, url) = serve_with_oauth2(&["--oauth2-jwks-uri", &idp.jwks_uri()], dir.path());
+    let send = |extra: &[&str]| {
+        let mut args = vec![
             "send",
             &url,
             "--skill",
             "echo",
             "--recipient",
             "urn:asap:agent:asap-rs",
-        ],
-        None,
-    );
+        ];
+        args.extend_from_slice(extra);
+        asap(&args, None)
+    };
+    let unauthenticated = send(&[]);
     assert_eq!(unauthenticated.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unauthenticated.stdout).contains("Authentication required"));
+    let sent = send(&["--token", &token]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stdout)
+    );
+    // The manifest stays public.
+    assert!(asap(&["discover", &url], None).status.success());
+}
+
+/// `asap serve` with OAuth2 flags and memory storage.
+fn serve_with_oauth2(flags: &[&str], data: &std::path::Path) -> (support::Guard, String) {
+    let mut all = vec!["--storage", "memory"];
+    all.extend_from_slice(flags);
+    support::asap_serve(&all, data)
+}
+
+#[test]
+fn token_command_and_client_credentials_against_an_oauth2_agent() {
+    let idp = MockIdp::start();
+    let token_url = idp.token_url();
+    let credentials = [
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "asap-client",
+        "--client-secret",
+        "asap-secret",
+    ];
+    let token = |extra: &[&str]| {
+        let mut args = vec!["token"];
+        args.extend_from_slice(&credentials);
+        args.extend_from_slice(extra);
+        asap(&args, None)
+    };
+    let printed = token(&["--scope", "asap:execute"]);
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&printed.stdout)
+            .trim()
+            .split('.')
+            .count(),
+        3,
+        "a JWT"
+    );
+    let decoded = token(&[
+        "--claims",
+        "--scope",
+        "asap:read asap:execute",
+        "--client-secret-post",
+    ]);
+    let claims: serde_json::Value = serde_json::from_slice(&decoded.stdout).unwrap();
+    assert_eq!(
+        (claims["sub"].as_str(), claims["scope"].as_str()),
+        (Some("asap-client"), Some("asap:read asap:execute"))
+    );
+    assert_eq!(idp.last_client_auth(), Some(idp::ClientAuthUsed::Post));
+    assert_eq!(
+        asap(&["token", "--token-url", &token_url], None)
+            .status
+            .code(),
+        Some(2),
+        "client id and secret are required"
+    );
+
+    // Discovery finds the keys; the agent refuses a token without its scope.
+    let dir = tempfile::tempdir().unwrap();
+    let (_agent, url) = serve_with_oauth2(&["--oauth2-issuer", &idp.issuer()], dir.path());
+    let send = |scope: &str| {
+        let mut args = vec![
+            "send",
+            &url,
+            "--skill",
+            "echo",
+            "--recipient",
+            "urn:asap:agent:asap-rs",
+        ];
+        args.extend_from_slice(&credentials);
+        args.extend_from_slice(&["--scope", scope]);
+        asap(&args, None)
+    };
+    let flow = send("asap:execute");
+    assert!(
+        flow.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flow.stdout)
+    );
+    let refused = send("asap:read");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("Insufficient scope"));
+}
+
+/// `asap serve` accepting opaque tokens through the provider's introspection endpoint.
+#[test]
+fn serve_accepts_opaque_tokens_through_introspection() {
+    let idp = MockIdp::start();
+    idp.set_opaque(true);
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = idp.issuer();
+    let (_agent, url) = serve_with_oauth2(
+        &[
+            "--oauth2-issuer",
+            &issuer,
+            "--oauth2-client-id",
+            "asap-client",
+            "--oauth2-client-secret",
+            "asap-secret",
+        ],
+        dir.path(),
+    );
+    let opaque = idp.issue("asap-client", "asap:execute");
     let sent = asap(
         &[
             "send",
@@ -233,7 +356,7 @@ fn serve_with_oauth2_requires_a_token() {
             "--recipient",
             "urn:asap:agent:asap-rs",
             "--token",
-            &token,
+            &opaque,
         ],
         None,
     );
@@ -242,141 +365,8 @@ fn serve_with_oauth2_requires_a_token() {
         "{}",
         String::from_utf8_lossy(&sent.stdout)
     );
-    // The manifest stays public.
-    assert!(asap(&["discover", &url], None).status.success());
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// `asap serve` protected by the provider's keys; returns the process and its URL.
-fn serve_with_oauth2(provider: &str, data: &std::path::Path) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let jwks_uri = format!("{provider}/jwks");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--storage",
-            "memory",
-            "--oauth2-jwks-uri",
-            &jwks_uri,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    (child, url)
-}
-
-/// A local provider answering `POST /token` with a signed JWT and anything else with
-/// the JWKS; returns its base URL and the token it hands out.
-fn local_provider() -> (String, String) {
-    use std::io::{Read as _, Write as _};
-    let fixtures = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../asap-protocol/tests/fixtures"
-    );
-    let jwks = std::fs::read(format!("{fixtures}/jwks.json")).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = serde_json::json!({"sub": "cli", "scope": "asap:execute", "exp": now + 600});
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
-        &std::fs::read(format!("{fixtures}/test-rsa-1.pem")).unwrap(),
-    )
-    .unwrap();
-    let header = jsonwebtoken::Header {
-        kid: Some("test-rsa-1".into()),
-        ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256)
-    };
-    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
-    let token_body =
-        serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})
-            .to_string()
-            .into_bytes();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut buf = [0u8; 8192];
-            let n = stream.read(&mut buf).unwrap_or(0);
-            let body = if buf[..n].starts_with(b"POST /token") {
-                &token_body
-            } else {
-                &jwks
-            };
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body);
-        }
-    });
-    (base, token)
-}
-
-#[test]
-fn token_command_and_client_credentials_against_an_oauth2_agent() {
-    let (provider, token) = local_provider();
-    let token_url = format!("{provider}/token");
-    let printed = asap(
-        &[
-            "token",
-            "--token-url",
-            &token_url,
-            "--client-id",
-            "c",
-            "--client-secret",
-            "s",
-            "--scope",
-            "asap:execute",
-        ],
-        None,
-    );
-    assert!(
-        printed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&printed.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim(), token);
-    let decoded = asap(
-        &[
-            "token",
-            "--token-url",
-            &token_url,
-            "--client-id",
-            "c",
-            "--client-secret",
-            "s",
-            "--claims",
-        ],
-        None,
-    );
-    let claims: serde_json::Value = serde_json::from_slice(&decoded.stdout).unwrap();
-    assert_eq!(
-        (claims["sub"].as_str(), claims["scope"].as_str()),
-        (Some("cli"), Some("asap:execute"))
-    );
-    assert_eq!(
-        asap(&["token", "--token-url", &token_url], None)
-            .status
-            .code(),
-        Some(2),
-        "client id and secret are required"
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) = serve_with_oauth2(&provider, dir.path());
-    let flow = asap(
+    assert_eq!(idp.introspections(), 1);
+    let refused = asap(
         &[
             "send",
             &url,
@@ -384,20 +374,95 @@ fn token_command_and_client_credentials_against_an_oauth2_agent() {
             "echo",
             "--recipient",
             "urn:asap:agent:asap-rs",
-            "--token-url",
-            &token_url,
+            "--token",
+            "opaque-forged",
+        ],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("Invalid authentication token"));
+}
+
+/// `asap login`: prints the URL, receives the redirect, prints the tokens; a saved
+/// refresh token gets a new access token without a browser.
+#[test]
+fn login_with_the_authorization_code_and_pkce() {
+    use std::io::{BufRead, BufReader};
+    let idp = MockIdp::start();
+    let issuer = idp.issuer();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
+        .args([
+            "login",
+            "--issuer",
+            &issuer,
             "--client-id",
-            "c",
-            "--client-secret",
-            "s",
+            "asap-cli",
+            "--scope",
+            "asap:execute",
+            "--json",
+            "--timeout",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let url = stderr
+        .lines()
+        .map(Result::unwrap)
+        .find_map(|line| {
+            line.trim()
+                .starts_with("http")
+                .then(|| line.trim().to_owned())
+        })
+        .expect("asap login prints the authorization URL");
+    assert!(url.starts_with(&idp.authorize_url()), "{url}");
+    // The browser: follows the provider's redirect to the loopback listener.
+    let page = reqwest::blocking::get(&url).unwrap();
+    assert!(page.status().is_success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let set: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(set["token_type"], "Bearer");
+    assert!(set["expires_in"].as_u64().unwrap() > 3000);
+    let access = set["access_token"].as_str().unwrap();
+    let refresh = set["refresh_token"].as_str().unwrap();
+    assert_eq!(idp.last_token_form()["grant_type"], "authorization_code");
+
+    let renewed = asap(
+        &[
+            "login",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "asap-cli",
+            "--refresh-token",
+            refresh,
         ],
         None,
     );
     assert!(
-        flow.status.success(),
+        renewed.status.success(),
         "{}",
-        String::from_utf8_lossy(&flow.stdout)
+        String::from_utf8_lossy(&renewed.stderr)
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    let new_access = String::from_utf8_lossy(&renewed.stdout).trim().to_owned();
+    assert_eq!(new_access.split('.').count(), 3);
+    assert_ne!(new_access, access);
+    assert_eq!(idp.last_token_form()["grant_type"], "refresh_token");
+    // Spent by rotation.
+    let again = asap(
+        &[
+            "login",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "asap-cli",
+            "--refresh-token",
+            refresh,
+        ],
+        None,
+    );
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("invalid_grant"));
 }

@@ -4,44 +4,14 @@
 //! - the reference client (`ASAPClient`: send, discover, health_check) against `asap serve`;
 //! - `asap send`/`discover`/`health` and the library `Client` against the reference echo agent.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::process::{Command, Output, Stdio};
 
 use asap_protocol::client::{Client, ClientError};
 use asap_protocol::model::{Envelope, TaskRequest};
 use serde_json::{Value, json};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn reference_python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(workspace().join("scripts/ref-venv.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "reference virtualenv: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// A child process killed when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Guard, asap_serve, free_port, reference_python, wait_until_up, workspace};
 
 fn asap(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_asap"))
@@ -53,21 +23,7 @@ fn asap(args: &[&str]) -> Output {
 #[test]
 fn reference_client_against_asap_serve() {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
-        .args(["serve", "--port", "0", "--rate-limit", "off", "--data-dir"])
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    // Keep draining the server's output so its writes never fail.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let _server = Guard(child);
-    let url = first.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+    let (_server, url) = asap_serve(&["--rate-limit", "off"], data.path());
     let out = Command::new(reference_python())
         .arg(workspace().join("interop/ref_client_checks.py"))
         .args(["--url", &url, "--agent-id", "urn:asap:agent:asap-rs"])
@@ -84,14 +40,6 @@ fn reference_client_against_asap_serve() {
         report.trim_end().ends_with("10 passed, 0 failed"),
         "{report}"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts the reference echo agent and waits until it answers.
@@ -113,14 +61,7 @@ fn reference_echo_agent() -> (Guard, String) {
         .unwrap();
     let guard = Guard(child);
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !reqwest::blocking::get(format!("{url}/health")).is_ok_and(|r| r.status().is_success()) {
-        assert!(
-            Instant::now() < deadline,
-            "the reference echo agent did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_up(&format!("{url}/health"), "the reference echo agent");
     (guard, url)
 }
 

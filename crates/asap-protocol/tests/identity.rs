@@ -34,15 +34,15 @@ fn jwt_validator(idp: &MockIdp, policy: JwtPolicy) -> JwtValidator {
 }
 
 fn request_from(sender: &str) -> Envelope {
-    Envelope::new(sender, AGENT, TaskRequest::new("c1", "echo", json!({"n": 1})))
+    Envelope::new(
+        sender,
+        AGENT,
+        TaskRequest::new("c1", "echo", json!({"n": 1})),
+    )
 }
 
 /// GET or POST with an optional bearer token: status, `WWW-Authenticate`, body.
-async fn call(
-    method: &str,
-    url: &str,
-    token: Option<&str>,
-) -> (u16, Option<String>, Value) {
+async fn call(method: &str, url: &str, token: Option<&str>) -> (u16, Option<String>, Value) {
     let http = reqwest::Client::new();
     let mut request = match method {
         "GET" => http.get(url),
@@ -57,7 +57,11 @@ async fn call(
         .headers()
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned());
-    (status, challenge, response.json().await.unwrap_or(Value::Null))
+    (
+        status,
+        challenge,
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -200,7 +204,9 @@ async fn many_callers_share_one_refresh() {
     let mut waiting = Vec::new();
     for _ in 0..50 {
         let source = source.clone();
-        waiting.push(tokio::spawn(async move { source.token().await.unwrap().secret }));
+        waiting.push(tokio::spawn(
+            async move { source.token().await.unwrap().secret },
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for task in waiting {
@@ -238,7 +244,10 @@ async fn pkce_state_and_refusal_are_enforced() {
     // A response whose state is not ours is refused before any request is made.
     let pending = flow.start(redirect_uri).unwrap();
     let before = idp.token_requests();
-    let error = flow.exchange(pending, "code-x", "forged").await.unwrap_err();
+    let error = flow
+        .exchange(pending, "code-x", "forged")
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("CSRF"), "{error}");
     assert_eq!(idp.token_requests(), before);
     // The user refuses: the loopback listener reports the provider's error.
@@ -263,7 +272,10 @@ async fn pkce_state_and_refusal_are_enforced() {
         .login(redirect, |_| {}, Duration::from_millis(200))
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("no authorization redirect"), "{error}");
+    assert!(
+        error.to_string().contains("no authorization redirect"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -297,7 +309,10 @@ async fn opaque_tokens_are_checked_by_introspection() {
     assert_eq!(unknown.2, json!({"detail": "Invalid authentication token"}));
     let read_only = idp.issue("asap-client", "asap:read");
     let (status, challenge, body) = call("POST", &url, Some(&read_only)).await;
-    assert_eq!((status, body), (403, json!({"detail": "Insufficient scope"})));
+    assert_eq!(
+        (status, body),
+        (403, json!({"detail": "Insufficient scope"}))
+    );
     assert!(challenge.unwrap().contains("error=\"insufficient_scope\""));
 
     // JWTs still work next to opaque tokens.
@@ -331,7 +346,10 @@ async fn per_route_scopes() {
 
     assert_eq!(call("GET", &metrics, Some(&read)).await.0, 200);
     let (status, challenge, body) = call("POST", &send, Some(&read)).await;
-    assert_eq!((status, body), (403, json!({"detail": "Insufficient scope"})));
+    assert_eq!(
+        (status, body),
+        (403, json!({"detail": "Insufficient scope"}))
+    );
     assert!(challenge.unwrap().contains("scope=\"asap:execute\""));
 
     assert_eq!(call("POST", &send, Some(&execute)).await.0, 200);
@@ -350,9 +368,13 @@ async fn per_route_scopes() {
     );
     // The well-known manifest stays public under the default prefix.
     assert_eq!(
-        call("GET", &format!("{}/.well-known/asap/manifest.json", server.base), None)
-            .await
-            .0,
+        call(
+            "GET",
+            &format!("{}/.well-known/asap/manifest.json", server.base),
+            None
+        )
+        .await
+        .0,
         200
     );
     server.stop().await;
@@ -401,7 +423,9 @@ async fn sender_binding_to_the_authenticated_caller() {
             assert_eq!(code, -32602);
             assert_eq!(
                 data,
-                Some(json!({"error": "Sender does not match authenticated identity", "status_code": 403}))
+                Some(
+                    json!({"error": "Sender does not match authenticated identity", "status_code": 403})
+                )
             );
         }
         other => panic!("{other:?}"),
@@ -430,5 +454,9 @@ async fn key_rotation_at_the_provider_is_followed() {
         jsonwebtoken::decode_header(&after).unwrap().kid
     );
     validator.validate(&after).await.unwrap();
-    assert_eq!(idp.jwks_fetches(), 2, "one start-up fetch, one for the new kid");
+    assert_eq!(
+        idp.jwks_fetches(),
+        2,
+        "one start-up fetch, one for the new kid"
+    );
 }

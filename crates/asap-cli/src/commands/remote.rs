@@ -138,7 +138,7 @@ fn object(text: &str, what: &str) -> anyhow::Result<serde_json::Map<String, Valu
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

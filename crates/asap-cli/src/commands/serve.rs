@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator, OidcDiscovery, parse_subject_map};
+use asap_protocol::auth::{
+    JwksCache, JwtPolicy, JwtValidator, OidcDiscovery, TokenIntrospector, parse_subject_map,
+};
 use asap_protocol::model::{AuthScheme, Manifest, Model, Skill};
 use asap_protocol::server::{
     HandlerRegistry, OAuth2, RateLimitRule, Server, ServerConfig, StaticTokens, default_skills,
@@ -58,15 +60,33 @@ pub struct ServeArgs {
     #[arg(long, env = "ASAP_AUTH_JWKS_URI")]
     oauth2_jwks_uri: Option<String>,
     /// The scope every OAuth2 token must carry ("" for none).
-    #[arg(long, default_value = "asap:execute")]
+    #[arg(long, env = "ASAP_AUTH_SCOPE", default_value = "asap:execute")]
     oauth2_scope: String,
+    /// Scopes per route instead of one for all: `asap:read` for reads such as
+    /// /asap/metrics, `asap:execute` for POST /asap; `asap:admin` grants both.
+    #[arg(long, env = "ASAP_AUTH_PER_ROUTE_SCOPES")]
+    oauth2_per_route_scopes: bool,
+    /// Require each envelope's `sender` to be the token's subject or an agent the
+    /// subject map gives that subject.
+    #[arg(long, env = "ASAP_AUTH_BIND_SENDER")]
+    oauth2_bind_sender: bool,
+    /// Accept opaque tokens through this RFC 7662 introspection endpoint (with
+    /// --oauth2-issuer, the discovered one is used when this is not given).
+    #[arg(long, env = "ASAP_AUTH_INTROSPECTION_URL")]
+    oauth2_introspection_url: Option<String>,
+    /// The client id this agent authenticates with at the introspection endpoint.
+    #[arg(long, env = "ASAP_AUTH_CLIENT_ID")]
+    oauth2_client_id: Option<String>,
+    /// The client secret for the introspection endpoint.
+    #[arg(long, env = "ASAP_AUTH_CLIENT_SECRET", hide_env_values = true)]
+    oauth2_client_secret: Option<String>,
     /// Require this `aud` in OAuth2 tokens.
     #[arg(long, env = "ASAP_AUTH_AUDIENCE")]
     oauth2_audience: Option<String>,
     /// Production checks the reference does not make: require `exp`, check `nbf`
     /// (30 s leeway), with --oauth2-issuer `iss`, and with `ASAP_AUTH_SUBJECT_MAP` reject
     /// subjects the map does not list for this agent.
-    #[arg(long)]
+    #[arg(long, env = "ASAP_AUTH_STRICT")]
     oauth2_strict: bool,
     /// Compress responses when the client accepts gzip or br (the reference never does).
     #[arg(long)]
@@ -187,20 +207,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The OAuth2 protection the flags ask for, if any.
 async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth2>> {
-    let jwks_uri = match (&args.oauth2_jwks_uri, &args.oauth2_issuer) {
-        (Some(uri), _) => uri.clone(),
-        (None, Some(issuer)) => {
+    let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let discovered = match given(&args.oauth2_issuer) {
+        Some(issuer) => Some(
             OidcDiscovery::new(issuer)
                 .config()
                 .await
-                .context("finding the OAuth2 provider's keys")?
-                .jwks_uri
-        }
-        (None, None) => return Ok(None),
+                .context("finding the OAuth2 provider's endpoints")?,
+        ),
+        None => None,
     };
+    let jwks_uri = given(&args.oauth2_jwks_uri).or(discovered.as_ref().map(|c| c.jwks_uri.clone()));
+    let introspection_url = given(&args.oauth2_introspection_url).or(discovered
+        .as_ref()
+        .and_then(|c| c.introspection_endpoint.clone())
+        .filter(|_| args.oauth2_client_id.is_some()));
+    if jwks_uri.is_none() && introspection_url.is_none() {
+        return Ok(None);
+    }
     let mut policy = JwtPolicy {
         required_scope: Some(args.oauth2_scope.clone()).filter(|s| !s.is_empty()),
-        audience: args.oauth2_audience.clone(),
+        audience: given(&args.oauth2_audience),
         ..JwtPolicy::default()
     };
     if let Ok(text) = std::env::var("ASAP_AUTH_SUBJECT_MAP") {
@@ -211,8 +238,39 @@ async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth
         policy.require_exp = true;
         policy.check_nbf = true;
         policy.leeway = std::time::Duration::from_secs(30);
-        policy.issuer.clone_from(&args.oauth2_issuer);
+        policy.issuer = given(&args.oauth2_issuer);
     }
-    let validator = JwtValidator::new(Arc::new(JwksCache::new(jwks_uri)), agent_id, policy);
-    Ok(Some(OAuth2::new(validator)))
+    let introspector = match introspection_url {
+        Some(url) => {
+            let (Some(id), Some(secret)) = (
+                given(&args.oauth2_client_id),
+                given(&args.oauth2_client_secret),
+            ) else {
+                anyhow::bail!(
+                    "token introspection needs --oauth2-client-id and --oauth2-client-secret"
+                );
+            };
+            Some(Arc::new(TokenIntrospector::new(url, id, secret)))
+        }
+        None => None,
+    };
+    let validator = match (jwks_uri, introspector) {
+        (Some(uri), introspector) => {
+            let validator = JwtValidator::new(Arc::new(JwksCache::new(uri)), agent_id, policy);
+            match introspector {
+                Some(i) => validator.with_introspection(i),
+                None => validator,
+            }
+        }
+        (None, Some(introspector)) => JwtValidator::introspecting(introspector, agent_id, policy),
+        (None, None) => return Ok(None),
+    };
+    let mut oauth = OAuth2::new(validator);
+    if args.oauth2_per_route_scopes {
+        oauth = oauth.per_route_scopes();
+    }
+    if args.oauth2_bind_sender {
+        oauth = oauth.bind_sender();
+    }
+    Ok(Some(oauth))
 }

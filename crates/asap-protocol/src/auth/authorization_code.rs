@@ -19,8 +19,8 @@ use oauth2::{
 };
 
 use super::token::{
-    AccessToken, ClientAuth, FetchError, TokenCache, TokenError, auth_type, fetch_error, via,
-    token_http,
+    AccessToken, ClientAuth, FetchError, TokenCache, TokenError, auth_type, fetch_error,
+    token_http, via,
 };
 
 /// The provider and client settings of an authorization-code flow.
@@ -55,16 +55,15 @@ impl Settings {
                 AuthUrl::new(self.authorize_url.clone())
                     .map_err(|e| bad("authorization URL", e))?,
             )
-            .set_token_uri(
-                TokenUrl::new(self.token_url.clone()).map_err(|e| bad("token URL", e))?,
-            )
+            .set_token_uri(TokenUrl::new(self.token_url.clone()).map_err(|e| bad("token URL", e))?)
             .set_auth_type(auth_type(self.auth));
         if let Some(secret) = &self.client_secret {
             client = client.set_client_secret(ClientSecret::new(secret.clone()));
         }
         if let Some(uri) = redirect_uri {
-            client = client
-                .set_redirect_uri(RedirectUrl::new(uri.to_owned()).map_err(|e| bad("redirect URI", e))?);
+            client = client.set_redirect_uri(
+                RedirectUrl::new(uri.to_owned()).map_err(|e| bad("redirect URI", e))?,
+            );
         }
         Ok(client)
     }

@@ -23,7 +23,7 @@ pub enum ClientAuth {
 pub struct AccessToken {
     /// The token.
     pub secret: String,
-    /// `token_type` as the provider wrote it (usually `Bearer`).
+    /// `token_type`: `Bearer` (RFC 6750's spelling, whatever the provider's case) or another type.
     pub token_type: String,
     /// When it expires (now + `expires_in`, or now + 3600 s when the provider says nothing).
     pub expires_at: Instant,
@@ -39,7 +39,12 @@ impl AccessToken {
         let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3600));
         Self {
             secret: response.access_token().secret().clone(),
-            token_type: response.token_type().as_ref().to_owned(),
+            token_type: match response.token_type() {
+                // The oauth2 crate reads the type case-insensitively; give RFC 6750's spelling.
+                oauth2::basic::BasicTokenType::Bearer => "Bearer".to_owned(),
+                oauth2::basic::BasicTokenType::Mac => "MAC".to_owned(),
+                other => other.as_ref().to_owned(),
+            },
             expires_at: Instant::now() + lifetime,
             // A provider that does not rotate refresh tokens omits it from a refresh answer.
             refresh_token: response
@@ -119,8 +124,9 @@ pub(crate) fn token_http() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-type Pending =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<HttpResponse, reqwest::Error>> + Send>>;
+type Pending = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<HttpResponse, reqwest::Error>> + Send>,
+>;
 
 /// The `oauth2` crate's HTTP client, over reqwest.
 pub(crate) fn via(http: &reqwest::Client) -> impl Fn(HttpRequest) -> Pending + Send + Sync {
@@ -132,7 +138,10 @@ pub(crate) fn via(http: &reqwest::Client) -> impl Fn(HttpRequest) -> Pending + S
 }
 
 /// Sends an `oauth2` crate request with reqwest.
-async fn send(http: &reqwest::Client, request: HttpRequest) -> Result<HttpResponse, reqwest::Error> {
+async fn send(
+    http: &reqwest::Client,
+    request: HttpRequest,
+) -> Result<HttpResponse, reqwest::Error> {
     let (parts, body) = request.into_parts();
     let response = http
         .request(parts.method, parts.uri.to_string())

@@ -13,8 +13,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
-use super::response::detail;
 use super::auth::AuthenticatedCaller;
+use super::response::detail;
 use crate::auth::{AuthError, Claims, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE, SCOPE_READ};
 
 /// Which scope a request needs.
@@ -85,7 +85,6 @@ impl OAuth2 {
     }
 }
 
-
 /// The scope a request needs, beyond the policy's `required_scope`.
 fn route_scope(oauth: &OAuth2, request: &Request) -> Option<&'static str> {
     if oauth.scopes == ScopeMode::Single {
@@ -101,12 +100,8 @@ fn route_scope(oauth: &OAuth2, request: &Request) -> Option<&'static str> {
 }
 
 fn grants(claims: &Claims, scope: &str) -> bool {
-    claims
-        .scopes
-        .iter()
-        .any(|s| s == scope || s == SCOPE_ADMIN)
+    claims.scopes.iter().any(|s| s == scope || s == SCOPE_ADMIN)
 }
-
 
 /// The RFC 6750 challenge: no error code when no token was sent (section 3.1),
 /// `invalid_token` or `insufficient_scope` otherwise, with the required scope.

@@ -460,8 +460,7 @@ async fn token(
         Err(r) => return r,
     };
     *s.last_auth.lock().unwrap() = Some(used);
-    let invalid_grant =
-        |why: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why);
+    let invalid_grant = |why: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why);
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {
             if used == ClientAuthUsed::None {
@@ -511,15 +510,16 @@ async fn token(
     }
 }
 
-async fn authorize(
-    State(s): State<St>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
+async fn authorize(State(s): State<St>, Query(query): Query<HashMap<String, String>>) -> Response {
     let Some(redirect_uri) = query.get("redirect_uri").cloned() else {
         return (StatusCode::BAD_REQUEST, "redirect_uri missing").into_response();
     };
     if !redirect_uri.starts_with("http://127.0.0.1:") {
-        return (StatusCode::BAD_REQUEST, "redirect_uri must be a loopback URI").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "redirect_uri must be a loopback URI",
+        )
+            .into_response();
     }
     let client_id = query.get("client_id").cloned().unwrap_or_default();
     if !s.clients.lock().unwrap().contains_key(&client_id) {
