@@ -366,6 +366,10 @@ async fn per_route_scopes() {
         challenge.as_deref(),
         Some("Bearer realm=\"asap\", scope=\"asap:read\"")
     );
+    // The WebSocket upgrade needs a token too, unless left open as in the reference.
+    let ws = format!("{}/asap/ws", server.base);
+    assert_eq!(call("GET", &ws, None).await.0, 401);
+    assert_eq!(call("GET", &ws, Some(&read)).await.0, 403, "the upgrade sends work");
     // The well-known manifest stays public under the default prefix.
     assert_eq!(
         call(
@@ -377,6 +381,13 @@ async fn per_route_scopes() {
         .0,
         200
     );
+    server.stop().await;
+
+    let open = OAuth2::new(jwt_validator(&idp, JwtPolicy::default())).leave_websocket_open();
+    let server = protected(open).await;
+    let (status, _, _) = call("GET", &format!("{}/asap/ws", server.base), None).await;
+    assert_ne!(status, 401);
+    assert_eq!(call("POST", &format!("{}/asap", server.base), None).await.0, 401);
     server.stop().await;
 }
 

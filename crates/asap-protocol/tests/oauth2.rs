@@ -2,14 +2,16 @@
 //! the reference's behaviour by default, the strict switches, and an attack corpus.
 
 mod common;
+#[path = "common/idp.rs"]
+mod idp;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator};
 use asap_protocol::server::{OAuth2, Server};
 use common::{AGENT, echo_request, get, manifest};
+use idp::MockIdp;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
@@ -49,62 +51,13 @@ fn good_claims() -> Value {
     json!({"sub": "client-1", "scope": "asap:execute asap:read", "exp": now() + 600})
 }
 
-/// A JWKS endpoint that can rotate its keys or go down.
-struct Idp {
-    url: String,
-    rotated: Arc<AtomicBool>,
-    down: Arc<AtomicBool>,
-}
-
-async fn idp() -> Idp {
-    let rotated = Arc::new(AtomicBool::new(false));
-    let down = Arc::new(AtomicBool::new(false));
-    let (r, d) = (rotated.clone(), down.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let doc = json!({"issuer": base, "token_endpoint": format!("{base}/token"), "jwks_uri": format!("{base}/jwks")});
-    let wrong = json!({"issuer": "https://impostor.test", "token_endpoint": format!("{base}/token"), "jwks_uri": format!("{base}/jwks")});
-    let app = axum::Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            axum::routing::get(move || async move { axum::Json(doc) }),
-        )
-        .route(
-            "/tenant/.well-known/openid-configuration",
-            axum::routing::get(move || async move { axum::Json(wrong) }),
-        )
-        .route(
-            "/jwks",
-            axum::routing::get(move || {
-                let (r, d) = (r.clone(), d.clone());
-                async move {
-                    if d.load(Ordering::Relaxed) {
-                        return (http::StatusCode::SERVICE_UNAVAILABLE, String::new());
-                    }
-                    let file = if r.load(Ordering::Relaxed) {
-                        "jwks-rotated.json"
-                    } else {
-                        "jwks.json"
-                    };
-                    (
-                        http::StatusCode::OK,
-                        String::from_utf8(fixture(file)).unwrap(),
-                    )
-                }
-            }),
-        );
-    let url = format!("{base}/jwks");
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Idp { url, rotated, down }
-}
-
 struct Protected {
     base: String,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn protected(idp: &Idp, policy: JwtPolicy) -> Protected {
-    let validator = JwtValidator::new(Arc::new(JwksCache::new(&idp.url)), AGENT, policy);
+async fn protected(idp: &MockIdp, policy: JwtPolicy) -> Protected {
+    let validator = JwtValidator::new(Arc::new(JwksCache::new(idp.jwks_uri())), AGENT, policy);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = asap_protocol::server::ServerConfig::default();
@@ -151,7 +104,7 @@ fn scoped() -> JwtPolicy {
 
 #[tokio::test]
 async fn reference_behaviour_by_default() {
-    let idp = idp().await;
+    let idp = MockIdp::start();
     let server = protected(&idp, scoped()).await;
     let (status, body, challenge) = call(&server.base, None).await;
     assert_eq!(
@@ -247,7 +200,7 @@ async fn reference_behaviour_by_default() {
 
 #[tokio::test]
 async fn strict_switches() {
-    let idp = idp().await;
+    let idp = MockIdp::start();
     let policy = JwtPolicy {
         required_scope: Some("asap:execute".into()),
         ..JwtPolicy::strict("https://idp.test", "urn:asap:agent:test-server")
@@ -288,7 +241,7 @@ async fn strict_switches() {
 
 #[tokio::test]
 async fn attack_corpus_gets_401() {
-    let idp = idp().await;
+    let idp = MockIdp::start();
     let server = protected(&idp, scoped()).await;
     let good = rsa(&good_claims());
     let parts: Vec<&str> = good.split('.').collect();
@@ -369,8 +322,8 @@ async fn attack_corpus_gets_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_kids_cause_a_bounded_number_of_jwks_fetches() {
-    let idp = idp().await;
-    let jwks = Arc::new(JwksCache::new(&idp.url));
+    let idp = MockIdp::start();
+    let jwks = Arc::new(JwksCache::new(idp.jwks_uri()));
     let validator = Arc::new(JwtValidator::new(jwks.clone(), AGENT, scoped()));
     let good = rsa(&good_claims());
     let parts: Vec<String> = good.split('.').map(str::to_owned).collect();
@@ -403,8 +356,8 @@ async fn random_kids_cause_a_bounded_number_of_jwks_fetches() {
 
 #[tokio::test]
 async fn key_rotation_and_provider_outage() {
-    let idp = idp().await;
-    let jwks = Arc::new(JwksCache::new(&idp.url).min_refetch(std::time::Duration::ZERO));
+    let idp = MockIdp::start();
+    let jwks = Arc::new(JwksCache::new(idp.jwks_uri()).min_refetch(std::time::Duration::ZERO));
     let validator = JwtValidator::new(jwks.clone(), AGENT, scoped());
     validator.validate(&rsa(&good_claims())).await.unwrap();
     let rotated_token = sign(
@@ -417,13 +370,13 @@ async fn key_rotation_and_provider_outage() {
         validator.validate(&rotated_token).await.is_err(),
         "not published yet"
     );
-    idp.rotated.store(true, Ordering::Relaxed);
+    idp.rotate();
     let claims = validator.validate(&rotated_token).await.unwrap();
     assert_eq!(claims.subject, "client-1");
     assert_eq!(claims.scopes, ["asap:execute", "asap:read"]);
 
-    let idp2 = self::idp().await;
-    idp2.down.store(true, Ordering::Relaxed);
+    let idp2 = MockIdp::start();
+    idp2.set_down(true);
     let server = protected(&idp2, scoped()).await;
     let (status, body, _) = call(
         &server.base,
@@ -455,15 +408,15 @@ fn base64url(bytes: Vec<u8>) -> String {
 #[tokio::test]
 async fn oidc_discovery_finds_the_keys_and_checks_the_issuer() {
     use asap_protocol::auth::{OidcDiscovery, OidcError};
-    let idp = idp().await;
-    let issuer = idp.url.trim_end_matches("/jwks").to_owned();
+    let idp = MockIdp::start();
+    let issuer = idp.issuer();
     let discovery = OidcDiscovery::new(format!("{issuer}/"));
     assert_eq!(
         discovery.url(),
         format!("{issuer}/.well-known/openid-configuration")
     );
     let config = discovery.config().await.unwrap();
-    assert_eq!(config.jwks_uri, idp.url);
+    assert_eq!(config.jwks_uri, idp.jwks_uri());
     assert_eq!(config.token_endpoint, format!("{issuer}/token"));
     let validator = JwtValidator::new(Arc::new(JwksCache::new(&config.jwks_uri)), AGENT, scoped());
     validator.validate(&rsa(&good_claims())).await.unwrap();
@@ -481,11 +434,11 @@ async fn oidc_discovery_finds_the_keys_and_checks_the_issuer() {
 
 #[tokio::test]
 async fn subject_map_decision_table() {
-    let idp = idp().await;
+    let idp = MockIdp::start();
     let map =
         asap_protocol::auth::parse_subject_map(&format!(r#"{{"{AGENT}": ["client-1"]}}"#)).unwrap();
     let lenient = JwtValidator::new(
-        Arc::new(JwksCache::new(&idp.url)),
+        Arc::new(JwksCache::new(idp.jwks_uri())),
         AGENT,
         JwtPolicy {
             subject_map: map.clone(),
@@ -493,7 +446,7 @@ async fn subject_map_decision_table() {
         },
     );
     let strict = JwtValidator::new(
-        Arc::new(JwksCache::new(&idp.url)),
+        Arc::new(JwksCache::new(idp.jwks_uri())),
         AGENT,
         JwtPolicy {
             subject_map: map,
@@ -518,8 +471,8 @@ async fn subject_map_decision_table() {
 
 #[tokio::test]
 async fn remembered_tokens_still_expire() {
-    let idp = idp().await;
-    let validator = JwtValidator::new(Arc::new(JwksCache::new(&idp.url)), AGENT, scoped());
+    let idp = MockIdp::start();
+    let validator = JwtValidator::new(Arc::new(JwksCache::new(idp.jwks_uri())), AGENT, scoped());
     let short = rsa(&json!({"sub": "c", "scope": "asap:execute", "exp": now() + 2}));
     validator.validate(&short).await.unwrap();
     validator.validate(&short).await.unwrap();
@@ -532,12 +485,12 @@ async fn remembered_tokens_still_expire() {
 
 #[tokio::test]
 async fn a_rotation_right_after_start_up_is_picked_up_with_the_default_throttle() {
-    let idp = idp().await;
-    let jwks = Arc::new(JwksCache::new(&idp.url));
+    let idp = MockIdp::start();
+    let jwks = Arc::new(JwksCache::new(idp.jwks_uri()));
     let validator = JwtValidator::new(jwks.clone(), AGENT, scoped());
     validator.validate(&rsa(&good_claims())).await.unwrap();
     assert_eq!(jwks.fetch_count(), 1);
-    idp.rotated.store(true, Ordering::Relaxed);
+    idp.rotate();
     let rotated = sign(
         Algorithm::RS256,
         "test-rsa-2.pem",

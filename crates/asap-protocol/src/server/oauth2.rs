@@ -17,6 +17,9 @@ use super::auth::AuthenticatedCaller;
 use super::response::detail;
 use crate::auth::{AuthError, Claims, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE, SCOPE_READ};
 
+/// The WebSocket binding's path (wire spec section 11).
+const WEBSOCKET_PATH: &str = "/asap/ws";
+
 /// Which scope a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -48,6 +51,7 @@ pub struct OAuth2 {
     pub(crate) path_prefix: Option<String>,
     scopes: ScopeMode,
     bind_sender: bool,
+    websocket_open: bool,
 }
 
 impl OAuth2 {
@@ -58,6 +62,7 @@ impl OAuth2 {
             path_prefix: Some("/asap".into()),
             scopes: ScopeMode::Single,
             bind_sender: false,
+            websocket_open: false,
         }
     }
 
@@ -78,6 +83,14 @@ impl OAuth2 {
         self
     }
 
+    /// Leaves the WebSocket upgrade (`/asap/ws`) unauthenticated, as the reference does
+    /// under OAuth2 (wire spec section 10.2 calls it a gap). By default the upgrade
+    /// request needs a valid token like any other path under the prefix.
+    pub fn leave_websocket_open(mut self) -> Self {
+        self.websocket_open = true;
+        self
+    }
+
     /// Protects paths starting with `prefix` instead; `None` protects every path.
     pub fn path_prefix(mut self, prefix: Option<String>) -> Self {
         self.path_prefix = prefix;
@@ -92,7 +105,7 @@ fn route_scope(oauth: &OAuth2, request: &Request) -> Option<&'static str> {
     }
     let read = request.method() == http::Method::GET || request.method() == http::Method::HEAD;
     // The WebSocket upgrade is a GET that sends work.
-    if read && !request.uri().path().ends_with("/ws") {
+    if read && request.uri().path() != WEBSOCKET_PATH {
         Some(SCOPE_READ)
     } else {
         Some(SCOPE_EXECUTE)
@@ -141,6 +154,9 @@ pub(crate) async fn guard(
     if let Some(prefix) = &oauth.path_prefix
         && !request.uri().path().starts_with(prefix.as_str())
     {
+        return next.run(request).await;
+    }
+    if oauth.websocket_open && request.uri().path() == WEBSOCKET_PATH {
         return next.run(request).await;
     }
     // Exactly "Bearer " (capital B, one space), as the reference requires.
