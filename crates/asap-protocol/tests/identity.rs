@@ -369,7 +369,11 @@ async fn per_route_scopes() {
     // The WebSocket upgrade needs a token too, unless left open as in the reference.
     let ws = format!("{}/asap/ws", server.base);
     assert_eq!(call("GET", &ws, None).await.0, 401);
-    assert_eq!(call("GET", &ws, Some(&read)).await.0, 403, "the upgrade sends work");
+    assert_eq!(
+        call("GET", &ws, Some(&read)).await.0,
+        403,
+        "the upgrade sends work"
+    );
     // The well-known manifest stays public under the default prefix.
     assert_eq!(
         call(
@@ -387,7 +391,10 @@ async fn per_route_scopes() {
     let server = protected(open).await;
     let (status, _, _) = call("GET", &format!("{}/asap/ws", server.base), None).await;
     assert_ne!(status, 401);
-    assert_eq!(call("POST", &format!("{}/asap", server.base), None).await.0, 401);
+    assert_eq!(
+        call("POST", &format!("{}/asap", server.base), None).await.0,
+        401
+    );
     server.stop().await;
 }
 
@@ -470,4 +477,89 @@ async fn key_rotation_at_the_provider_is_followed() {
         2,
         "one start-up fetch, one for the new kid"
     );
+}
+
+#[tokio::test]
+async fn settings_from_the_environment_build_the_protection() {
+    use asap_protocol::server::{OAuth2Settings, OAuth2SetupError};
+    let idp = MockIdp::start();
+    let issuer = idp.issuer();
+    let env = |pairs: Vec<(&'static str, String)>| {
+        OAuth2Settings::from_lookup(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+    };
+    assert!(
+        env(vec![]).build(AGENT).await.unwrap().is_none(),
+        "nothing configured, nothing protected"
+    );
+    let bad_map = env(vec![
+        ("ASAP_AUTH_ISSUER", issuer.clone()),
+        ("ASAP_AUTH_SUBJECT_MAP", "[1]".into()),
+    ]);
+    assert!(matches!(
+        bad_map.build(AGENT).await,
+        Err(OAuth2SetupError::SubjectMap(_))
+    ));
+    let no_credentials = env(vec![(
+        "ASAP_AUTH_INTROSPECTION_URL",
+        idp.introspection_url(),
+    )]);
+    assert_eq!(
+        no_credentials.build(AGENT).await.err(),
+        Some(OAuth2SetupError::MissingClientCredentials)
+    );
+    let impostor = env(vec![("ASAP_AUTH_ISSUER", format!("{issuer}/tenant"))]);
+    assert!(matches!(
+        impostor.build(AGENT).await,
+        Err(OAuth2SetupError::Discovery(_))
+    ));
+
+    // Issuer + client credentials: keys and introspection both discovered; strict and
+    // per-route switches applied.
+    let settings = env(vec![
+        ("ASAP_AUTH_ISSUER", issuer.clone()),
+        ("ASAP_AUTH_CLIENT_ID", "asap-client".into()),
+        ("ASAP_AUTH_CLIENT_SECRET", "asap-secret".into()),
+        ("ASAP_AUTH_AUDIENCE", idp::AUDIENCE.into()),
+        ("ASAP_AUTH_STRICT", "yes".into()),
+        ("ASAP_AUTH_PER_ROUTE_SCOPES", "1".into()),
+    ]);
+    let policy = settings.policy().unwrap();
+    assert!(policy.require_exp && policy.check_nbf);
+    assert_eq!(policy.issuer.as_deref(), Some(issuer.as_str()));
+    let server = protected(settings.build(AGENT).await.unwrap().unwrap()).await;
+    let url = format!("{}/asap", server.base);
+    assert_eq!(
+        call(
+            "POST",
+            &url,
+            Some(&idp.issue("asap-client", "asap:execute"))
+        )
+        .await
+        .0,
+        200
+    );
+    idp.set_opaque(true);
+    assert_eq!(
+        call(
+            "POST",
+            &url,
+            Some(&idp.issue("asap-client", "asap:execute"))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call("POST", &url, Some(&idp.issue("asap-client", "asap:read")))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(idp.introspections(), 2);
+    server.stop().await;
 }

@@ -5,13 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use asap_protocol::auth::{
-    JwksCache, JwtPolicy, JwtValidator, OidcDiscovery, TokenIntrospector, parse_subject_map,
-};
 use asap_protocol::model::{AuthScheme, Manifest, Model, Skill};
 use asap_protocol::server::{
-    HandlerRegistry, OAuth2, RateLimitRule, Server, ServerConfig, StaticTokens, default_skills,
-    shutdown_signal,
+    HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule, Server, ServerConfig, StaticTokens,
+    default_skills, shutdown_signal,
 };
 use asap_protocol::store::StorageConfig;
 use clap::Args;
@@ -205,72 +202,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The OAuth2 protection the flags ask for, if any.
+/// The OAuth2 protection the flags (and their `ASAP_AUTH_*` variables) ask for, if any.
 async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth2>> {
-    let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    let discovered = match given(&args.oauth2_issuer) {
-        Some(issuer) => Some(
-            OidcDiscovery::new(issuer)
-                .config()
-                .await
-                .context("finding the OAuth2 provider's endpoints")?,
-        ),
-        None => None,
+    let settings = OAuth2Settings {
+        issuer: args.oauth2_issuer.clone(),
+        jwks_uri: args.oauth2_jwks_uri.clone(),
+        introspection_url: args.oauth2_introspection_url.clone(),
+        client_id: args.oauth2_client_id.clone(),
+        client_secret: args.oauth2_client_secret.clone(),
+        required_scope: Some(args.oauth2_scope.clone()),
+        audience: args.oauth2_audience.clone(),
+        strict: args.oauth2_strict,
+        per_route_scopes: args.oauth2_per_route_scopes,
+        bind_sender: args.oauth2_bind_sender,
+        subject_map: std::env::var("ASAP_AUTH_SUBJECT_MAP").ok(),
     };
-    let jwks_uri = given(&args.oauth2_jwks_uri).or(discovered.as_ref().map(|c| c.jwks_uri.clone()));
-    let introspection_url = given(&args.oauth2_introspection_url).or(discovered
-        .as_ref()
-        .and_then(|c| c.introspection_endpoint.clone())
-        .filter(|_| args.oauth2_client_id.is_some()));
-    if jwks_uri.is_none() && introspection_url.is_none() {
-        return Ok(None);
-    }
-    let mut policy = JwtPolicy {
-        required_scope: Some(args.oauth2_scope.clone()).filter(|s| !s.is_empty()),
-        audience: given(&args.oauth2_audience),
-        ..JwtPolicy::default()
-    };
-    if let Ok(text) = std::env::var("ASAP_AUTH_SUBJECT_MAP") {
-        policy.subject_map = parse_subject_map(&text).map_err(anyhow::Error::msg)?;
-    }
-    if args.oauth2_strict {
-        policy.strict_subjects = !policy.subject_map.is_empty();
-        policy.require_exp = true;
-        policy.check_nbf = true;
-        policy.leeway = std::time::Duration::from_secs(30);
-        policy.issuer = given(&args.oauth2_issuer);
-    }
-    let introspector = match introspection_url {
-        Some(url) => {
-            let (Some(id), Some(secret)) = (
-                given(&args.oauth2_client_id),
-                given(&args.oauth2_client_secret),
-            ) else {
-                anyhow::bail!(
-                    "token introspection needs --oauth2-client-id and --oauth2-client-secret"
-                );
-            };
-            Some(Arc::new(TokenIntrospector::new(url, id, secret)))
-        }
-        None => None,
-    };
-    let validator = match (jwks_uri, introspector) {
-        (Some(uri), introspector) => {
-            let validator = JwtValidator::new(Arc::new(JwksCache::new(uri)), agent_id, policy);
-            match introspector {
-                Some(i) => validator.with_introspection(i),
-                None => validator,
-            }
-        }
-        (None, Some(introspector)) => JwtValidator::introspecting(introspector, agent_id, policy),
-        (None, None) => return Ok(None),
-    };
-    let mut oauth = OAuth2::new(validator);
-    if args.oauth2_per_route_scopes {
-        oauth = oauth.per_route_scopes();
-    }
-    if args.oauth2_bind_sender {
-        oauth = oauth.bind_sender();
-    }
-    Ok(Some(oauth))
+    settings
+        .build(agent_id)
+        .await
+        .context("setting up OAuth2 protection")
 }

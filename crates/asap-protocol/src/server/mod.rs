@@ -27,6 +27,8 @@ mod handler;
 mod metrics;
 #[cfg(feature = "oauth2")]
 mod oauth2;
+#[cfg(feature = "oauth2")]
+mod oauth2_settings;
 mod pipeline;
 mod rate_limit;
 mod replay;
@@ -60,6 +62,8 @@ pub use handler::{Handler, HandlerContext, HandlerError, HandlerRegistry};
 pub use metrics::{ErrorType, METRICS_CONTENT_TYPE, Metrics};
 #[cfg(feature = "oauth2")]
 pub use oauth2::{OAuth2, ScopeMode};
+#[cfg(feature = "oauth2")]
+pub use oauth2_settings::{OAuth2Settings, OAuth2SetupError};
 pub use rate_limit::{Limited, RateLimitError, RateLimitRule};
 pub use replay::{NonceStore, check_timestamp};
 pub use trace::ServerSpan;

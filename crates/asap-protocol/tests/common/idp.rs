@@ -381,52 +381,50 @@ async fn jwks(State(s): State<St>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+fn invalid_client() -> Response {
+    oauth_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "client authentication failed",
+    )
+}
+
 /// The client a request authenticates as: HTTP Basic, or `client_id`+`client_secret`
-/// in the form, or a public client naming itself.
+/// in the form, or a public client naming itself. `None`: authentication failed.
 fn authenticate(
     s: &Shared,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> Result<(String, ClientAuthUsed), Response> {
-    let invalid = || {
-        oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        )
-    };
+) -> Option<(String, ClientAuthUsed)> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "));
     let (id, secret, used) = if let Some(encoded) = basic {
-        let decoded = STANDARD.decode(encoded).map_err(|_| invalid())?;
-        let text = String::from_utf8(decoded).map_err(|_| invalid())?;
-        let (id, secret) = text.split_once(':').ok_or_else(invalid)?;
+        let decoded = STANDARD.decode(encoded).ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (id, secret) = text.split_once(':')?;
         (
             percent_decode(id),
             Some(secret.to_owned()),
             ClientAuthUsed::Basic,
         )
-    } else if let Some(id) = form.get("client_id") {
+    } else {
+        let id = form.get("client_id")?;
         match form.get("client_secret") {
             Some(secret) => (id.clone(), Some(secret.clone()), ClientAuthUsed::Post),
             None => (id.clone(), None, ClientAuthUsed::None),
         }
-    } else {
-        return Err(invalid());
     };
     let clients = s.clients.lock().unwrap();
-    let client = clients.get(&id).ok_or_else(invalid)?;
+    let client = clients.get(&id)?;
     let ok = match (&client.secret, &secret) {
-        (Some(expected), Some(given)) => {
-            // Basic credentials may be form-encoded first (RFC 6749 2.3.1) or raw.
-            given == expected || percent_decode(given) == *expected
-        }
+        // Basic credentials may be form-encoded first (RFC 6749 2.3.1) or raw.
+        (Some(expected), Some(given)) => given == expected || percent_decode(given) == *expected,
         (None, None) => true,
         _ => false,
     };
-    if ok { Ok((id, used)) } else { Err(invalid()) }
+    ok.then_some((id, used))
 }
 
 fn token_answer(s: &Shared, client_id: &str, scope: &str, refresh: Option<&Grant>) -> Response {
@@ -455,9 +453,8 @@ async fn token(
 ) -> Response {
     s.token_requests.fetch_add(1, Ordering::SeqCst);
     *s.last_token_form.lock().unwrap() = form.clone();
-    let (client_id, used) = match authenticate(&s, &headers, &form) {
-        Ok(c) => c,
-        Err(r) => return r,
+    let Some((client_id, used)) = authenticate(&s, &headers, &form) else {
+        return invalid_client();
     };
     *s.last_auth.lock().unwrap() = Some(used);
     let invalid_grant = |why: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why);
@@ -559,15 +556,15 @@ async fn introspect(
 ) -> Response {
     s.introspections.fetch_add(1, Ordering::SeqCst);
     match authenticate(&s, &headers, &form) {
-        Ok((_, ClientAuthUsed::Basic)) => {}
-        Ok(_) => {
+        Some((_, ClientAuthUsed::Basic)) => {}
+        Some(_) => {
             return oauth_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 "introspection needs HTTP Basic client authentication",
             );
         }
-        Err(r) => return r,
+        None => return invalid_client(),
     }
     let token = form.get("token").cloned().unwrap_or_default();
     let claims = s.issued.lock().unwrap().get(&token).cloned();
