@@ -20,7 +20,7 @@ fn reject(status: StatusCode, detail: String) -> BodyRejection {
     BodyRejection { status, detail }
 }
 
-fn too_large(n: usize, max: usize) -> BodyRejection {
+pub(crate) fn too_large(n: usize, max: usize) -> BodyRejection {
     reject(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("Request size ({n} bytes) exceeds maximum ({max} bytes)"),

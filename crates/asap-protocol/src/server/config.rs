@@ -59,6 +59,57 @@ pub struct ServerConfig {
     /// Compress responses (gzip or Brotli, as `Accept-Encoding` allows). Off by default:
     /// the reference never compresses responses.
     pub compress_responses: bool,
+    /// The WebSocket binding's limits (`/asap/ws`).
+    pub websocket: WebSocketConfig,
+}
+
+/// Limits of the WebSocket binding (wire spec section 11). `Default` gives the
+/// reference's values where it has them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSocketConfig {
+    /// Serve `/asap/ws` at all.
+    pub enabled: bool,
+    /// Interval of the `{"type": "ping"}` heartbeat (30 s).
+    pub ping_interval: Duration,
+    /// A connection silent for longer is closed with 1001 (90 s; the reference only stops
+    /// pinging it).
+    pub stale_after: Duration,
+    /// Messages per second per connection, with as large a burst (10); `None` turns the
+    /// limit off. Exceeding it gets the -32001 frame and close 1008.
+    pub message_rate: Option<u32>,
+    /// Most open connections; further upgrades get 503 (1024).
+    pub max_connections: usize,
+    /// Largest frame and message accepted by the WebSocket layer (16 MiB, as uvicorn);
+    /// ASAP's `max_request_size` applies to each message after it.
+    pub max_message_size: usize,
+    /// Frames waiting to be written per connection (responses, acks, pushes) before
+    /// handlers wait (256).
+    pub send_queue: usize,
+    /// Messages received but not yet handled per connection before reading pauses (64).
+    pub receive_queue: usize,
+    /// How long the answer to an envelope that asked for an ack is kept, so a
+    /// retransmission of the same envelope id is answered without running the handler
+    /// again (the replay window, 300 s).
+    pub dedup_window: Duration,
+    /// Most answers kept for de-duplication (10 000).
+    pub dedup_capacity: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ping_interval: Duration::from_secs(30),
+            stale_after: Duration::from_secs(90),
+            message_rate: Some(10),
+            max_connections: 1024,
+            max_message_size: 16 * 1024 * 1024,
+            send_queue: 256,
+            receive_queue: 64,
+            dedup_window: Duration::from_secs(300),
+            dedup_capacity: 10_000,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -78,6 +129,7 @@ impl Default for ServerConfig {
             trace_injection: true,
             compress_responses: false,
             body_read_timeout: Duration::from_secs(30),
+            websocket: WebSocketConfig::default(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{AsapError, Envelope, Manifest, PayloadType, ValidationError};
+use crate::model::{AsapError, Envelope, Manifest, Model, PayloadType, ValidationError};
 use crate::store::{Store, StoreError};
 
 /// What a handler can use besides the envelope.
@@ -17,6 +17,50 @@ pub struct HandlerContext {
     pub store: Arc<dyn Store>,
     /// The identity the request authenticated as, if authentication is on.
     pub identity: Option<String>,
+    /// Over WebSocket, sends envelopes to the client ahead of the reply (`None` over HTTP).
+    pub push: Option<Push>,
+}
+
+/// Why a pushed envelope could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// The request did not come over WebSocket, so there is nobody to push to.
+    #[error("server push needs a WebSocket connection")]
+    NotWebSocket,
+    /// The connection closed.
+    #[error("the WebSocket connection is closed")]
+    Closed,
+}
+
+/// Sends envelopes to the client of one WebSocket connection (wire spec section 11.3):
+/// each is a frame `{"jsonrpc":"2.0","result":{"envelope":...},"id":null}`, the shape
+/// reference clients hand to their `on_message` callback.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub(crate) frames: tokio::sync::mpsc::Sender<String>,
+}
+
+impl Push {
+    /// Queues `envelope` for the client; waits while the connection's send queue is full.
+    pub async fn send(&self, envelope: &Envelope) -> Result<(), PushError> {
+        let frame = crate::json::to_compact(&serde_json::json!({
+            "jsonrpc": "2.0",
+            "result": {"envelope": envelope.to_value()},
+            "id": null,
+        }));
+        self.frames.send(frame).await.map_err(|_| PushError::Closed)
+    }
+}
+
+impl HandlerContext {
+    /// Pushes `envelope` to the WebSocket client ahead of the reply.
+    pub async fn push(&self, envelope: &Envelope) -> Result<(), PushError> {
+        match &self.push {
+            Some(push) => push.send(envelope).await,
+            None => Err(PushError::NotWebSocket),
+        }
+    }
 }
 
 /// Why a handler could not produce a response envelope. Each kind maps to one

@@ -34,6 +34,7 @@ mod rate_limit;
 mod replay;
 mod response;
 mod trace;
+mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -56,9 +57,12 @@ pub use agent::{
 };
 pub use auth::{AuthFailure, AuthenticatedCaller, StaticTokens, TokenValidator, bearer_token};
 pub use body::{BodyRejection, Coding};
-pub use config::{ConfigError, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_RATE_LIMIT, ServerConfig, truthy};
+pub use config::{
+    ConfigError, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_RATE_LIMIT, ServerConfig, WebSocketConfig,
+    truthy,
+};
 pub use discovery::ServedManifest;
-pub use handler::{Handler, HandlerContext, HandlerError, HandlerRegistry};
+pub use handler::{Handler, HandlerContext, HandlerError, HandlerRegistry, Push, PushError};
 pub use metrics::{ErrorType, METRICS_CONTENT_TYPE, Metrics};
 #[cfg(feature = "oauth2")]
 pub use oauth2::{OAuth2, ScopeMode};
@@ -99,6 +103,7 @@ pub(crate) struct Inner {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) handler_slots: Option<Arc<tokio::sync::Semaphore>>,
+    pub(crate) ws: websocket::Hub,
     #[cfg(feature = "oauth2")]
     pub(crate) oauth2: Option<OAuth2>,
 }
@@ -196,6 +201,7 @@ impl ServerBuilder {
             handler_slots: config
                 .max_concurrent_handlers
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+            ws: websocket::Hub::new(&config.websocket),
             #[cfg(feature = "oauth2")]
             oauth2: self.oauth2,
             config,
@@ -241,8 +247,11 @@ impl Server {
 
     /// The axum router with every route (serve it with `ConnectInfo<SocketAddr>`).
     pub fn router(&self) -> Router {
-        let router = Router::new()
-            .route("/asap", post(pipeline::handle))
+        let mut router = Router::new().route("/asap", post(pipeline::handle));
+        if self.state.config.websocket.enabled {
+            router = router.route("/asap/ws", get(websocket::upgrade));
+        }
+        let router = router
             .route("/.well-known/asap/manifest.json", get(discovery::manifest))
             .route("/.well-known/asap/health", get(discovery::health))
             .route("/health", get(discovery::liveness))
@@ -288,6 +297,7 @@ impl Server {
         let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             flag.shutting_down.store(true, Ordering::Relaxed);
+            flag.ws.begin_shutdown();
             let _ = stop_tx.send(true);
         });
         let sweeper = state.rate_limiter.clone().map(|limiter| {
@@ -300,6 +310,7 @@ impl Server {
             })
         });
         let mut task = tokio::spawn(serving.into_future());
+        let stopping_since = Instant::now();
         let result = tokio::select! {
             joined = &mut task => joined,
             () = async { let _stopped = stop_rx.wait_for(|stopped| *stopped).await.is_ok(); } => match tokio::time::timeout(grace, &mut task).await {
@@ -313,6 +324,18 @@ impl Server {
         };
         if let Some(sweeper) = sweeper {
             sweeper.abort();
+        }
+        // WebSocket connections are not tracked by the HTTP graceful shutdown: wait for
+        // them to finish their message and close (1001), within what is left of the grace.
+        let left = grace.saturating_sub(stopping_since.elapsed());
+        if tokio::time::timeout(left, state.ws.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = state.ws.open(),
+                "WebSocket connections still open at the shutdown deadline"
+            );
         }
         state.store.close().await;
         match result {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{AuthenticatedCaller, authenticate};
 use super::body::{check_declared_length, coding, decode, read_limited};
-use super::handler::{HandlerContext, HandlerError};
+use super::handler::{HandlerContext, HandlerError, Push};
 use super::metrics::ErrorType;
 use super::replay::check_timestamp;
 use super::response::{detail, json_response};
@@ -99,6 +99,25 @@ pub(crate) async fn handle(
         Ok(b) => b,
         Err(r) => return detail(r.status, r.detail),
     };
+    let caller = caller.map(|Extension(c)| c);
+    let (status, body) = respond(&state, &headers, caller.as_ref(), None, &bytes, started).await;
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("valid response")
+}
+
+/// Steps 6 to 17 for a decoded body (HTTP and WebSocket alike): the status and the S1
+/// body of the answer. `push` lets handlers send envelopes ahead of the reply.
+pub(crate) async fn respond(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Option<&AuthenticatedCaller>,
+    push: Option<Push>,
+    bytes: &[u8],
+    started: Instant,
+) -> (StatusCode, String) {
     // Bounded concurrency (ASAP_MAX_THREADS): refuse at once when every slot is busy.
     let _slot = match &state.handler_slots {
         None => None,
@@ -116,23 +135,23 @@ pub(crate) async fn handle(
                     started.elapsed().as_secs_f64(),
                 );
                 let body = json!({"error": "Service Temporarily Unavailable", "code": error.code(), "message": error.to_string(), "details": error.details()});
-                return json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
+                return (StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body));
             }
         },
     };
     state.in_flight.fetch_add(1, Ordering::Relaxed);
-    let caller = caller.map(|Extension(c)| c);
-    let outcome = process(&state, &headers, caller.as_ref(), &bytes).await;
+    let outcome = process(state, headers, caller, push, bytes).await;
     state.in_flight.fetch_sub(1, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     match outcome {
         Ok((response, payload_type)) => {
             state.metrics.success(&payload_type, seconds);
-            json_response(StatusCode::OK, &response)
+            (StatusCode::OK, json::to_compact(&response))
         }
         Err((f, payload_type)) => {
             state.metrics.error(&payload_type, f.kind, seconds);
-            json_response(StatusCode::OK, &JsonRpcErrorResponse::new(f.error, f.id))
+            let body = JsonRpcErrorResponse::new(f.error, f.id);
+            (StatusCode::OK, json::to_compact(&body))
         }
     }
 }
@@ -142,6 +161,7 @@ async fn process(
     state: &AppState,
     headers: &HeaderMap,
     caller: Option<&AuthenticatedCaller>,
+    push: Option<Push>,
     bytes: &[u8],
 ) -> Result<(JsonRpcResponse, String), (Failure, String)> {
     let other = || "other".to_owned();
@@ -347,6 +367,7 @@ async fn process(
         manifest: state.manifest.manifest.clone(),
         store: state.store.clone(),
         identity,
+        push,
     };
     let payload_type = envelope.payload_type.clone();
     let span = if state.config.trace_injection {

@@ -1,0 +1,253 @@
+//! One WebSocket connection: a reader/writer loop that owns the socket (heartbeat, rate
+//! limit, close codes) and a worker that handles the messages one at a time, in
+//! arrival order, as the reference does.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::HeaderMap;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::dedup::{Arrival, answer_of};
+use super::frames;
+use crate::json;
+use crate::model::{AckStatus, Envelope, Model};
+use crate::server::AppState;
+use crate::server::auth::AuthenticatedCaller;
+use crate::server::body::{coding, decode, too_large};
+use crate::server::handler::Push;
+use crate::server::pipeline::respond;
+
+/// Close codes (RFC 6455 section 7.4.1).
+const GOING_AWAY: u16 = 1001;
+const UNSUPPORTED_DATA: u16 = 1003;
+const POLICY_VIOLATION: u16 = 1008;
+
+fn close(code: u16, reason: &str) -> Option<CloseFrame> {
+    Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    })
+}
+
+/// Serves one upgraded connection until either side ends it.
+pub(super) async fn run(
+    mut socket: WebSocket,
+    state: AppState,
+    headers: Arc<HeaderMap>,
+    caller: Option<AuthenticatedCaller>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = state.config.websocket.clone();
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(limits.send_queue.max(1));
+    let (in_tx, in_rx) = mpsc::channel::<(String, Value)>(limits.receive_queue.max(1));
+    tokio::spawn(worker(state.clone(), headers, caller, in_rx, out_tx));
+    let mut incoming = Some(in_tx);
+    let bucket: Option<DefaultDirectRateLimiter> = limits
+        .message_rate
+        .and_then(NonZeroU32::new)
+        .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+    let mut last_received = Instant::now();
+    let period = limits
+        .ping_interval
+        .max(std::time::Duration::from_millis(10));
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // Once reading stops (shutdown, rate limit), the worker finishes the messages it
+    // has, their answers go out, then this last frame (if any) and the close.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut last_words: (Option<String>, Option<CloseFrame>) =
+        (None, close(GOING_AWAY, "Server shutting down"));
+    let drain_for = state.config.shutdown_grace;
+    if *shutdown.borrow() {
+        incoming = None;
+        deadline = Some(tokio::time::Instant::now() + drain_for);
+    }
+    let ending = loop {
+        tokio::select! {
+            biased;
+            changed = shutdown.changed(), if incoming.is_some() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    // Stop reading; the worker finishes what it has, then we close.
+                    incoming = None;
+                    deadline = Some(tokio::time::Instant::now() + drain_for);
+                }
+            }
+            () = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
+                break std::mem::take(&mut last_words);
+            }
+            out = out_rx.recv() => match out {
+                Some(text) => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break (None, None);
+                    }
+                }
+                // The worker is done: only after reading stopped.
+                None => break std::mem::take(&mut last_words),
+            },
+            _ = heartbeat.tick() => {
+                if last_received.elapsed() > limits.stale_after {
+                    tracing::info!(idle_seconds = last_received.elapsed().as_secs(), "closing a stale WebSocket connection");
+                    break (None, close(GOING_AWAY, "Connection stale"));
+                }
+                if socket.send(Message::Text(frames::ping().into())).await.is_err() {
+                    break (None, None);
+                }
+            }
+            message = socket.recv(), if incoming.is_some() => {
+                let Some(Ok(message)) = message else { break (None, None) };
+                last_received = Instant::now();
+                match message {
+                    Message::Text(text) => {
+                        let Ok(value) = json::parse(text.as_bytes()) else {
+                            // Not JSON: ignored, as the reference does.
+                            tracing::debug!("ignoring a WebSocket frame that is not JSON");
+                            continue;
+                        };
+                        if frames::is_pong(&value) {
+                            continue;
+                        }
+                        if let Some(bucket) = &bucket && bucket.check().is_err() {
+                            tracing::warn!("WebSocket message rate exceeded; closing");
+                            last_words = (Some(frames::rate_limited(value.get("id"))), close(POLICY_VIOLATION, ""));
+                            incoming = None;
+                            deadline = Some(tokio::time::Instant::now() + drain_for);
+                            continue;
+                        }
+                        let queue = incoming.as_ref().expect("reading only while accepting");
+                        if queue.send((text.to_string(), value)).await.is_err() {
+                            break (None, None);
+                        }
+                    }
+                    Message::Binary(_) => break (None, close(UNSUPPORTED_DATA, "Binary frames are not supported")),
+                    Message::Close(_) => break (None, None),
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+        }
+    };
+    let (last_frame, close_frame) = ending;
+    if let Some(text) = last_frame {
+        let _ = socket.send(Message::Text(text.into())).await;
+    }
+    if let Some(frame) = close_frame {
+        let _ = socket.send(Message::Close(Some(frame))).await;
+    }
+}
+
+/// Handles the connection's messages in arrival order.
+async fn worker(
+    state: AppState,
+    headers: Arc<HeaderMap>,
+    caller: Option<AuthenticatedCaller>,
+    mut incoming: mpsc::Receiver<(String, Value)>,
+    out: mpsc::Sender<String>,
+) {
+    while let Some((text, value)) = incoming.recv().await {
+        if handle(&state, &headers, caller.as_ref(), &out, text, &value)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The envelope of a request that asks for an ack (and has an id to acknowledge).
+fn wants_ack(request: &Value) -> Option<Envelope> {
+    let envelope = request.get("params")?.get("envelope")?;
+    let envelope = Envelope::from_value(envelope).ok()?;
+    (envelope.requires_ack && !envelope.id.is_empty()).then_some(envelope)
+}
+
+/// The error text of a JSON-RPC error answer, for a `rejected` ack.
+fn failure_reason(answer: &Value) -> Option<String> {
+    let error = answer.get("error")?;
+    let text = error
+        .get("data")
+        .and_then(|d| d.get("error"))
+        .and_then(Value::as_str)
+        .or_else(|| error.get("message").and_then(Value::as_str))
+        .unwrap_or("error");
+    Some(text.to_owned())
+}
+
+type Closed = mpsc::error::SendError<String>;
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Option<&AuthenticatedCaller>,
+    out: &mpsc::Sender<String>,
+    text: String,
+    request: &Value,
+) -> Result<(), Closed> {
+    let started = Instant::now();
+    let acked = wants_ack(request);
+    if let Some(envelope) = &acked {
+        out.send(frames::ack(envelope, AckStatus::Received, None))
+            .await?;
+    }
+    let max = state.config.max_request_size;
+    if text.len() > max {
+        let body =
+            json::to_compact(&serde_json::json!({"detail": too_large(text.len(), max).detail}));
+        return out.send(body).await;
+    }
+    let bytes = match coding(headers).and_then(|c| decode(text.into_bytes(), c, max)) {
+        Ok(bytes) => bytes,
+        Err(rejection) => {
+            let body = json::to_compact(&serde_json::json!({"detail": rejection.detail}));
+            return out.send(body).await;
+        }
+    };
+    let arrival = acked.as_ref().map(|e| state.ws.dedup.arrive(&e.id));
+    let first = match arrival {
+        Some(Arrival::Duplicate(earlier)) => {
+            if let Some(answer) = answer_of(earlier).await {
+                let mut answer = (*answer).clone();
+                if let Some(object) = answer.as_object_mut() {
+                    object.insert(
+                        "id".into(),
+                        request.get("id").cloned().unwrap_or(Value::Null),
+                    );
+                }
+                tracing::debug!("answering a retransmitted envelope from the cache");
+                out.send(json::to_compact(&answer)).await?;
+                if let Some(envelope) = &acked {
+                    let status = failure_reason(&answer);
+                    out.send(ack_after(envelope, status.as_deref())).await?;
+                }
+                return Ok(());
+            }
+            None
+        }
+        Some(Arrival::First(first)) => Some(first),
+        None => None,
+    };
+    let push = Push {
+        frames: out.clone(),
+    };
+    let (_, body) = respond(state, headers, caller, Some(push), &bytes, started).await;
+    out.send(body.clone()).await?;
+    if let Some(envelope) = &acked {
+        let answer = json::parse(body.as_bytes()).unwrap_or(Value::Null);
+        let reason = failure_reason(&answer);
+        out.send(ack_after(envelope, reason.as_deref())).await?;
+        if let Some(first) = first {
+            first.finish(answer);
+        }
+    }
+    Ok(())
+}
+
+/// `processed`, or `rejected` with the reason, after the answer.
+fn ack_after(envelope: &Envelope, failure: Option<&str>) -> String {
+    match failure {
+        None => frames::ack(envelope, AckStatus::Processed, None),
+        Some(reason) => frames::ack(envelope, AckStatus::Rejected, Some(reason)),
+    }
+}

@@ -1,0 +1,123 @@
+//! The WebSocket binding, `GET /asap/ws` (wire spec section 11): JSON-RPC over text
+//! frames through the same pipeline and handlers as `POST /asap`, acknowledgements,
+//! heartbeat, per-connection limits and graceful shutdown.
+//!
+//! Differences from the reference, all in the direction its spec notes recommend:
+//! stale connections are closed (1001), non-object JSON gets a -32600 answer and the
+//! connection stays open, binary frames are closed with 1003, `processed`/`rejected`
+//! acks follow the answer, retransmitted envelopes are answered from a cache, and the
+//! upgrade is authenticated when OAuth2 is on (see [`OAuth2`](super::OAuth2)).
+
+mod connection;
+mod dedup;
+mod frames;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use tokio::sync::watch;
+
+use super::AppState;
+use super::auth::AuthenticatedCaller;
+use super::response::detail;
+
+pub(crate) use dedup::Dedup;
+
+/// The server's WebSocket connections: their number, their cap and the shutdown signal.
+pub(crate) struct Hub {
+    open: AtomicUsize,
+    closed: tokio::sync::Notify,
+    shutdown: watch::Sender<bool>,
+    pub(crate) dedup: Dedup,
+}
+
+impl Hub {
+    pub(crate) fn new(config: &super::WebSocketConfig) -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            closed: tokio::sync::Notify::new(),
+            shutdown: watch::channel(false).0,
+            dedup: Dedup::new(config.dedup_window, config.dedup_capacity),
+        }
+    }
+
+    /// Open connections.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Tells every connection to finish its message in progress and close with 1001.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits until every connection has closed.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+pub(crate) struct Slot(AppState);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.ws.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.ws.closed.notify_waiters();
+    }
+}
+
+fn take_slot(state: &AppState) -> Option<Slot> {
+    let max = state.config.websocket.max_connections;
+    state
+        .ws
+        .open
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Slot(state.clone()))
+}
+
+/// `GET /asap/ws`.
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Option<Extension<AuthenticatedCaller>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if state.shutting_down() {
+        return detail(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
+    }
+    let Some(slot) = take_slot(&state) else {
+        tracing::warn!(%peer, "WebSocket connection refused: too many connections");
+        return detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many WebSocket connections",
+        );
+    };
+    let limits = &state.config.websocket;
+    let shutdown = state.ws.shutdown.subscribe();
+    let caller = caller.map(|Extension(c)| c);
+    ws.max_message_size(limits.max_message_size)
+        .max_frame_size(limits.max_message_size)
+        .on_upgrade(move |socket| async move {
+            tracing::debug!(%peer, "WebSocket connected");
+            connection::run(socket, state, Arc::new(headers), caller, shutdown).await;
+            drop(slot);
+            tracing::debug!(%peer, "WebSocket closed");
+        })
+        .into_response()
+}
