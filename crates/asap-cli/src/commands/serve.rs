@@ -95,6 +95,20 @@ pub struct ServeArgs {
     /// Seconds to let requests in flight finish on shutdown.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
+    /// WebSocket messages per second per connection (the burst is as large); 0 turns the
+    /// limit off.
+    #[arg(long, default_value_t = 10)]
+    ws_rate_limit: u32,
+    /// Most open WebSocket connections.
+    #[arg(long, default_value_t = 1024)]
+    ws_max_connections: usize,
+    /// Seconds between WebSocket heartbeat pings; connections silent for three
+    /// intervals are closed.
+    #[arg(long, default_value_t = 30)]
+    ws_ping_interval: u64,
+    /// Acknowledge only `received`, as the reference (no `processed`/`rejected` acks).
+    #[arg(long)]
+    ws_received_acks_only: bool,
 }
 
 fn manifest(args: &ServeArgs, base_url: &str) -> anyhow::Result<Manifest> {
@@ -141,6 +155,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.require_nonce = args.require_nonce;
     config.compress_responses = args.compress_responses;
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace);
+    config.websocket.message_rate = Some(args.ws_rate_limit).filter(|r| *r > 0);
+    config.websocket.max_connections = args.ws_max_connections;
+    config.websocket.ping_interval = std::time::Duration::from_secs(args.ws_ping_interval.max(1));
+    config.websocket.stale_after = config.websocket.ping_interval * 3;
+    config.websocket.completion_acks = !args.ws_received_acks_only;
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await

@@ -93,6 +93,11 @@ pub struct WebSocketConfig {
     pub dedup_window: Duration,
     /// Most answers kept for de-duplication (10 000).
     pub dedup_capacity: usize,
+    /// After the answer to an envelope that asked for an ack, send a second ack:
+    /// `processed`, or `rejected` with the reason (on). The reference sends only
+    /// `received`; its clients ignore the status, but tools that keep one ack per
+    /// envelope see the later one.
+    pub completion_acks: bool,
 }
 
 impl Default for WebSocketConfig {
@@ -108,6 +113,7 @@ impl Default for WebSocketConfig {
             receive_queue: 64,
             dedup_window: Duration::from_secs(300),
             dedup_capacity: 10_000,
+            completion_acks: true,
         }
     }
 }

@@ -133,10 +133,25 @@ pub(super) async fn run(
     if let Some(text) = last_frame {
         let _ = socket.send(Message::Text(text.into())).await;
     }
-    if let Some(frame) = close_frame {
-        let _ = socket.send(Message::Close(Some(frame))).await;
+    if let Some(frame) = close_frame
+        && socket.send(Message::Close(Some(frame))).await.is_ok()
+    {
+        // The closing handshake: read (and drop) what the client still sends until its
+        // close frame, so closing the TCP connection with unread data does not reset it
+        // and destroy the frames the client has not read yet.
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
+
+/// How long to wait for the client's close frame after sending ours.
+const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Handles the connection's messages in arrival order.
 async fn worker(
@@ -217,7 +232,10 @@ async fn handle(
                 }
                 tracing::debug!("answering a retransmitted envelope from the cache");
                 out.send(json::to_compact(&answer)).await?;
-                if let Some(envelope) = &acked {
+                if let Some(envelope) = acked
+                    .as_ref()
+                    .filter(|_| state.config.websocket.completion_acks)
+                {
                     let status = failure_reason(&answer);
                     out.send(ack_after(envelope, status.as_deref())).await?;
                 }
@@ -235,8 +253,10 @@ async fn handle(
     out.send(body.clone()).await?;
     if let Some(envelope) = &acked {
         let answer = json::parse(body.as_bytes()).unwrap_or(Value::Null);
-        let reason = failure_reason(&answer);
-        out.send(ack_after(envelope, reason.as_deref())).await?;
+        if state.config.websocket.completion_acks {
+            let reason = failure_reason(&answer);
+            out.send(ack_after(envelope, reason.as_deref())).await?;
+        }
         if let Some(first) = first {
             first.finish(answer);
         }
