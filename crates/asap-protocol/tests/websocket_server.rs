@@ -82,6 +82,7 @@ fn open_config() -> ServerConfig {
     let mut config = ServerConfig::default();
     config.rate_limits.clear();
     config.websocket.message_rate = None;
+    config.websocket.close_timeout = Duration::from_millis(200);
     config
 }
 

@@ -98,6 +98,8 @@ pub struct WebSocketConfig {
     /// `received`; its clients ignore the status, but tools that keep one ack per
     /// envelope see the later one.
     pub completion_acks: bool,
+    /// After sending a close frame, how long to wait for the client's (5 s).
+    pub close_timeout: Duration,
 }
 
 impl Default for WebSocketConfig {
@@ -114,6 +116,7 @@ impl Default for WebSocketConfig {
             dedup_window: Duration::from_secs(300),
             dedup_capacity: 10_000,
             completion_acks: true,
+            close_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -139,7 +139,7 @@ pub(super) async fn run(
         // The closing handshake: read (and drop) what the client still sends until its
         // close frame, so closing the TCP connection with unread data does not reset it
         // and destroy the frames the client has not read yet.
-        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        let _ = tokio::time::timeout(limits.close_timeout, async {
             while let Some(Ok(message)) = socket.recv().await {
                 if matches!(message, Message::Close(_)) {
                     break;
@@ -150,8 +150,6 @@ pub(super) async fn run(
     }
 }
 
-/// How long to wait for the client's close frame after sending ours.
-const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Handles the connection's messages in arrival order.
 async fn worker(
