@@ -19,6 +19,7 @@
 mod breaker;
 mod discovery;
 mod retry;
+mod websocket;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use serde_json::Value;
 pub use breaker::{BreakerConfig, CircuitBreakers};
 pub use discovery::DiscoveryCache;
 pub use retry::{RetryPolicy, parse_retry_after};
+pub use websocket::{TransportMode, WebSocketOptions, http_base_url, websocket_url};
 
 use crate::json;
 use crate::model::{AsapError, Envelope, Model, generate_id};
@@ -106,6 +108,20 @@ pub enum ClientError {
     /// The peer's manifest speaks an incompatible protocol version.
     #[error("incompatible agent: {0}")]
     Incompatible(String),
+    /// The WebSocket connection could not be opened, or closed for good.
+    #[error("WebSocket: {0}")]
+    WebSocket(String),
+    /// No answer within the time allowed.
+    #[error("no answer within {} s", .0.as_secs_f64())]
+    Timeout(Duration),
+    /// An envelope that asked for an ack got none, after every retransmission.
+    #[error("envelope {envelope_id} was not acknowledged after {attempts} attempts")]
+    NotAcknowledged {
+        /// The envelope's id.
+        envelope_id: String,
+        /// How many times it was sent.
+        attempts: u32,
+    },
 }
 
 impl ClientError {
@@ -138,6 +154,8 @@ pub struct ClientBuilder {
     bearer_token: Option<String>,
     token_source: Option<Arc<dyn TokenSource>>,
     require_https: bool,
+    transport: TransportMode,
+    websocket: WebSocketOptions,
 }
 
 impl std::fmt::Debug for dyn TokenSource {
@@ -157,6 +175,8 @@ impl Default for ClientBuilder {
             bearer_token: None,
             token_source: None,
             require_https: true,
+            transport: TransportMode::Auto,
+            websocket: WebSocketOptions::default(),
         }
     }
 }
@@ -211,6 +231,18 @@ impl ClientBuilder {
         self
     }
 
+    /// How agents are reached (default [`TransportMode::Auto`]: by the URL's scheme).
+    pub fn transport(mut self, mode: TransportMode) -> Self {
+        self.transport = mode;
+        self
+    }
+
+    /// Settings of the WebSocket transport.
+    pub fn websocket(mut self, options: WebSocketOptions) -> Self {
+        self.websocket = options;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
@@ -223,6 +255,7 @@ impl ClientBuilder {
                 http,
                 breakers: self.breaker.clone().map(CircuitBreakers::new),
                 discovery: DiscoveryCache::default(),
+                sockets: websocket::Pool::default(),
                 next_id: AtomicU64::new(1),
                 config: self,
             }),
@@ -234,6 +267,7 @@ struct Inner {
     http: reqwest::Client,
     breakers: Option<CircuitBreakers>,
     discovery: DiscoveryCache,
+    sockets: websocket::Pool,
     next_id: AtomicU64,
     config: ClientBuilder,
 }
@@ -279,7 +313,109 @@ impl Client {
     /// the response envelope. Transient failures (connection errors, timeouts, 429
     /// honouring `Retry-After`, 5xx) are retried with the same request id and
     /// idempotency key; JSON-RPC errors and other 4xx are not.
+    ///
+    /// `ws://` and `wss://` URLs (or [`TransportMode::WebSocket`]) go over the agent's
+    /// WebSocket instead: one pooled connection per agent, state-changing envelopes
+    /// (`task.request`, `task.cancel`, `state.restore`, `message.send`) marked
+    /// `requires_ack` and retransmitted while unacknowledged, reconnection with backoff,
+    /// and HTTP as a fallback while the agent's circuit breaker is open.
     pub async fn send(&self, base_url: &str, envelope: &Envelope) -> Result<Envelope, ClientError> {
+        let websocket = match self.inner.config.transport {
+            TransportMode::Auto => websocket::is_websocket_url(base_url),
+            TransportMode::Http => false,
+            TransportMode::WebSocket => true,
+        };
+        if websocket {
+            return self.send_websocket(base_url, envelope).await;
+        }
+        self.send_http(&http_base_url(base_url), envelope).await
+    }
+
+    /// Envelopes the agent at `url` pushes over its WebSocket (opening the connection
+    /// if needed): `task.update` progress and the like, sent as frames with `id: null`.
+    pub async fn subscribe(
+        &self,
+        url: &str,
+    ) -> Result<tokio::sync::broadcast::Receiver<Envelope>, ClientError> {
+        let url = self.checked_websocket_url(url)?;
+        let bearer = self.bearer().await?;
+        let connection = self
+            .inner
+            .sockets
+            .get(&url, bearer, &self.inner.config.websocket)
+            .await?;
+        Ok(connection.subscribe())
+    }
+
+    /// Open WebSocket connections in the pool.
+    pub fn websocket_connections(&self) -> usize {
+        self.inner.sockets.len()
+    }
+
+    fn checked_websocket_url(&self, url: &str) -> Result<String, ClientError> {
+        // The scheme rules of HTTP apply to the matching http(s) URL.
+        normalize_base(&http_base_url(url), self.inner.config.require_https)?;
+        Ok(websocket_url(url))
+    }
+
+    async fn send_websocket(
+        &self,
+        base_url: &str,
+        envelope: &Envelope,
+    ) -> Result<Envelope, ClientError> {
+        let url = self.checked_websocket_url(base_url)?;
+        envelope
+            .check_for_sending()
+            .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+        let mut envelope = envelope.clone();
+        if websocket::needs_ack(&envelope.payload_type) {
+            envelope.requires_ack = true;
+        }
+        let options = &self.inner.config.websocket;
+        if let Some(breakers) = &self.inner.breakers
+            && let Err(open) = breakers.allow(&url)
+        {
+            if options.http_fallback {
+                tracing::debug!(%url, "circuit open; sending over HTTP");
+                return self.send_http(&http_base_url(&url), &envelope).await;
+            }
+            return Err(ClientError::CircuitOpen(open));
+        }
+        let bearer = self.bearer().await?;
+        let outcome = match self.inner.sockets.get(&url, bearer, options).await {
+            Ok(connection) => {
+                connection
+                    .call(&envelope, self.inner.config.timeout, options)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        if let Some(breakers) = &self.inner.breakers {
+            match &outcome {
+                Ok(_) | Err(ClientError::Http { .. }) => breakers.success(&url),
+                Err(_) => breakers.failure(&url),
+            }
+        }
+        answer_envelope(&outcome?)
+    }
+
+    /// The bearer token to send now, if any.
+    async fn bearer(&self) -> Result<Option<String>, ClientError> {
+        match &self.inner.config.token_source {
+            Some(source) => source
+                .bearer_token()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::InvalidRequest(format!("no access token: {e}"))),
+            None => Ok(self.inner.config.bearer_token.clone()),
+        }
+    }
+
+    async fn send_http(
+        &self,
+        base_url: &str,
+        envelope: &Envelope,
+    ) -> Result<Envelope, ClientError> {
         let base = normalize_base(base_url, self.inner.config.require_https)?;
         envelope
             .check_for_sending()
@@ -366,16 +502,7 @@ impl Client {
                 HeaderValue::from_static(coding),
             );
         }
-        let fetched = match &self.inner.config.token_source {
-            Some(source) => Some(source.bearer_token().await.map_err(|e| {
-                (
-                    ClientError::InvalidRequest(format!("no access token: {e}")),
-                    None,
-                )
-            })?),
-            None => None,
-        };
-        if let Some(token) = fetched.as_ref().or(self.inner.config.bearer_token.as_ref()) {
+        if let Some(token) = self.bearer().await.map_err(|e| (e, None))? {
             let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                 (
                     ClientError::InvalidRequest(
@@ -434,6 +561,20 @@ impl Client {
 fn parse_response(text: &str, id: &RequestId) -> Result<Envelope, ClientError> {
     let value = json::parse(text.as_bytes())
         .map_err(|e| ClientError::InvalidResponse(format!("not JSON: {e}")))?;
+    let echoed = value
+        .get("id")
+        .and_then(|v| RequestId::echo_from(&serde_json::json!({"id": v})));
+    if value.get("error").is_none() && echoed.as_ref() != Some(id) {
+        return Err(ClientError::InvalidResponse(format!(
+            "response id {:?} does not match request id {id}",
+            value.get("id")
+        )));
+    }
+    answer_envelope(&value)
+}
+
+/// The envelope of a JSON-RPC success, or the remote error.
+fn answer_envelope(value: &Value) -> Result<Envelope, ClientError> {
     if let Some(error) = value.get("error") {
         return Err(ClientError::Remote {
             code: error
@@ -447,15 +588,6 @@ fn parse_response(text: &str, id: &RequestId) -> Result<Envelope, ClientError> {
                 .to_owned(),
             data: error.get("data").cloned().filter(|d| !d.is_null()),
         });
-    }
-    let echoed = value
-        .get("id")
-        .and_then(|v| RequestId::echo_from(&serde_json::json!({"id": v})));
-    if echoed.as_ref() != Some(id) {
-        return Err(ClientError::InvalidResponse(format!(
-            "response id {:?} does not match request id {id}",
-            value.get("id")
-        )));
     }
     let envelope = value
         .get("result")

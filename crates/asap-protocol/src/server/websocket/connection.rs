@@ -150,7 +150,6 @@ pub(super) async fn run(
     }
 }
 
-
 /// Handles the connection's messages in arrival order.
 async fn worker(
     state: AppState,
@@ -248,16 +247,19 @@ async fn handle(
         frames: out.clone(),
     };
     let (_, body) = respond(state, headers, caller, Some(push), &bytes, started).await;
-    out.send(body.clone()).await?;
-    if let Some(envelope) = &acked {
-        let answer = json::parse(body.as_bytes()).unwrap_or(Value::Null);
-        if state.config.websocket.completion_acks {
-            let reason = failure_reason(&answer);
-            out.send(ack_after(envelope, reason.as_deref())).await?;
-        }
-        if let Some(first) = first {
-            first.finish(answer);
-        }
+    let Some(envelope) = &acked else {
+        return out.send(body).await;
+    };
+    // Recorded before it is sent: if this connection is gone, the retransmission that
+    // arrives on the next one still gets this answer instead of a second run.
+    let answer = json::parse(body.as_bytes()).unwrap_or(Value::Null);
+    let reason = failure_reason(&answer);
+    if let Some(first) = first {
+        first.finish(answer);
+    }
+    out.send(body).await?;
+    if state.config.websocket.completion_acks {
+        out.send(ack_after(envelope, reason.as_deref())).await?;
     }
     Ok(())
 }

@@ -1,0 +1,417 @@
+//! One client WebSocket connection to one agent: a task that owns the socket, writes
+//! queued frames, answers heartbeats, routes answers to their callers by JSON-RPC id,
+//! acks to their envelopes and pushes to subscribers, and reconnects with backoff,
+//! resending what was written but not answered.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::WebSocketOptions;
+use crate::client::ClientError;
+use crate::json;
+use crate::model::{Envelope, Model};
+
+type Answer = Result<Value, ClientError>;
+type Slot = Arc<Mutex<Option<oneshot::Sender<Answer>>>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the connection task and the callers share.
+struct Shared {
+    /// JSON-RPC id → where its answer goes (several ids may share one slot: the
+    /// retransmissions of one envelope).
+    waiting: Mutex<HashMap<String, Slot>>,
+    /// Envelope id → callers waiting for its ack.
+    acks: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Frames written to a socket and not answered yet, resent after a reconnection.
+    written: Mutex<HashMap<String, String>>,
+    pushes: broadcast::Sender<Envelope>,
+    closed: AtomicBool,
+    last_used: Mutex<Instant>,
+    in_flight: AtomicUsize,
+}
+
+/// A connection; the socket lives in a task that stops when the connection is closed
+/// or dropped by its pool.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+enum Outgoing {
+    /// A request frame with its JSON-RPC id.
+    Request(String, String),
+    Close,
+}
+
+/// A reply to an application heartbeat.
+const PONG: &str = r#"{"type": "pong"}"#;
+
+impl Connection {
+    /// Connects to `url` (a `ws://` or `wss://` URL of `/asap/ws`) and starts the task.
+    pub(crate) async fn open(
+        url: String,
+        bearer: Option<String>,
+        options: WebSocketOptions,
+    ) -> Result<Self, ClientError> {
+        let socket = dial(&url, bearer.as_deref(), options.open_timeout).await?;
+        let shared = Arc::new(Shared {
+            waiting: Mutex::new(HashMap::new()),
+            acks: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+            pushes: broadcast::channel(options.push_buffer.max(1)).0,
+            closed: AtomicBool::new(false),
+            last_used: Mutex::new(Instant::now()),
+            in_flight: AtomicUsize::new(0),
+        });
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        tokio::spawn(run(socket, url, bearer, options, shared.clone(), queue));
+        Ok(Self {
+            shared,
+            outgoing,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// Whether the connection gave up (closed, or reconnection exhausted).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    /// Idle: nothing in flight since `since`.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        (self.shared.in_flight.load(Ordering::SeqCst) == 0)
+            .then(|| lock(&self.shared.last_used).elapsed())
+    }
+
+    /// Envelopes the server pushes on this connection.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Envelope> {
+        self.shared.pushes.subscribe()
+    }
+
+    /// Closes the socket (1000) and fails what is waiting.
+    pub(crate) fn close(&self) {
+        let _ = self.outgoing.send(Outgoing::Close);
+    }
+
+    /// Sends `envelope` and waits for its answer; retransmits it (same envelope id, new
+    /// JSON-RPC id) while no ack arrives, `ack_timeout` doubling each time, when it
+    /// asks for an ack. `Err(NotAcknowledged)` after `ack_retries` retransmissions.
+    pub(crate) async fn call(
+        &self,
+        envelope: &Envelope,
+        timeout: Duration,
+        options: &WebSocketOptions,
+    ) -> Result<Value, ClientError> {
+        if self.is_closed() {
+            return Err(ClientError::WebSocket("the connection is closed".into()));
+        }
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        let result = self.exchange(envelope, timeout, options).await;
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        *lock(&self.shared.last_used) = Instant::now();
+        result
+    }
+
+    async fn exchange(
+        &self,
+        envelope: &Envelope,
+        timeout: Duration,
+        options: &WebSocketOptions,
+    ) -> Result<Value, ClientError> {
+        let (tx, mut answer) = oneshot::channel();
+        let slot: Slot = Arc::new(Mutex::new(Some(tx)));
+        let acked = Arc::new(tokio::sync::Notify::new());
+        if envelope.requires_ack {
+            lock(&self.shared.acks).insert(envelope.id.clone(), acked.clone());
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut ids = Vec::new();
+        let mut ack_wait = options.ack_timeout;
+        let mut retransmissions = 0;
+        let mut is_acked = !envelope.requires_ack;
+        let outcome = loop {
+            let id = format!("ws-req-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+            let frame = json::to_compact(&serde_json::json!({
+                "jsonrpc": "2.0",
+                "method": crate::rpc::ASAP_METHOD,
+                "params": {"envelope": envelope.to_value()},
+                "id": id,
+            }));
+            lock(&self.shared.waiting).insert(id.clone(), slot.clone());
+            ids.push(id.clone());
+            if self.outgoing.send(Outgoing::Request(id, frame)).is_err() {
+                break Err(ClientError::WebSocket("the connection is closed".into()));
+            }
+            let ack_deadline = tokio::time::Instant::now() + ack_wait;
+            let retransmit = loop {
+                tokio::select! {
+                    got = &mut answer => {
+                        break Some(got.unwrap_or_else(|_| Err(ClientError::WebSocket("the connection closed".into()))));
+                    }
+                    () = acked.notified(), if !is_acked => { is_acked = true; }
+                    () = tokio::time::sleep_until(ack_deadline), if !is_acked => break None,
+                    () = tokio::time::sleep_until(deadline) => {
+                        break Some(Err(ClientError::Timeout(timeout)));
+                    }
+                }
+            };
+            match retransmit {
+                Some(result) => break result,
+                None if retransmissions < options.ack_retries => {
+                    retransmissions += 1;
+                    ack_wait *= 2;
+                    tracing::debug!(envelope_id = %envelope.id, retransmissions, "no ack; retransmitting");
+                }
+                None => {
+                    break Err(ClientError::NotAcknowledged {
+                        envelope_id: envelope.id.clone(),
+                        attempts: retransmissions + 1,
+                    });
+                }
+            }
+        };
+        {
+            let mut waiting = lock(&self.shared.waiting);
+            let mut written = lock(&self.shared.written);
+            for id in &ids {
+                waiting.remove(id);
+                written.remove(id);
+            }
+        }
+        lock(&self.shared.acks).remove(&envelope.id);
+        outcome
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let _ = self.outgoing.send(Outgoing::Close);
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn dial(url: &str, bearer: Option<&str>, timeout: Duration) -> Result<Socket, ClientError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| ClientError::InvalidRequest(format!("{url}: {e}")))?;
+    if let Some(token) = bearer {
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            ClientError::InvalidRequest("the bearer token is not a valid header value".into())
+        })?;
+        request.headers_mut().insert("authorization", value);
+    }
+    match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request)).await {
+        Err(_) => Err(ClientError::Timeout(timeout)),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            let status = response.status().as_u16();
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err(ClientError::Http { status, body })
+        }
+        Ok(Err(e)) => Err(ClientError::WebSocket(format!(
+            "cannot connect to {url}: {e}"
+        ))),
+        Ok(Ok((socket, _))) => Ok(socket),
+    }
+}
+
+/// Delivers one frame from the server.
+fn dispatch(shared: &Shared, text: &str) -> Option<&'static str> {
+    let Ok(frame) = json::parse(text.as_bytes()) else {
+        tracing::debug!("ignoring a frame that is not JSON");
+        return None;
+    };
+    if frame.get("type").and_then(Value::as_str) == Some("ping") {
+        return Some(PONG);
+    }
+    if frame.get("method").and_then(Value::as_str) == Some("asap.ack") {
+        let original = frame
+            .pointer("/params/envelope/payload/original_envelope_id")
+            .and_then(Value::as_str);
+        if let Some(waiter) = original.and_then(|id| lock(&shared.acks).get(id).cloned()) {
+            waiter.notify_one();
+        }
+        return None;
+    }
+    let id = frame.get("id").and_then(|v| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let slot = id
+        .as_ref()
+        .and_then(|id| lock(&shared.waiting).get(id).cloned());
+    match slot {
+        Some(slot) => {
+            if let Some(id) = &id {
+                lock(&shared.written).remove(id);
+            }
+            if let Some(tx) = lock(&slot).take() {
+                let _ = tx.send(Ok(frame));
+            }
+        }
+        None => match frame.pointer("/result/envelope").map(Envelope::from_value) {
+            Some(Ok(envelope)) => {
+                let _ = shared.pushes.send(envelope);
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "ignoring a pushed frame with an invalid envelope")
+            }
+            None => tracing::debug!(frame = %text, "ignoring a frame for no pending request"),
+        },
+    }
+    None
+}
+
+/// Fails every caller still waiting.
+fn fail_waiting(shared: &Shared, why: &str) {
+    let slots: Vec<Slot> = lock(&shared.waiting).drain().map(|(_, s)| s).collect();
+    for slot in slots {
+        if let Some(tx) = lock(&slot).take() {
+            let _ = tx.send(Err(ClientError::WebSocket(why.to_owned())));
+        }
+    }
+    lock(&shared.written).clear();
+}
+
+/// `min(base × 2^(attempt−1), cap)` with ±20 % jitter.
+pub(crate) fn backoff(options: &WebSocketOptions, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(16);
+    let delay = options
+        .reconnect_base
+        .saturating_mul(1 << exponent)
+        .min(options.reconnect_cap);
+    delay.mul_f64(rand::random_range(0.8..=1.2))
+}
+
+enum Ended {
+    /// The caller closed the connection.
+    Closed,
+    /// The socket failed; reconnect if allowed.
+    Lost(String),
+}
+
+async fn run(
+    mut socket: Socket,
+    url: String,
+    bearer: Option<String>,
+    options: WebSocketOptions,
+    shared: Arc<Shared>,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    loop {
+        let (why, may_reconnect) = match serve(&mut socket, &options, &shared, &mut queue).await {
+            Ended::Closed => {
+                let _ = tokio::time::timeout(options.open_timeout, socket.close(None)).await;
+                ("the connection was closed".to_owned(), false)
+            }
+            Ended::Lost(why) => (why, options.reconnect),
+        };
+        let mut reconnected = None;
+        if may_reconnect {
+            let mut attempt = 1;
+            while options
+                .reconnect_max_attempts
+                .is_none_or(|max| attempt <= max)
+            {
+                let delay = backoff(&options, attempt);
+                tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, %why, "reconnecting");
+                tokio::time::sleep(delay).await;
+                if let Ok(fresh) = dial(&url, bearer.as_deref(), options.open_timeout).await {
+                    reconnected = Some(fresh);
+                    break;
+                }
+                attempt += 1;
+            }
+        }
+        match reconnected {
+            Some(fresh) => {
+                socket = fresh;
+                // What the old socket took but never answered goes out again (same ids).
+                let resend: Vec<String> = lock(&shared.written).values().cloned().collect();
+                for frame in resend {
+                    if socket.send(Message::Text(frame.into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            None => {
+                shared.closed.store(true, Ordering::SeqCst);
+                fail_waiting(&shared, &why);
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one socket until it ends.
+async fn serve(
+    socket: &mut Socket,
+    options: &WebSocketOptions,
+    shared: &Shared,
+    queue: &mut mpsc::UnboundedReceiver<Outgoing>,
+) -> Ended {
+    let mut heartbeat = tokio::time::interval(options.ping_interval.max(Duration::from_millis(10)));
+    heartbeat.tick().await;
+    let mut last_received = Instant::now();
+    loop {
+        tokio::select! {
+            command = queue.recv() => match command {
+                None | Some(Outgoing::Close) => return Ended::Closed,
+                Some(Outgoing::Request(id, frame)) => {
+                    lock(&shared.written).insert(id, frame.clone());
+                    if let Err(e) = socket.send(Message::Text(frame.into())).await {
+                        return Ended::Lost(format!("write failed: {e}"));
+                    }
+                }
+            },
+            _ = heartbeat.tick() => {
+                if last_received.elapsed() > options.stale_after {
+                    return Ended::Lost(format!("no frame from the server for {} s", last_received.elapsed().as_secs()));
+                }
+                if let Err(e) = socket.send(Message::Ping(Vec::new().into())).await {
+                    return Ended::Lost(format!("ping failed: {e}"));
+                }
+            }
+            message = socket.next() => {
+                let message = match message {
+                    None => return Ended::Lost("the server closed the connection".into()),
+                    Some(Err(e)) => return Ended::Lost(format!("read failed: {e}")),
+                    Some(Ok(message)) => message,
+                };
+                last_received = Instant::now();
+                match message {
+                    Message::Text(text) => {
+                        if let Some(reply) = dispatch(shared, text.as_str())
+                            && let Err(e) = socket.send(Message::Text(reply.into())).await
+                        {
+                            return Ended::Lost(format!("write failed: {e}"));
+                        }
+                    }
+                    Message::Close(frame) => {
+                        let why = frame.map_or_else(|| "closed".to_owned(), |f| format!("closed by the server: {} {}", f.code, f.reason));
+                        return Ended::Lost(why);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The client's WebSocket transport against a real server on loopback, with a chaos
+//! proxy in between where the network misbehaves: correlation of concurrent requests,
+//! push subscriptions, acks and retransmission, reconnection after drops and restarts,
+//! partitions longer than the stale limit, and the HTTP fallback.
+
+mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use asap_protocol::client::{BreakerConfig, Client, ClientError, TransportMode, WebSocketOptions};
+use asap_protocol::model::{Envelope, StateQuery, TaskRequest, TaskResponse, TaskStatus};
+use asap_protocol::server::{
+    Handler, HandlerContext, HandlerError, HandlerRegistry, Server, ServerConfig,
+};
+use common::{AGENT, Options, Running, manifest, start};
+use proxy::Proxy;
+use serde_json::json;
+
+fn config() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.rate_limits.clear();
+    config.websocket.message_rate = None;
+    config.websocket.close_timeout = Duration::from_millis(200);
+    config
+}
+
+fn fast_options() -> WebSocketOptions {
+    WebSocketOptions {
+        reconnect_base: Duration::from_millis(50),
+        reconnect_cap: Duration::from_millis(400),
+        reconnect_max_attempts: Some(40),
+        ack_timeout: Duration::from_millis(300),
+        ..WebSocketOptions::default()
+    }
+}
+
+fn client(options: WebSocketOptions) -> Client {
+    Client::builder()
+        .websocket(options)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn task(n: u64) -> Envelope {
+    Envelope::new(
+        "urn:asap:agent:client",
+        AGENT,
+        TaskRequest::new("c1", "echo", json!({"n": n})),
+    )
+}
+
+/// Counts its calls, records whether envelopes asked for an ack, answers after `delay`.
+struct Recording {
+    calls: Arc<AtomicUsize>,
+    acked: Arc<AtomicUsize>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl Handler for Recording {
+    async fn handle(
+        &self,
+        envelope: Envelope,
+        ctx: &HandlerContext,
+    ) -> Result<Envelope, HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if envelope.requires_ack {
+            self.acked.fetch_add(1, Ordering::SeqCst);
+        }
+        if ctx.push.is_some() {
+            let progress =
+                Envelope::response_to(&envelope, TaskResponse::new("t", TaskStatus::Working));
+            let _ = ctx.push(&progress).await;
+        }
+        tokio::time::sleep(self.delay).await;
+        let mut reply = TaskResponse::new("t", TaskStatus::Completed);
+        reply.result = Some(
+            envelope
+                .payload
+                .get("input")
+                .cloned()
+                .unwrap_or_default()
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        Ok(Envelope::response_to(&envelope, reply))
+    }
+}
+
+struct Recorder {
+    calls: Arc<AtomicUsize>,
+    acked: Arc<AtomicUsize>,
+}
+
+fn recording(delay: Duration) -> (HandlerRegistry, Recorder) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut registry = HandlerRegistry::echo();
+    registry.register(
+        "task.request",
+        Arc::new(Recording {
+            calls: calls.clone(),
+            acked: acked.clone(),
+            delay,
+        }),
+    );
+    (registry, Recorder { calls, acked })
+}
+
+async fn server(registry: HandlerRegistry) -> Running {
+    start(Options {
+        config: config(),
+        registry: Some(registry),
+        ..Options::default()
+    })
+    .await
+}
+
+fn ws(addr: SocketAddr) -> String {
+    format!("ws://{addr}")
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_connection_and_are_correlated() {
+    let (registry, recorder) = recording(Duration::ZERO);
+    let server = server(registry).await;
+    let client = client(WebSocketOptions::default());
+    let url = ws(server.addr);
+    let mut calls = Vec::new();
+    for n in 0..50 {
+        let (client, url) = (client.clone(), url.clone());
+        calls.push(tokio::spawn(async move {
+            (n, client.send(&url, &task(n)).await)
+        }));
+    }
+    for call in calls {
+        let (n, reply) = call.await.unwrap();
+        let reply = reply.unwrap();
+        assert_eq!(
+            reply.payload["result"],
+            json!({"n": n}),
+            "answers go to their callers"
+        );
+    }
+    assert_eq!(client.websocket_connections(), 1);
+    assert_eq!(recorder.calls.load(Ordering::SeqCst), 50);
+    assert_eq!(
+        recorder.acked.load(Ordering::SeqCst),
+        50,
+        "task.request asks for an ack"
+    );
+    // A read-only payload does not ask for one.
+    let query = Envelope::new(
+        "urn:asap:agent:client",
+        AGENT,
+        StateQuery {
+            task_id: "t-1".into(),
+            version: None,
+        },
+    );
+    let _ = client.send(&url, &query).await;
+    assert_eq!(recorder.acked.load(Ordering::SeqCst), 50);
+    // The same agent over HTTP and WebSocket by explicit mode.
+    let forced = Client::builder()
+        .transport(TransportMode::WebSocket)
+        .build()
+        .unwrap();
+    forced.send(&server.base, &task(7)).await.unwrap();
+    assert_eq!(forced.websocket_connections(), 1);
+    let http = Client::builder()
+        .transport(TransportMode::Http)
+        .build()
+        .unwrap();
+    http.send(&url, &task(8)).await.unwrap();
+    assert_eq!(http.websocket_connections(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pushed_envelopes_reach_subscribers() {
+    let (registry, _) = recording(Duration::from_millis(50));
+    let server = server(registry).await;
+    let client = client(WebSocketOptions::default());
+    let url = ws(server.addr);
+    let mut pushes = client.subscribe(&url).await.unwrap();
+    let reply = client.send(&url, &task(1)).await.unwrap();
+    let pushed = tokio::time::timeout(Duration::from_secs(5), pushes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pushed.payload["status"], "working");
+    assert_eq!(pushed.correlation_id, reply.correlation_id);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_cut_mid_request_completes_exactly_once() {
+    let (registry, recorder) = recording(Duration::from_millis(400));
+    let server = server(registry).await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = client(fast_options());
+    let url = ws(proxy.addr);
+    client.send(&url, &task(0)).await.unwrap();
+    let sending = tokio::spawn({
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.send(&url, &task(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    proxy.cut();
+    let reply = sending.await.unwrap().unwrap();
+    assert_eq!(reply.payload["result"], json!({"n": 1}));
+    assert!(proxy.accepted() >= 2, "the client reconnected");
+    // The resent envelope was answered from the server's cache: one run per request.
+    assert_eq!(recorder.calls.load(Ordering::SeqCst), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn clients_reconnect_after_a_server_restart() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let build = || {
+        Server::builder()
+            .manifest(manifest(&format!("http://{addr}")))
+            .config(config())
+            .build()
+            .unwrap()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = tokio::spawn(build().serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let client = client(fast_options());
+    let url = ws(addr);
+    client.send(&url, &task(1)).await.unwrap();
+    let _ = stop.send(());
+    first.await.unwrap().unwrap();
+    // Down for a while, then back on the same port.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let second = tokio::spawn(build().serve(listener, std::future::pending()));
+    let reply = client.send(&url, &task(2)).await.unwrap();
+    assert_eq!(reply.payload["result"], json!({"echoed": {"n": 2}}));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "within the backoff schedule"
+    );
+    second.abort();
+}
+
+#[tokio::test]
+async fn a_partition_longer_than_the_stale_limit_is_noticed_by_both_sides() {
+    let mut config = config();
+    config.websocket.ping_interval = Duration::from_millis(100);
+    config.websocket.stale_after = Duration::from_millis(400);
+    // One connection at most: the client can only come back if the server let go of
+    // the stale one.
+    config.websocket.max_connections = 1;
+    let server = start(Options {
+        config,
+        ..Options::default()
+    })
+    .await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = client(WebSocketOptions {
+        ping_interval: Duration::from_millis(100),
+        stale_after: Duration::from_millis(400),
+        ..fast_options()
+    });
+    let url = ws(proxy.addr);
+    client.send(&url, &task(1)).await.unwrap();
+    proxy.stall(true);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    proxy.cut();
+    proxy.stall(false);
+    let reply = client.send(&url, &task(2)).await.unwrap();
+    assert_eq!(reply.payload["result"], json!({"echoed": {"n": 2}}));
+    assert!(proxy.accepted() >= 2);
+    server.stop().await;
+}
+
+/// An agent whose WebSocket takes requests and never acknowledges nor answers them,
+/// and whose HTTP endpoint works (for the fallback).
+async fn deaf_agent() -> (SocketAddr, Arc<AtomicUsize>) {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    let frames = Arc::new(AtomicUsize::new(0));
+    let seen = frames.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut http_only = config();
+    http_only.websocket.enabled = false;
+    let http = Server::builder()
+        .manifest(manifest(&format!("http://{addr}")))
+        .config(http_only)
+        .build()
+        .unwrap()
+        .router();
+    let app = axum::Router::new()
+        .route(
+            "/asap/ws",
+            axum::routing::get(move |ws: WebSocketUpgrade| {
+                let seen = seen.clone();
+                async move {
+                    ws.on_upgrade(move |mut socket| async move {
+                        while let Some(Ok(message)) = socket.recv().await {
+                            if let Message::Text(text) = message {
+                                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                                assert_eq!(frame["params"]["envelope"]["requires_ack"], true);
+                                seen.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    })
+                }
+            }),
+        )
+        .merge(http);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    (addr, frames)
+}
+
+#[tokio::test]
+async fn unacknowledged_envelopes_are_retransmitted_then_the_breaker_falls_back_to_http() {
+    let (addr, frames) = deaf_agent().await;
+    let client = Client::builder()
+        .websocket(WebSocketOptions {
+            ack_timeout: Duration::from_millis(100),
+            ack_retries: 2,
+            ..WebSocketOptions::default()
+        })
+        .circuit_breaker(Some(BreakerConfig {
+            threshold: 1,
+            ..BreakerConfig::default()
+        }))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = ws(addr);
+    let started = std::time::Instant::now();
+    let error = client.send(&url, &task(1)).await.unwrap_err();
+    match error {
+        ClientError::NotAcknowledged { attempts, .. } => assert_eq!(attempts, 3),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        frames.load(Ordering::SeqCst),
+        3,
+        "sent, then retransmitted twice"
+    );
+    // 100 + 200 + 400 ms: the wait doubles.
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    // The breaker is open now: the next envelope goes over HTTP and succeeds.
+    let reply = client.send(&url, &task(2)).await.unwrap();
+    assert_eq!(reply.payload_type, "task.response");
+    assert_eq!(frames.load(Ordering::SeqCst), 3, "not over the WebSocket");
+}
+
+#[tokio::test]
+async fn a_bearer_token_goes_on_the_upgrade_and_refusals_are_http_errors() {
+    let tokens = asap_protocol::server::StaticTokens::new([("s3cret", "urn:asap:agent:client")]);
+    let server = start(Options {
+        config: config(),
+        validator: Some(Arc::new(tokens)),
+        edit_manifest: Some(Box::new(|m| {
+            m.auth = Some(asap_protocol::model::AuthScheme {
+                schemes: vec!["bearer".into()],
+                oauth2: None,
+            });
+        })),
+        ..Options::default()
+    })
+    .await;
+    let url = ws(server.addr);
+    let authed = Client::builder().bearer_token("s3cret").build().unwrap();
+    authed.send(&url, &task(1)).await.unwrap();
+    let anonymous = Client::builder().build().unwrap();
+    match anonymous.send(&url, &task(1)).await.unwrap_err() {
+        ClientError::Remote { code, data, .. } => {
+            assert_eq!(code, -32600);
+            assert_eq!(data.unwrap()["status_code"], 401);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing listening: a clear connection error, not a hang.
+    let nowhere = client(WebSocketOptions {
+        reconnect_max_attempts: Some(0),
+        ..fast_options()
+    });
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    match nowhere.send(&ws(closed), &task(1)).await.unwrap_err() {
+        ClientError::WebSocket(why) => assert!(why.contains("cannot connect"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    server.stop().await;
+}
