@@ -36,6 +36,8 @@ enum Command {
     /// Sign in at an OAuth2 provider (authorization code with PKCE): prints the URL to
     /// open, receives the redirect on a loopback port and prints the access token.
     Login(commands::login::LoginArgs),
+    /// Print the envelopes an agent pushes over its WebSocket, one JSON line each.
+    Listen(commands::remote::ListenArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Health(args) => commands::remote::health(args),
         Command::Token(args) => commands::remote::token(args),
         Command::Login(args) => commands::login::run(args),
+        Command::Listen(args) => commands::remote::listen(args),
     };
     match result {
         Ok(code) => code,

@@ -466,3 +466,51 @@ fn login_with_the_authorization_code_and_pkce() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("invalid_grant"));
 }
+
+/// `asap send ws://…` goes over the WebSocket; `asap listen` prints pushes and, with
+/// `--skill`, the reply of a task started on the same connection.
+#[test]
+fn send_and_listen_over_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_agent, url) = support::asap_serve(&["--storage", "memory"], dir.path());
+    let ws = url.replace("http://", "ws://");
+    let sent = asap(
+        &[
+            "send",
+            &ws,
+            "--skill",
+            "echo",
+            "--input",
+            r#"{"via": "ws"}"#,
+        ],
+        None,
+    );
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stdout)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+    assert_eq!(reply["payload"]["result"]["echoed"]["via"], "ws");
+    let listened = asap(
+        &["listen", &ws, "--skill", "echo", "--input", r#"{"n": 1}"#],
+        None,
+    );
+    assert!(
+        listened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listened.stderr)
+    );
+    let last = String::from_utf8_lossy(&listened.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let reply: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(reply["payload_type"], "task.response");
+    let quiet = asap(&["listen", &ws, "--duration", "0.3"], None);
+    assert!(quiet.status.success());
+    assert!(quiet.stdout.is_empty());
+    let nowhere = asap(&["listen", "ws://127.0.0.1:9", "--duration", "1"], None);
+    assert_eq!(nowhere.status.code(), Some(2));
+}

@@ -101,7 +101,8 @@ impl Connection {
 /// Arguments of `asap send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The agent's base URL (its JSON-RPC endpoint is `URL/asap`).
+    /// The agent's base URL (its JSON-RPC endpoint is `URL/asap`), or its WebSocket URL
+    /// (`ws://HOST:PORT` or `…/asap/ws`) to send over WebSocket.
     url: String,
     /// Run this skill (a `task.request`).
     #[arg(long, conflicts_with_all = ["payload_type", "envelope"])]
@@ -299,4 +300,102 @@ pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let claims = json::parse(&bytes).context("the token's payload is not JSON")?;
     println!("{}", json::to_compact(&claims));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `asap listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// The agent's WebSocket URL (`ws://HOST:PORT`; an `http://` URL is converted).
+    url: String,
+    /// Stop after this many pushed envelopes.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Start a task with this skill on the same connection, and stop after its reply.
+    #[arg(long)]
+    skill: Option<String>,
+    /// The task's input, a JSON object.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// The sender's URN.
+    #[arg(long, default_value = "urn:asap:agent:asap-cli")]
+    sender: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Runs `asap listen`: prints each envelope the agent pushes, one JSON line each.
+pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    runtime()?.block_on(async move {
+        let client = args.connection.client()?;
+        let url = asap_protocol::client::websocket_url(&args.url);
+        let mut pushes = match client.subscribe(&url).await {
+            Ok(p) => p,
+            Err(e) => return Ok(report(&e)),
+        };
+        let task = match &args.skill {
+            None => None,
+            Some(skill) => {
+                let recipient = match client.discover(&url).await {
+                    Ok(m) => m.id,
+                    Err(e) => return Ok(report(&e)),
+                };
+                let input = Value::Object(object(&args.input, "--input")?);
+                let envelope = Envelope::new(
+                    &args.sender,
+                    recipient,
+                    TaskRequest::new("conv_cli", skill, input),
+                );
+                let (client, url) = (client.clone(), url.clone());
+                Some(tokio::spawn(async move { client.send(&url, &envelope).await }))
+            }
+        };
+        let deadline = args
+            .duration
+            .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0)));
+        let mut task = task;
+        let mut seen = 0;
+        loop {
+            if args.count.is_some_and(|n| seen >= n) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let until = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                pushed = pushes.recv() => match pushed {
+                    Ok(envelope) => {
+                        println!("{}", envelope.to_json());
+                        let _ = std::io::stdout().flush();
+                        seen += 1;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        eprintln!("asap: {n} pushed envelopes were dropped (printing too slowly)");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(ExitCode::SUCCESS),
+                },
+                joined = async { task.as_mut().expect("polled only with a task").await }, if task.is_some() => {
+                    return match joined? {
+                        Ok(reply) => {
+                            // Pushes sent before the reply are already queued: print them first.
+                            while let Ok(envelope) = pushes.try_recv() {
+                                println!("{}", envelope.to_json());
+                            }
+                            println!("{}", reply.to_json());
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        Err(e) => Ok(report(&e)),
+                    };
+                }
+                () = until => return Ok(ExitCode::SUCCESS),
+                _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            }
+        }
+    })
 }

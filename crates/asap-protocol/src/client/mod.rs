@@ -542,7 +542,7 @@ impl Client {
     /// base URL for `Cache-Control: max-age` and revalidated with its ETag. Fails if the
     /// manifest is invalid or speaks another major protocol version.
     pub async fn discover(&self, base_url: &str) -> Result<crate::model::Manifest, ClientError> {
-        let base = normalize_base(base_url, self.inner.config.require_https)?;
+        let base = normalize_base(&http_base_url(base_url), self.inner.config.require_https)?;
         self.inner.discovery.manifest(&self.inner.http, &base).await
     }
 
@@ -552,7 +552,7 @@ impl Client {
         &self,
         base_url: &str,
     ) -> Result<crate::model::HealthStatus, ClientError> {
-        let base = normalize_base(base_url, self.inner.config.require_https)?;
+        let base = normalize_base(&http_base_url(base_url), self.inner.config.require_https)?;
         self.inner.discovery.health(&self.inner.http, &base).await
     }
 }
