@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use asap_protocol::auth::{ClientAuth, ClientCredentials};
-use asap_protocol::client::{Client, ClientError, RetryPolicy};
+use asap_protocol::client::{Client, ClientError, RetryPolicy, TransportMode};
 use asap_protocol::json;
 use asap_protocol::model::{Envelope, Model, TaskRequest};
 use clap::Args;
@@ -26,6 +26,9 @@ pub struct Connection {
     /// Allow plain http:// to hosts other than loopback.
     #[arg(long)]
     insecure_http: bool,
+    /// `http`, `ws` (WebSocket) or `auto` (by the URL's scheme; also when empty).
+    #[arg(long, default_value = "auto")]
+    transport: String,
     #[command(flatten)]
     oauth2: OAuth2Args,
 }
@@ -87,7 +90,13 @@ impl Connection {
                 max_attempts: self.attempts.max(1),
                 ..RetryPolicy::default()
             })
-            .require_https(!self.insecure_http);
+            .require_https(!self.insecure_http)
+            .transport(match self.transport.trim() {
+                "" | "auto" => TransportMode::Auto,
+                "http" | "https" => TransportMode::Http,
+                "ws" | "wss" | "websocket" => TransportMode::WebSocket,
+                other => anyhow::bail!("--transport must be http, ws or auto, not {other:?}"),
+            });
         if let Some(token) = &self.token {
             builder = builder.bearer_token(token);
         }
