@@ -415,3 +415,37 @@ async fn a_bearer_token_goes_on_the_upgrade_and_refusals_are_http_errors() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_pool_is_bounded_and_closes_idle_connections() {
+    let one = server(recording(Duration::ZERO).0).await;
+    let two = server(recording(Duration::ZERO).0).await;
+    let three = server(recording(Duration::ZERO).0).await;
+    let bounded = client(WebSocketOptions {
+        max_connections: 2,
+        ..WebSocketOptions::default()
+    });
+    for s in [&one, &two, &three] {
+        bounded.send(&ws(s.addr), &task(1)).await.unwrap();
+    }
+    assert_eq!(
+        bounded.websocket_connections(),
+        2,
+        "one evicted for the third agent"
+    );
+    let idle = client(WebSocketOptions {
+        idle_timeout: Duration::from_millis(100),
+        ..WebSocketOptions::default()
+    });
+    idle.send(&ws(one.addr), &task(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    idle.send(&ws(two.addr), &task(2)).await.unwrap();
+    assert_eq!(idle.websocket_connections(), 1, "the idle one was closed");
+    // Reusing the same agent keeps its connection however idle it was.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    idle.send(&ws(two.addr), &task(3)).await.unwrap();
+    assert_eq!(idle.websocket_connections(), 1);
+    one.stop().await;
+    two.stop().await;
+    three.stop().await;
+}

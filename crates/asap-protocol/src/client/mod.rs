@@ -68,6 +68,30 @@ impl TokenSource for crate::auth::RefreshingToken {
     }
 }
 
+/// Where the bearer token of each request or WebSocket handshake comes from.
+#[derive(Clone, Default)]
+pub(crate) enum Credentials {
+    #[default]
+    None,
+    Static(String),
+    Source(Arc<dyn TokenSource>),
+}
+
+impl Credentials {
+    /// The token to send now, if any (a source may refresh it first).
+    pub(crate) async fn token(&self) -> Result<Option<String>, ClientError> {
+        match self {
+            Self::None => Ok(None),
+            Self::Static(token) => Ok(Some(token.clone())),
+            Self::Source(source) => source
+                .bearer_token()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::InvalidRequest(format!("no access token: {e}"))),
+        }
+    }
+}
+
 /// Bodies at least this large are sent Brotli-compressed (when that makes them smaller).
 pub const COMPRESSION_THRESHOLD: usize = 1024;
 
@@ -338,11 +362,10 @@ impl Client {
         url: &str,
     ) -> Result<tokio::sync::broadcast::Receiver<Envelope>, ClientError> {
         let url = self.checked_websocket_url(url)?;
-        let bearer = self.bearer().await?;
         let connection = self
             .inner
             .sockets
-            .get(&url, bearer, &self.inner.config.websocket)
+            .get(&url, self.credentials(), &self.inner.config.websocket)
             .await?;
         Ok(connection.subscribe())
     }
@@ -381,8 +404,12 @@ impl Client {
             }
             return Err(ClientError::CircuitOpen(open));
         }
-        let bearer = self.bearer().await?;
-        let outcome = match self.inner.sockets.get(&url, bearer, options).await {
+        let outcome = match self
+            .inner
+            .sockets
+            .get(&url, self.credentials(), options)
+            .await
+        {
             Ok(connection) => {
                 connection
                     .call(&envelope, self.inner.config.timeout, options)
@@ -399,15 +426,15 @@ impl Client {
         answer_envelope(&outcome?)
     }
 
-    /// The bearer token to send now, if any.
-    async fn bearer(&self) -> Result<Option<String>, ClientError> {
-        match &self.inner.config.token_source {
-            Some(source) => source
-                .bearer_token()
-                .await
-                .map(Some)
-                .map_err(|e| ClientError::InvalidRequest(format!("no access token: {e}"))),
-            None => Ok(self.inner.config.bearer_token.clone()),
+    /// Where bearer tokens come from: the token source, else the fixed token.
+    fn credentials(&self) -> Credentials {
+        match (
+            &self.inner.config.token_source,
+            &self.inner.config.bearer_token,
+        ) {
+            (Some(source), _) => Credentials::Source(source.clone()),
+            (None, Some(token)) => Credentials::Static(token.clone()),
+            (None, None) => Credentials::None,
         }
     }
 
@@ -502,7 +529,7 @@ impl Client {
                 HeaderValue::from_static(coding),
             );
         }
-        if let Some(token) = self.bearer().await.map_err(|e| (e, None))? {
+        if let Some(token) = self.credentials().token().await.map_err(|e| (e, None))? {
             let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                 (
                     ClientError::InvalidRequest(

@@ -100,12 +100,19 @@ pub(crate) async fn handle(
         Err(r) => return detail(r.status, r.detail),
     };
     let caller = caller.map(|Extension(c)| c);
-    let (status, body) = respond(&state, &headers, caller.as_ref(), None, &bytes, started).await;
+    let input = Input::Raw(&bytes);
+    let (status, body) = respond(&state, &headers, caller.as_ref(), None, input, started).await;
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body))
         .expect("valid response")
+}
+
+/// A request body: decoded bytes, or JSON the WebSocket reader has already parsed.
+pub(crate) enum Input<'a> {
+    Raw(&'a [u8]),
+    Parsed(Value),
 }
 
 /// Steps 6 to 17 for a decoded body (HTTP and WebSocket alike): the status and the S1
@@ -115,7 +122,7 @@ pub(crate) async fn respond(
     headers: &HeaderMap,
     caller: Option<&AuthenticatedCaller>,
     push: Option<Push>,
-    bytes: &[u8],
+    input: Input<'_>,
     started: Instant,
 ) -> (StatusCode, String) {
     // Bounded concurrency (ASAP_MAX_THREADS): refuse at once when every slot is busy.
@@ -140,7 +147,7 @@ pub(crate) async fn respond(
         },
     };
     state.in_flight.fetch_add(1, Ordering::Relaxed);
-    let outcome = process(state, headers, caller, push, bytes).await;
+    let outcome = process(state, headers, caller, push, input).await;
     state.in_flight.fetch_sub(1, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     match outcome {
@@ -162,25 +169,30 @@ async fn process(
     headers: &HeaderMap,
     caller: Option<&AuthenticatedCaller>,
     push: Option<Push>,
-    bytes: &[u8],
+    input: Input<'_>,
 ) -> Result<(JsonRpcResponse, String), (Failure, String)> {
     let other = || "other".to_owned();
     // 7. UTF-8 and JSON.
-    if let Err(e) = std::str::from_utf8(bytes) {
-        let data = json!({"error": format!("Invalid UTF-8 encoding: {e}")});
-        return Err((
-            failure(ErrorCode::ParseError, data, None, ErrorType::ParseError),
-            other(),
-        ));
-    }
-    let body = match json::parse(bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            let data = json!({"error": format!("Invalid JSON: {e}")});
-            return Err((
-                failure(ErrorCode::ParseError, data, None, ErrorType::ParseError),
-                other(),
-            ));
+    let body = match input {
+        Input::Parsed(value) => value,
+        Input::Raw(bytes) => {
+            if let Err(e) = std::str::from_utf8(bytes) {
+                let data = json!({"error": format!("Invalid UTF-8 encoding: {e}")});
+                return Err((
+                    failure(ErrorCode::ParseError, data, None, ErrorType::ParseError),
+                    other(),
+                ));
+            }
+            match json::parse(bytes) {
+                Ok(v) => v,
+                Err(e) => {
+                    let data = json!({"error": format!("Invalid JSON: {e}")});
+                    return Err((
+                        failure(ErrorCode::ParseError, data, None, ErrorType::ParseError),
+                        other(),
+                    ));
+                }
+            }
         }
     };
     // 8. An object.

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::WebSocketOptions;
-use crate::client::ClientError;
+use crate::client::{ClientError, Credentials};
 use crate::json;
 use crate::model::{Envelope, Model};
 
@@ -62,10 +62,11 @@ impl Connection {
     /// Connects to `url` (a `ws://` or `wss://` URL of `/asap/ws`) and starts the task.
     pub(crate) async fn open(
         url: String,
-        bearer: Option<String>,
+        credentials: Credentials,
         options: WebSocketOptions,
     ) -> Result<Self, ClientError> {
-        let socket = dial(&url, bearer.as_deref(), options.open_timeout).await?;
+        let token = credentials.token().await?;
+        let socket = dial(&url, token.as_deref(), options.open_timeout).await?;
         let shared = Arc::new(Shared {
             waiting: Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
@@ -76,7 +77,14 @@ impl Connection {
             in_flight: AtomicUsize::new(0),
         });
         let (outgoing, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(socket, url, bearer, options, shared.clone(), queue));
+        tokio::spawn(run(
+            socket,
+            url,
+            credentials,
+            options,
+            shared.clone(),
+            queue,
+        ));
         Ok(Self {
             shared,
             outgoing,
@@ -311,7 +319,7 @@ enum Ended {
 async fn run(
     mut socket: Socket,
     url: String,
-    bearer: Option<String>,
+    credentials: Credentials,
     options: WebSocketOptions,
     shared: Arc<Shared>,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
@@ -334,7 +342,9 @@ async fn run(
                 let delay = backoff(&options, attempt);
                 tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, %why, "reconnecting");
                 tokio::time::sleep(delay).await;
-                if let Ok(fresh) = dial(&url, bearer.as_deref(), options.open_timeout).await {
+                // A fresh token for every handshake: the old one may have expired.
+                let token = credentials.token().await.ok().flatten();
+                if let Ok(fresh) = dial(&url, token.as_deref(), options.open_timeout).await {
                     reconnected = Some(fresh);
                     break;
                 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 pub(crate) use connection::Connection;
 
-use crate::client::ClientError;
+use crate::client::{ClientError, Credentials};
 
 /// How the client reaches an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -158,7 +158,7 @@ impl Pool {
     pub(crate) async fn get(
         &self,
         url: &str,
-        bearer: Option<String>,
+        credentials: Credentials,
         options: &WebSocketOptions,
     ) -> Result<Arc<Connection>, ClientError> {
         if let Some(found) = self.live(url, options) {
@@ -169,7 +169,8 @@ impl Pool {
         if let Some(found) = self.live(url, options) {
             return Ok(found);
         }
-        let connection = Arc::new(Connection::open(url.to_owned(), bearer, options.clone()).await?);
+        let connection =
+            Arc::new(Connection::open(url.to_owned(), credentials, options.clone()).await?);
         let mut connections = self
             .connections
             .lock()

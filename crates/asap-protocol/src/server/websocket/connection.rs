@@ -2,6 +2,7 @@
 //! limit, close codes) and a worker that handles the messages one at a time, in
 //! arrival order, as the reference does.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,9 +19,9 @@ use crate::json;
 use crate::model::{AckStatus, Envelope, Model};
 use crate::server::AppState;
 use crate::server::auth::AuthenticatedCaller;
-use crate::server::body::{coding, decode, too_large};
+use crate::server::body::{Coding, coding, decode, too_large};
 use crate::server::handler::Push;
-use crate::server::pipeline::respond;
+use crate::server::pipeline::{Input, respond};
 
 /// Close codes (RFC 6455 section 7.4.1).
 const GOING_AWAY: u16 = 1001;
@@ -34,7 +35,12 @@ fn close(code: u16, reason: &str) -> Option<CloseFrame> {
     })
 }
 
-/// Serves one upgraded connection until either side ends it.
+/// A message being handled: its future owns everything it needs.
+type Handling = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Closed>> + Send>>;
+
+/// Serves one upgraded connection until either side ends it. Everything happens in this
+/// one task: reading, the heartbeat, the message being handled (one at a time, in
+/// arrival order, as the reference) and writing its answers and pushes.
 pub(super) async fn run(
     mut socket: WebSocket,
     state: AppState,
@@ -44,9 +50,9 @@ pub(super) async fn run(
 ) {
     let limits = state.config.websocket.clone();
     let (out_tx, mut out_rx) = mpsc::channel::<String>(limits.send_queue.max(1));
-    let (in_tx, in_rx) = mpsc::channel::<(String, Value)>(limits.receive_queue.max(1));
-    tokio::spawn(worker(state.clone(), headers, caller, in_rx, out_tx));
-    let mut incoming = Some(in_tx);
+    let mut queued: VecDeque<(String, Value)> = VecDeque::new();
+    let mut current: Option<Handling> = None;
+    let mut reading = true;
     let bucket: Option<DefaultDirectRateLimiter> = limits
         .message_rate
         .and_then(NonZeroU32::new)
@@ -56,38 +62,67 @@ pub(super) async fn run(
         .ping_interval
         .max(std::time::Duration::from_millis(10));
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    // Once reading stops (shutdown, rate limit), the worker finishes the messages it
-    // has, their answers go out, then this last frame (if any) and the close.
+    // Once reading stops (shutdown, rate limit), the messages already taken are handled,
+    // their answers go out, then this last frame (if any) and the close.
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut last_words: (Option<String>, Option<CloseFrame>) =
         (None, close(GOING_AWAY, "Server shutting down"));
     let drain_for = state.config.shutdown_grace;
     if *shutdown.borrow() {
-        incoming = None;
+        reading = false;
         deadline = Some(tokio::time::Instant::now() + drain_for);
     }
     let ending = loop {
+        if current.is_none()
+            && let Some((text, value)) = queued.pop_front()
+        {
+            let (state, headers, caller, out) = (
+                state.clone(),
+                headers.clone(),
+                caller.clone(),
+                out_tx.clone(),
+            );
+            current = Some(Box::pin(async move {
+                handle(&state, &headers, caller.as_ref(), &out, text, value).await
+            }));
+        }
+        if !reading && current.is_none() && queued.is_empty() {
+            // Drained: flush what is still queued for writing, then say goodbye.
+            let mut failed = false;
+            while let Ok(text) = out_rx.try_recv() {
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            break if failed {
+                (None, None)
+            } else {
+                std::mem::take(&mut last_words)
+            };
+        }
         tokio::select! {
             biased;
-            changed = shutdown.changed(), if incoming.is_some() => {
+            changed = shutdown.changed(), if reading => {
                 if changed.is_err() || *shutdown.borrow() {
-                    // Stop reading; the worker finishes what it has, then we close.
-                    incoming = None;
+                    reading = false;
                     deadline = Some(tokio::time::Instant::now() + drain_for);
                 }
             }
             () = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
                 break std::mem::take(&mut last_words);
             }
-            out = out_rx.recv() => match out {
-                Some(text) => {
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        break (None, None);
-                    }
+            Some(text) = out_rx.recv() => {
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    break (None, None);
                 }
-                // The worker is done: only after reading stopped.
-                None => break std::mem::take(&mut last_words),
-            },
+            }
+            done = async { current.as_mut().expect("polled only while handling").await }, if current.is_some() => {
+                current = None;
+                if done.is_err() {
+                    break (None, None);
+                }
+            }
             _ = heartbeat.tick() => {
                 if last_received.elapsed() > limits.stale_after {
                     tracing::info!(idle_seconds = last_received.elapsed().as_secs(), "closing a stale WebSocket connection");
@@ -97,7 +132,7 @@ pub(super) async fn run(
                     break (None, None);
                 }
             }
-            message = socket.recv(), if incoming.is_some() => {
+            message = socket.recv(), if reading && queued.len() < limits.receive_queue.max(1) => {
                 let Some(Ok(message)) = message else { break (None, None) };
                 last_received = Instant::now();
                 match message {
@@ -113,14 +148,11 @@ pub(super) async fn run(
                         if let Some(bucket) = &bucket && bucket.check().is_err() {
                             tracing::warn!("WebSocket message rate exceeded; closing");
                             last_words = (Some(frames::rate_limited(value.get("id"))), close(POLICY_VIOLATION, ""));
-                            incoming = None;
+                            reading = false;
                             deadline = Some(tokio::time::Instant::now() + drain_for);
                             continue;
                         }
-                        let queue = incoming.as_ref().expect("reading only while accepting");
-                        if queue.send((text.to_string(), value)).await.is_err() {
-                            break (None, None);
-                        }
+                        queued.push_back((text.to_string(), value));
                     }
                     Message::Binary(_) => break (None, close(UNSUPPORTED_DATA, "Binary frames are not supported")),
                     Message::Close(_) => break (None, None),
@@ -129,6 +161,11 @@ pub(super) async fn run(
             }
         }
     };
+    // A handler still running when the client left finishes anyway (its state changes
+    // must not be cut off half-way); its answer has nowhere to go.
+    if let Some(unfinished) = current.take() {
+        tokio::spawn(unfinished);
+    }
     let (last_frame, close_frame) = ending;
     if let Some(text) = last_frame {
         let _ = socket.send(Message::Text(text.into())).await;
@@ -150,27 +187,16 @@ pub(super) async fn run(
     }
 }
 
-/// Handles the connection's messages in arrival order.
-async fn worker(
-    state: AppState,
-    headers: Arc<HeaderMap>,
-    caller: Option<AuthenticatedCaller>,
-    mut incoming: mpsc::Receiver<(String, Value)>,
-    out: mpsc::Sender<String>,
-) {
-    while let Some((text, value)) = incoming.recv().await {
-        if handle(&state, &headers, caller.as_ref(), &out, text, &value)
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
 /// The envelope of a request that asks for an ack (and has an id to acknowledge).
 fn wants_ack(request: &Value) -> Option<Envelope> {
     let envelope = request.get("params")?.get("envelope")?;
+    // Cheap first: most envelopes do not ask (validation coerces the rest as pydantic).
+    if matches!(
+        envelope.get("requires_ack"),
+        None | Some(Value::Null | Value::Bool(false))
+    ) {
+        return None;
+    }
     let envelope = Envelope::from_value(envelope).ok()?;
     (envelope.requires_ack && !envelope.id.is_empty()).then_some(envelope)
 }
@@ -195,10 +221,10 @@ async fn handle(
     caller: Option<&AuthenticatedCaller>,
     out: &mpsc::Sender<String>,
     text: String,
-    request: &Value,
+    request: Value,
 ) -> Result<(), Closed> {
     let started = Instant::now();
-    let acked = wants_ack(request);
+    let acked = wants_ack(&request);
     if let Some(envelope) = &acked {
         out.send(frames::ack(envelope, AckStatus::Received, None))
             .await?;
@@ -209,23 +235,32 @@ async fn handle(
             json::to_compact(&serde_json::json!({"detail": too_large(text.len(), max).detail}));
         return out.send(body).await;
     }
-    let bytes = match coding(headers).and_then(|c| decode(text.into_bytes(), c, max)) {
-        Ok(bytes) => bytes,
+    // The frame is already parsed unless the handshake declared a Content-Encoding,
+    // which the reference applies to every frame.
+    let coded = match coding(headers) {
+        Ok(Coding::Identity) => None,
+        Ok(other) => Some(other),
         Err(rejection) => {
             let body = json::to_compact(&serde_json::json!({"detail": rejection.detail}));
             return out.send(body).await;
         }
     };
+    let bytes = match coded.map(|c| decode(text.into_bytes(), c, max)) {
+        None => None,
+        Some(Ok(bytes)) => Some(bytes),
+        Some(Err(rejection)) => {
+            let body = json::to_compact(&serde_json::json!({"detail": rejection.detail}));
+            return out.send(body).await;
+        }
+    };
+    let request_id = request.get("id").cloned();
     let arrival = acked.as_ref().map(|e| state.ws.dedup.arrive(&e.id));
     let first = match arrival {
         Some(Arrival::Duplicate(earlier)) => {
             if let Some(answer) = answer_of(earlier).await {
                 let mut answer = (*answer).clone();
                 if let Some(object) = answer.as_object_mut() {
-                    object.insert(
-                        "id".into(),
-                        request.get("id").cloned().unwrap_or(Value::Null),
-                    );
+                    object.insert("id".into(), request_id.unwrap_or(Value::Null));
                 }
                 tracing::debug!("answering a retransmitted envelope from the cache");
                 out.send(json::to_compact(&answer)).await?;
@@ -246,7 +281,11 @@ async fn handle(
     let push = Push {
         frames: out.clone(),
     };
-    let (_, body) = respond(state, headers, caller, Some(push), &bytes, started).await;
+    let input = match &bytes {
+        Some(bytes) => Input::Raw(bytes),
+        None => Input::Parsed(request),
+    };
+    let (_, body) = respond(state, headers, caller, Some(push), input, started).await;
     let Some(envelope) = &acked else {
         return out.send(body).await;
     };
