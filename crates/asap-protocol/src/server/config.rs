@@ -100,6 +100,10 @@ pub struct WebSocketConfig {
     pub completion_acks: bool,
     /// After sending a close frame, how long to wait for the client's (5 s).
     pub close_timeout: Duration,
+    /// Bytes read from the socket at a time (16 KiB; larger frames are read whole).
+    /// The WebSocket layer clears this much memory on every read attempt, so a large
+    /// value costs CPU on every message.
+    pub read_buffer_size: usize,
 }
 
 impl Default for WebSocketConfig {
@@ -117,6 +121,7 @@ impl Default for WebSocketConfig {
             dedup_capacity: 10_000,
             completion_acks: true,
             close_timeout: Duration::from_secs(5),
+            read_buffer_size: 16 * 1024,
         }
     }
 }

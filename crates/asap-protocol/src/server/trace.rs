@@ -18,10 +18,9 @@ fn is_hex(s: &str, len: usize) -> bool {
 }
 
 fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill(&mut buf[..]);
+    hex::encode(buf)
 }
 
 /// The ids of this server's span for one request; `None` when the span is not recording.

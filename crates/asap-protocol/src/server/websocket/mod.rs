@@ -111,7 +111,8 @@ pub(crate) async fn upgrade(
     let limits = &state.config.websocket;
     let shutdown = state.ws.shutdown.subscribe();
     let caller = caller.map(|Extension(c)| c);
-    ws.max_message_size(limits.max_message_size)
+    ws.read_buffer_size(limits.read_buffer_size.max(1024))
+        .max_message_size(limits.max_message_size)
         .max_frame_size(limits.max_message_size)
         .on_upgrade(move |socket| async move {
             tracing::debug!(%peer, "WebSocket connected");
