@@ -6,9 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: the agent allocates many small, short-lived objects per message (JSON
-/// values, envelopes); the system allocator spent 15 % of the WebSocket benchmark's CPU
-/// in malloc and free.
+/// mimalloc (feature `mimalloc`, on by default): the agent allocates many small,
+/// short-lived objects per message (JSON values, envelopes); the system allocator spent
+/// 15 % of the WebSocket benchmark's CPU in malloc and free. Build with
+/// `--no-default-features` for the system allocator's smaller resident memory.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
