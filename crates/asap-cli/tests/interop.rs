@@ -6,12 +6,12 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use asap_protocol::client::{Client, ClientError};
 use asap_protocol::model::{Envelope, TaskRequest};
 use serde_json::{Value, json};
-use support::{Guard, asap_serve, free_port, reference_python, wait_until_up, workspace};
+use support::{asap_serve, reference_echo_agent, reference_python, workspace};
 
 fn asap(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_asap"))
@@ -40,29 +40,6 @@ fn reference_client_against_asap_serve() {
         report.trim_end().ends_with("10 passed, 0 failed"),
         "{report}"
     );
-}
-
-/// Starts the reference echo agent and waits until it answers.
-fn reference_echo_agent() -> (Guard, String) {
-    let port = free_port();
-    let child = Command::new(reference_python())
-        .args([
-            "-m",
-            "asap.examples.echo_agent",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .env("ASAP_RATE_LIMIT", "1000/second")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = Guard(child);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_until_up(&format!("{url}/health"), "the reference echo agent");
-    (guard, url)
 }
 
 #[test]

@@ -5,13 +5,13 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use asap_protocol::client::{Client, WebSocketOptions};
 use asap_protocol::model::{Envelope, TaskRequest};
 use serde_json::{Value, json};
-use support::{Guard, asap_serve, free_port, reference_python, wait_until_up, workspace};
+use support::{asap_serve, reference_echo_agent, reference_python, workspace};
 
 #[test]
 fn reference_websocket_client_against_asap_serve() {
@@ -33,29 +33,6 @@ fn reference_websocket_client_against_asap_serve() {
         assert_eq!(check["ok"], true, "{check}");
     }
     assert!(out.status.success());
-}
-
-/// The reference echo agent (its WebSocket allows 10 messages/s per connection).
-fn reference_echo_agent() -> (Guard, String) {
-    let port = free_port();
-    let child = Command::new(reference_python())
-        .args([
-            "-m",
-            "asap.examples.echo_agent",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .env("ASAP_RATE_LIMIT", "1000/second")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = Guard(child);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_until_up(&format!("{url}/health"), "the reference echo agent");
-    (guard, url)
 }
 
 #[test]

@@ -375,18 +375,13 @@ async fn unacknowledged_envelopes_are_retransmitted_then_the_breaker_falls_back_
 
 #[tokio::test]
 async fn a_bearer_token_goes_on_the_upgrade_and_refusals_are_http_errors() {
-    let tokens = asap_protocol::server::StaticTokens::new([("s3cret", "urn:asap:agent:client")]);
-    let server = start(Options {
-        config: config(),
-        validator: Some(Arc::new(tokens)),
-        edit_manifest: Some(Box::new(|m| {
-            m.auth = Some(asap_protocol::model::AuthScheme {
-                schemes: vec!["bearer".into()],
-                oauth2: None,
-            });
-        })),
-        ..Options::default()
-    })
+    let server = start(
+        Options {
+            config: config(),
+            ..Options::default()
+        }
+        .bearer_tokens(&[("s3cret", "urn:asap:agent:client")]),
+    )
     .await;
     let url = ws(server.addr);
     let authed = Client::builder().bearer_token("s3cret").build().unwrap();

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use asap_protocol::model::{Envelope, Model, TaskRequest, TaskResponse, TaskStatus};
-use asap_protocol::server::{
-    Handler, HandlerContext, HandlerError, HandlerRegistry, ServerConfig, StaticTokens,
-};
+use asap_protocol::server::{Handler, HandlerContext, HandlerError, HandlerRegistry, ServerConfig};
 use common::{AGENT, Options, Running, start};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -435,6 +433,28 @@ async fn connection_cap_and_oversized_messages() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn frames_over_the_websocket_size_cap_close_the_connection() {
+    let mut config = open_config();
+    config.websocket.max_message_size = 4096;
+    let server = server_with(config, None).await;
+    let mut socket = connect(&server).await;
+    socket
+        .send(Message::Text("x".repeat(5000).into()))
+        .await
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .unwrap()
+    {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Size),
+        // The server may drop the connection without a close frame once the frame is too big.
+        None | Some(Err(_)) => {}
+        other => panic!("expected the connection to end, got {other:?}"),
+    }
+    server.stop().await;
+}
+
 /// Answers after a pause.
 struct Slow;
 
@@ -487,18 +507,13 @@ async fn graceful_shutdown_finishes_the_message_then_closes_with_1001() {
 
 #[tokio::test]
 async fn manifest_bearer_auth_uses_the_handshake_header() {
-    let tokens = StaticTokens::new([("s3cret", "urn:asap:agent:client")]);
-    let server = start(Options {
-        config: open_config(),
-        validator: Some(Arc::new(tokens)),
-        edit_manifest: Some(Box::new(|m| {
-            m.auth = Some(asap_protocol::model::AuthScheme {
-                schemes: vec!["bearer".into()],
-                oauth2: None,
-            });
-        })),
-        ..Options::default()
-    })
+    let server = start(
+        Options {
+            config: open_config(),
+            ..Options::default()
+        }
+        .bearer_tokens(&[("s3cret", "urn:asap:agent:client")]),
+    )
     .await;
     let url = format!("ws://{}/asap/ws", server.addr);
     let mut handshake =

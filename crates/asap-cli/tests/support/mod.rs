@@ -80,3 +80,27 @@ pub fn wait_until_up(url: &str, what: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Starts the reference echo agent (`python -m asap.examples.echo_agent`, HTTP rate limit
+/// raised; its WebSocket allows 10 messages/s per connection) and waits until it answers.
+pub fn reference_echo_agent() -> (Guard, String) {
+    let port = free_port();
+    let child = Command::new(reference_python())
+        .args([
+            "-m",
+            "asap.examples.echo_agent",
+            "--host",
+            "127.0.0.1",
+            "--port",
+        ])
+        .arg(port.to_string())
+        .env("ASAP_RATE_LIMIT", "1000/second")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = Guard(child);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{url}/health"), "the reference echo agent");
+    (guard, url)
+}

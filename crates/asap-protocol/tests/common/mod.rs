@@ -77,6 +77,22 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Manifest bearer authentication on: the manifest declares `bearer`, and each
+    /// `(token, identity)` pair is accepted.
+    pub fn bearer_tokens(mut self, pairs: &[(&str, &str)]) -> Self {
+        let tokens = asap_protocol::server::StaticTokens::new(pairs.iter().copied());
+        self.validator = Some(Arc::new(tokens));
+        self.edit_manifest = Some(Box::new(|m| {
+            m.auth = Some(asap_protocol::model::AuthScheme {
+                schemes: vec!["bearer".into()],
+                oauth2: None,
+            });
+        }));
+        self
+    }
+}
+
 pub async fn start(options: Options) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
