@@ -33,3 +33,5 @@ pub mod rpc;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod store;
+#[cfg(feature = "webhooks")]
+pub mod webhook;

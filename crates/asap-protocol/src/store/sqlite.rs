@@ -52,6 +52,12 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// The connection pool (shared with the webhook queue, which keeps its tables in the
+    /// same file).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         Self::connect_with(options, 8).await
     }
