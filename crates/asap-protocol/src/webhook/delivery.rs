@@ -93,7 +93,11 @@ pub(crate) fn http_client(
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
         .timeout(timeout)
-        .user_agent(concat!("asap-protocol-rs/", env!("CARGO_PKG_VERSION"), " webhook"))
+        .user_agent(concat!(
+            "asap-protocol-rs/",
+            env!("CARGO_PKG_VERSION"),
+            " webhook"
+        ))
         .build()
         .unwrap_or_default()
 }

@@ -294,7 +294,10 @@ impl WebhookQueue {
 
     /// Delivers until `stop` completes: first takes back deliveries a previous process
     /// left in flight, then sends what is due, as many at once as allowed.
-    pub async fn run(&self, stop: impl std::future::Future<Output = ()>) -> Result<(), WebhookError> {
+    pub async fn run(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), WebhookError> {
         sqlx::query("UPDATE asap_webhook_deliveries SET leased = 0 WHERE leased = 1")
             .execute(&self.shared.pool)
             .await
@@ -302,7 +305,9 @@ impl WebhookQueue {
         tokio::pin!(stop);
         loop {
             let taken = self.dispatch_due().await?;
-            if taken == 0 && self.shared.slots.available_permits() == self.shared.config.max_in_flight.max(1) {
+            if taken == 0
+                && self.shared.slots.available_permits() == self.shared.config.max_in_flight.max(1)
+            {
                 self.shared.idle.notify_waiters();
             }
             let wait = self.next_wait().await?;
@@ -417,13 +422,17 @@ pub(crate) fn backoff(config: &WebhookConfig, failures: u32) -> Duration {
 async fn deliver(shared: &Shared, leased: Leased) -> Result<(), WebhookError> {
     // The per-URL rate limit: wait for a turn without using up an attempt.
     if let Err(not_until) = shared.limiter.check_key(&leased.url) {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-        sqlx::query("UPDATE asap_webhook_deliveries SET leased = 0, next_attempt_at = ? WHERE id = ?")
-            .bind(now() + wait.as_secs_f64())
-            .bind(&leased.id)
-            .execute(&shared.pool)
-            .await
-            .map_err(storage)?;
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        sqlx::query(
+            "UPDATE asap_webhook_deliveries SET leased = 0, next_attempt_at = ? WHERE id = ?",
+        )
+        .bind(now() + wait.as_secs_f64())
+        .bind(&leased.id)
+        .execute(&shared.pool)
+        .await
+        .map_err(storage)?;
         return Ok(());
     }
     let outcome = attempt(

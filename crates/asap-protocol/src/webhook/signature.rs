@@ -71,5 +71,10 @@ pub fn verify_timestamped(
     tolerance: std::time::Duration,
 ) -> bool {
     let fresh = now.abs_diff(timestamp) <= tolerance.as_secs();
-    fresh && verify(secret, &timestamped_message(timestamp, delivery_id, body), header)
+    fresh
+        && verify(
+            secret,
+            &timestamped_message(timestamp, delivery_id, body),
+            header,
+        )
 }

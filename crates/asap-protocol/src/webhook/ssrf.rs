@@ -88,8 +88,9 @@ const V4: &[(&str, &str)] = &[
     ("198.51.100.0/24", "documentation (TEST-NET-2)"),
     ("203.0.113.0/24", "documentation (TEST-NET-3)"),
     ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved"),
+    // Before 240.0.0.0/4, which contains it: the first match names the rule.
     ("255.255.255.255/32", "broadcast"),
+    ("240.0.0.0/4", "reserved"),
 ];
 
 /// IPv6 ranges that are never a public webhook target (IPv4-embedding ranges are
@@ -149,10 +150,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<(Ipv4Addr, &'static str)> {
         [0x64, 0xff9b, 1, ..] => Some((last32, "local-use NAT64")),
         [0x2002, ..] => Some((Ipv4Addr::new(o[2], o[3], o[4], o[5]), "6to4")),
         // Teredo: the client's address is the last 32 bits, inverted.
-        [0x2001, 0, ..] => Some((
-            Ipv4Addr::new(!o[12], !o[13], !o[14], !o[15]),
-            "Teredo",
-        )),
+        [0x2001, 0, ..] => Some((Ipv4Addr::new(!o[12], !o[13], !o[14], !o[15]), "Teredo")),
         _ => None,
     }
 }
@@ -230,8 +228,13 @@ impl UrlPolicy {
     /// Checks everything about `url` except name resolution: scheme, host, credentials,
     /// and the address when the host is an IP literal. Returns the parsed URL.
     pub fn check_syntax(&self, url: &str) -> Result<url::Url, BlockReason> {
-        let parsed = url::Url::parse(url.trim()).map_err(|e| BlockReason::Malformed(e.to_string()))?;
-        let allowed = if self.allow_http { "https, http" } else { "https" };
+        let parsed =
+            url::Url::parse(url.trim()).map_err(|e| BlockReason::Malformed(e.to_string()))?;
+        let allowed = if self.allow_http {
+            "https, http"
+        } else {
+            "https"
+        };
         match parsed.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
