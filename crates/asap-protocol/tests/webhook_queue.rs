@@ -1,0 +1,461 @@
+//! Webhook delivery through the durable queue, against a local receiver that fails on
+//! command: signatures checked against an HMAC computed independently here, the
+//! backoff schedule, no retry on 4xx, 429 with `Retry-After`, dead letters and replay,
+//! the per-URL rate limit, bounded concurrency, and a name that rebinds to loopback.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use asap_protocol::store::SqliteStore;
+use asap_protocol::webhook::{
+    Resolver, UrlPolicy, Webhook, WebhookConfig, WebhookQueue, sign, verify, verify_timestamped,
+};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// HMAC-SHA256 written out from RFC 2104, independent of the `hmac` crate.
+fn reference_hmac(key: &[u8], message: &[u8]) -> String {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let inner: Vec<u8> = block
+        .iter()
+        .map(|b| b ^ 0x36)
+        .chain(message.iter().copied())
+        .collect();
+    let inner = Sha256::digest(&inner);
+    let outer: Vec<u8> = block
+        .iter()
+        .map(|b| b ^ 0x5c)
+        .chain(inner.iter().copied())
+        .collect();
+    format!("sha256={}", hex::encode(Sha256::digest(&outer)))
+}
+
+#[test]
+fn signatures_match_an_independent_hmac() {
+    let body = br#"{"data":{"a":"h\u00e9llo"},"event":"task.completed"}"#;
+    for secret in [&b"test-webhook-secret"[..], b"", &[7u8; 100]] {
+        let header = sign(secret, body);
+        assert_eq!(header, reference_hmac(secret, body));
+        assert!(verify(secret, body, &header));
+    }
+    let header = sign(b"k", body);
+    assert!(!verify(b"other", body, &header));
+    assert!(!verify(b"k", b"{}", &header));
+    assert!(
+        !verify(
+            b"k",
+            body,
+            &header.to_uppercase().replace("SHA256=", "sha256=")
+        ),
+        "upper-case hex fails, as in the reference"
+    );
+    assert!(!verify(b"k", body, header.trim_start_matches("sha256=")));
+    assert!(!verify(b"k", body, "sha256=zz"));
+    let now = 1_900_000_000;
+    let stamped = reference_hmac(
+        b"k",
+        format!("{now}.d-1.")
+            .as_bytes()
+            .iter()
+            .chain(body)
+            .copied()
+            .collect::<Vec<_>>()
+            .as_slice(),
+    );
+    assert!(verify_timestamped(
+        b"k",
+        now,
+        "d-1",
+        body,
+        &stamped,
+        now + 60,
+        Duration::from_secs(300)
+    ));
+    assert!(
+        !verify_timestamped(
+            b"k",
+            now,
+            "d-1",
+            body,
+            &stamped,
+            now + 600,
+            Duration::from_secs(300)
+        ),
+        "stale"
+    );
+    assert!(
+        !verify_timestamped(
+            b"k",
+            now,
+            "d-2",
+            body,
+            &stamped,
+            now,
+            Duration::from_secs(300)
+        ),
+        "another delivery"
+    );
+}
+
+/// What the receiver saw.
+#[derive(Debug, Clone)]
+struct Received {
+    at: Instant,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    script: Mutex<VecDeque<(u16, Option<u64>)>>,
+    seen: Mutex<Vec<Received>>,
+    delay: Mutex<Duration>,
+    active: AtomicUsize,
+    most_active: AtomicUsize,
+}
+
+struct Receiver {
+    addr: SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let state = Arc::new(ReceiverState::default());
+        let shared = state.clone();
+        let app = axum::Router::new().route(
+            "/{*path}",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let state = shared.clone();
+                async move {
+                    let now = state.active.fetch_add(1, Ordering::SeqCst) + 1;
+                    state.most_active.fetch_max(now, Ordering::SeqCst);
+                    let delay = *state.delay.lock().unwrap();
+                    tokio::time::sleep(delay).await;
+                    state.seen.lock().unwrap().push(Received {
+                        at: Instant::now(),
+                        headers,
+                        body: body.to_vec(),
+                    });
+                    state.active.fetch_sub(1, Ordering::SeqCst);
+                    let (status, retry_after) = state
+                        .script
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .unwrap_or((200, None));
+                    let mut response = axum::response::Response::new(axum::body::Body::empty());
+                    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                    if let Some(seconds) = retry_after {
+                        response.headers_mut().insert("retry-after", seconds.into());
+                    }
+                    response
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, state }
+    }
+
+    fn url(&self, path: &str) -> String {
+        // Through a name, so the queue's resolver (not the URL) picks the address.
+        format!("http://receiver.test:{}/{path}", self.addr.port())
+    }
+
+    fn script(&self, steps: &[(u16, Option<u64>)]) {
+        self.state
+            .script
+            .lock()
+            .unwrap()
+            .extend(steps.iter().copied());
+    }
+
+    fn seen(&self) -> Vec<Received> {
+        self.state.seen.lock().unwrap().clone()
+    }
+}
+
+/// `receiver.test` is loopback; `rebind.test` is public once, then loopback.
+struct Names {
+    rebind_calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Resolver for Names {
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        let ip = match host {
+            "receiver.test" => "127.0.0.1",
+            "rebind.test" if self.rebind_calls.fetch_add(1, Ordering::SeqCst) == 0 => {
+                "93.184.216.34"
+            }
+            "rebind.test" => "127.0.0.1",
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "NXDOMAIN",
+                ));
+            }
+        };
+        Ok(vec![ip.parse().unwrap()])
+    }
+}
+
+fn config() -> WebhookConfig {
+    WebhookConfig {
+        policy: UrlPolicy::development(["127.0.0.1/32".parse().unwrap()]),
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: Duration::from_millis(1600),
+        jitter: 0.0,
+        per_url_rate: 1000,
+        poll_interval: Duration::from_millis(50),
+        timeout: Duration::from_secs(2),
+        ..WebhookConfig::default()
+    }
+}
+
+async fn start_queue(config: WebhookConfig) -> (WebhookQueue, tokio::task::JoinHandle<()>) {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let queue = WebhookQueue::with_resolver(
+        &store,
+        config,
+        Arc::new(Names {
+            rebind_calls: AtomicUsize::new(0),
+        }),
+    );
+    let running = queue.clone();
+    let task = tokio::spawn(async move { running.run(std::future::pending()).await.unwrap() });
+    (queue, task)
+}
+
+fn header(r: &Received, name: &str) -> String {
+    r.headers.get(name).unwrap().to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_signed_delivery_carries_the_canonical_body_and_verifiable_headers() {
+    let receiver = Receiver::start().await;
+    let (queue, _task) = start_queue(config()).await;
+    let payload =
+        json!({"event": "task.completed", "data": {"z": 1, "a": "héllo ✓", "n": [3, 1, 2]}});
+    let mut webhook = Webhook::signed(receiver.url("hooks/asap"), payload, "test-webhook-secret");
+    webhook.headers.push(("X-Event-Id".into(), "evt-1".into()));
+    let id = queue.enqueue(webhook).await.unwrap();
+    assert!(queue.drained(Duration::from_secs(10)).await.unwrap());
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 1);
+    let r = &seen[0];
+    assert_eq!(
+        String::from_utf8(r.body.clone()).unwrap(),
+        r#"{"data":{"a":"h\u00e9llo \u2713","n":[3,1,2],"z":1},"event":"task.completed"}"#
+    );
+    assert_eq!(header(r, "content-type"), "application/json");
+    assert_eq!(
+        header(r, "x-asap-signature"),
+        reference_hmac(b"test-webhook-secret", &r.body)
+    );
+    assert_eq!(header(r, "x-asap-delivery-id"), id);
+    assert_eq!(header(r, "x-event-id"), "evt-1");
+    let timestamp: i64 = header(r, "x-asap-timestamp").parse().unwrap();
+    assert!(verify_timestamped(
+        b"test-webhook-secret",
+        timestamp,
+        &id,
+        &r.body,
+        &header(r, "x-asap-signature-timestamped"),
+        timestamp + 5,
+        Duration::from_secs(300),
+    ));
+}
+
+#[tokio::test]
+async fn retries_follow_the_backoff_schedule_then_succeed() {
+    let receiver = Receiver::start().await;
+    receiver.script(&[(500, None), (502, None), (503, None)]);
+    let (queue, _task) = start_queue(config()).await;
+    let id = queue
+        .enqueue(Webhook::signed(receiver.url("r"), json!({"n": 1}), "s"))
+        .await
+        .unwrap();
+    assert!(queue.drained(Duration::from_secs(10)).await.unwrap());
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 4);
+    for r in &seen {
+        assert_eq!(header(r, "x-asap-delivery-id"), id, "stable across retries");
+    }
+    let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1].at - w[0].at).collect();
+    for (gap, expected) in gaps.iter().zip([100u64, 200, 400]) {
+        let expected = Duration::from_millis(expected);
+        assert!(
+            *gap >= expected.mul_f64(0.9)
+                && *gap <= expected.mul_f64(1.0) + Duration::from_millis(250),
+            "gaps {gaps:?}"
+        );
+    }
+    assert!(queue.dead_letters().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_4xx_is_not_retried_and_429_honours_retry_after() {
+    let receiver = Receiver::start().await;
+    receiver.script(&[(404, None)]);
+    let (queue, _task) = start_queue(config()).await;
+    let refused = queue
+        .enqueue(Webhook::signed(receiver.url("gone"), json!({"n": 1}), "s"))
+        .await
+        .unwrap();
+    assert!(queue.drained(Duration::from_secs(10)).await.unwrap());
+    assert_eq!(receiver.seen().len(), 1);
+    let dead = queue.dead_letters().await.unwrap();
+    assert_eq!(
+        (dead[0].id.as_str(), dead[0].attempts),
+        (refused.as_str(), 1)
+    );
+    assert!(
+        dead[0].last_error.contains("HTTP 404"),
+        "{}",
+        dead[0].last_error
+    );
+
+    receiver.script(&[(429, Some(1))]);
+    queue
+        .enqueue(Webhook::signed(receiver.url("busy"), json!({"n": 2}), "s"))
+        .await
+        .unwrap();
+    assert!(queue.drained(Duration::from_secs(10)).await.unwrap());
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 3);
+    let gap = seen[2].at - seen[1].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 waited {gap:?}, not the 100 ms backoff"
+    );
+}
+
+#[tokio::test]
+async fn after_the_last_retry_a_dead_letter_then_replay() {
+    let receiver = Receiver::start().await;
+    receiver.script(&[(503, None), (503, None), (503, None)]);
+    let (queue, _task) = start_queue(WebhookConfig {
+        max_retries: 2,
+        ..config()
+    })
+    .await;
+    let buried = Arc::new(Mutex::new(Vec::new()));
+    let hook = buried.clone();
+    queue.on_dead_letter(move |letter| hook.lock().unwrap().push(letter.clone()));
+    let id = queue
+        .enqueue(Webhook::signed(receiver.url("down"), json!({"n": 1}), "s"))
+        .await
+        .unwrap();
+    assert!(queue.drained(Duration::from_secs(10)).await.unwrap());
+    assert_eq!(receiver.seen().len(), 3, "1 + max_retries attempts");
+    let letters = queue.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].id.as_str(), letters[0].attempts),
+        (id.as_str(), 3)
+    );
+    assert!(letters[0].last_error.contains("HTTP 503"));
+    assert_eq!(buried.lock().unwrap().clone(), letters, "the hook saw it");
+    // The receiver is back: replaying delivers it, under the same delivery id.
+    queue.replay(&id).await.unwrap();
+    assert!(queue.drained(Duration::from_secs(10)).await.unwrap());
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(header(&seen[3], "x-asap-delivery-id"), id);
+    assert!(queue.dead_letters().await.unwrap().is_empty());
+    assert!(queue.replay("no-such-id").await.is_err());
+}
+
+#[tokio::test]
+async fn the_per_url_rate_limit_spreads_deliveries_and_concurrency_is_bounded() {
+    let receiver = Receiver::start().await;
+    let (queue, _task) = start_queue(WebhookConfig {
+        per_url_rate: 5,
+        ..config()
+    })
+    .await;
+    let started = Instant::now();
+    for n in 0..15 {
+        queue
+            .enqueue(Webhook::signed(
+                receiver.url("limited"),
+                json!({"n": n}),
+                "s",
+            ))
+            .await
+            .unwrap();
+    }
+    assert!(queue.drained(Duration::from_secs(20)).await.unwrap());
+    assert_eq!(receiver.seen().len(), 15);
+    // A burst of 5, then 5 per second: the last one no sooner than 2 s in.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let slow = Receiver::start().await;
+    *slow.state.delay.lock().unwrap() = Duration::from_millis(150);
+    let (bounded, _task) = start_queue(WebhookConfig {
+        max_in_flight: 2,
+        ..config()
+    })
+    .await;
+    for n in 0..8 {
+        bounded
+            .enqueue(Webhook::signed(slow.url("slow"), json!({"n": n}), "s"))
+            .await
+            .unwrap();
+    }
+    assert!(bounded.drained(Duration::from_secs(20)).await.unwrap());
+    assert_eq!(slow.seen().len(), 8);
+    assert_eq!(slow.state.most_active.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_name_that_rebinds_to_loopback_is_caught_at_delivery() {
+    let (queue, _task) = start_queue(WebhookConfig {
+        // http allowed, nothing private allowed.
+        policy: UrlPolicy::development([]),
+        ..config()
+    })
+    .await;
+    // Registration sees the public answer and accepts the URL ...
+    let id = queue
+        .enqueue(Webhook::signed("http://rebind.test/hook", json!({}), "s"))
+        .await
+        .unwrap();
+    assert!(queue.drained(Duration::from_secs(10)).await.unwrap());
+    // ... the delivery's own resolution gets loopback, is refused, and is not retried.
+    let letters = queue.dead_letters().await.unwrap();
+    assert_eq!(
+        (letters[0].id.as_str(), letters[0].attempts),
+        (id.as_str(), 1)
+    );
+    assert!(
+        letters[0].last_error.contains("resolves to 127.0.0.1"),
+        "{}",
+        letters[0].last_error
+    );
+    // And refused URLs never enter the queue.
+    let refused = queue
+        .enqueue(Webhook::signed("http://10.0.0.1/", Value::Null, "s"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("private (RFC 1918)"),
+        "{refused}"
+    );
+}
