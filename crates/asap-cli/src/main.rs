@@ -46,6 +46,11 @@ enum Command {
     Login(commands::login::LoginArgs),
     /// Print the envelopes an agent pushes over its WebSocket, one JSON line each.
     Listen(commands::remote::ListenArgs),
+    /// Verify webhook signatures; enqueue, deliver, list and replay webhooks.
+    Webhook {
+        #[command(subcommand)]
+        action: commands::webhook::WebhookAction,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
         Command::Token(args) => commands::remote::token(args),
         Command::Login(args) => commands::login::run(args),
         Command::Listen(args) => commands::remote::listen(args),
+        Command::Webhook { action } => commands::webhook::run(action),
     };
     match result {
         Ok(code) => code,

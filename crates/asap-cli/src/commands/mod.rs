@@ -5,3 +5,4 @@ pub mod remote;
 pub mod schemas;
 pub mod serve;
 pub mod validate;
+pub mod webhook;

@@ -1,0 +1,214 @@
+//! `asap webhook`: verify a signature, and work with an agent's durable webhook queue
+//! (the `asap_state.db` in its data folder): enqueue, deliver, list dead letters, replay.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use asap_protocol::store::SqliteStore;
+use asap_protocol::webhook::{UrlPolicy, Webhook, WebhookConfig, WebhookQueue, verify};
+use clap::{Args, Subcommand};
+
+/// `asap webhook ...`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookAction {
+    /// Check an `X-ASAP-Signature` against a body (FILE, or standard input); exit 1 if it
+    /// does not match.
+    Verify {
+        /// The shared secret.
+        #[arg(long, env = "ASAP_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The header value, `sha256=<hex>`.
+        #[arg(long)]
+        signature: String,
+        /// The body as received (default: standard input).
+        file: Option<PathBuf>,
+    },
+    /// Queue deliveries of a JSON payload to URL (written to the database; `deliver` or
+    /// `asap serve` sends them).
+    Enqueue {
+        /// The callback URL.
+        url: String,
+        /// The payload, a JSON value.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// Sign with this secret.
+        #[arg(long, env = "ASAP_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Queue this many copies (`{"seq": N}` is added to object payloads).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[command(flatten)]
+        queue: QueueArgs,
+    },
+    /// Send what is queued: until the queue is empty with `--until-empty`, else until
+    /// Ctrl-C or SIGTERM.
+    Deliver {
+        /// Stop once nothing is pending (dead letters do not count).
+        #[arg(long)]
+        until_empty: bool,
+        #[command(flatten)]
+        queue: QueueArgs,
+    },
+    /// List the deliveries that will not be attempted again, one JSON object per line.
+    DeadLetters {
+        #[command(flatten)]
+        queue: QueueArgs,
+    },
+    /// Put a dead letter back in the queue.
+    Replay {
+        /// The delivery id.
+        id: String,
+        #[command(flatten)]
+        queue: QueueArgs,
+    },
+}
+
+/// Where the queue is and what it may send to.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The agent's data folder (its `asap_state.db` holds the queue).
+    #[arg(long, env = "ASAP_DATA_DIR", default_value = "asap-data")]
+    data_dir: PathBuf,
+    /// Allow `http://` callbacks (development only).
+    #[arg(long)]
+    allow_http: bool,
+    /// Allow this non-public range (CIDR, repeatable), e.g. `127.0.0.1/32` for tests.
+    #[arg(long = "allow-private", value_name = "CIDR")]
+    allow_private: Vec<String>,
+    /// Attempts in flight at once.
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
+    /// Deliveries per second per URL.
+    #[arg(long, default_value_t = 10)]
+    per_url_rate: u32,
+}
+
+impl QueueArgs {
+    async fn open(&self) -> anyhow::Result<WebhookQueue> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        let store = SqliteStore::open(self.data_dir.join("asap_state.db"))
+            .await
+            .context("opening the state store")?;
+        let allow = self
+            .allow_private
+            .iter()
+            .map(|c| {
+                c.parse()
+                    .with_context(|| format!("--allow-private {c:?} is not a CIDR range"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let config = WebhookConfig {
+            policy: UrlPolicy {
+                allow_http: self.allow_http,
+                allow,
+            },
+            max_in_flight: self.max_in_flight,
+            per_url_rate: self.per_url_rate,
+            ..WebhookConfig::default()
+        };
+        Ok(WebhookQueue::new(&store, config))
+    }
+}
+
+/// Runs `asap webhook ...`.
+pub fn run(action: WebhookAction) -> anyhow::Result<ExitCode> {
+    if let WebhookAction::Verify {
+        secret,
+        signature,
+        file,
+    } = &action
+    {
+        let body = match file {
+            Some(path) => {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+            }
+            None => {
+                let mut body = Vec::new();
+                std::io::stdin().read_to_end(&mut body)?;
+                body
+            }
+        };
+        return Ok(if verify(secret.as_bytes(), &body, signature.trim()) {
+            println!("ok");
+            ExitCode::SUCCESS
+        } else {
+            println!("signature does not match");
+            ExitCode::from(1)
+        });
+    }
+    super::remote::runtime()?.block_on(async move {
+        match action {
+            WebhookAction::Verify { .. } => unreachable!("handled above"),
+            WebhookAction::Enqueue {
+                url,
+                payload,
+                secret,
+                count,
+                queue,
+            } => {
+                let queue = queue.open().await?;
+                let payload = asap_protocol::json::parse(payload.as_bytes())
+                    .context("--payload is not JSON")?;
+                for seq in 0..count {
+                    let mut payload = payload.clone();
+                    if count > 1
+                        && let Some(object) = payload.as_object_mut()
+                    {
+                        object.insert("seq".into(), seq.into());
+                    }
+                    let webhook = Webhook {
+                        url: url.clone(),
+                        payload,
+                        secret: secret.clone().map(String::into_bytes),
+                        headers: Vec::new(),
+                    };
+                    let id = queue.enqueue(webhook).await?;
+                    println!("{id}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            WebhookAction::Deliver { until_empty, queue } => {
+                let queue = queue.open().await?;
+                let running = queue.clone();
+                let stop = async move {
+                    if until_empty {
+                        while !matches!(running.drained(Duration::from_secs(3600)).await, Ok(true))
+                        {
+                        }
+                    } else {
+                        asap_protocol::server::shutdown_signal().await;
+                    }
+                };
+                queue.run(stop).await?;
+                let dead = queue.dead_letters().await?.len();
+                eprintln!(
+                    "asap: webhook queue: {} pending, {dead} dead letters",
+                    queue.pending().await?
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            WebhookAction::DeadLetters { queue } => {
+                for letter in queue.open().await?.dead_letters().await? {
+                    let line = serde_json::json!({
+                        "id": letter.id,
+                        "url": letter.url,
+                        "attempts": letter.attempts,
+                        "last_error": letter.last_error,
+                        "body": letter.body,
+                    });
+                    println!("{line}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            WebhookAction::Replay { id, queue } => {
+                queue.open().await?.replay(&id).await?;
+                println!("requeued {id}");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
