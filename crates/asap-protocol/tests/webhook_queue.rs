@@ -459,3 +459,97 @@ async fn a_name_that_rebinds_to_loopback_is_caught_at_delivery() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn task_status_changes_reach_registered_callbacks() {
+    use asap_protocol::model::{Envelope, Manifest, Skill, TaskRequest};
+    use asap_protocol::server::{HandlerRegistry, Server, ServerConfig, default_skills};
+    use asap_protocol::webhook::TaskWebhooks;
+
+    let receiver = Receiver::start().await;
+    let store = SqliteStore::in_memory().await.unwrap();
+    let queue = WebhookQueue::with_resolver(
+        &store,
+        config(),
+        Arc::new(Names {
+            rebind_calls: AtomicUsize::new(0),
+        }),
+    );
+    let hooks = Arc::new(TaskWebhooks::new(queue.clone()));
+    let blocked = hooks
+        .subscribe("http://169.254.169.254/", "s")
+        .await
+        .unwrap_err();
+    assert!(blocked.to_string().contains("link-local"), "{blocked}");
+    let subscription = hooks
+        .subscribe(&receiver.url("tasks"), "task-secret")
+        .await
+        .unwrap();
+    assert_eq!(hooks.urls(), [receiver.url("tasks")]);
+    let running = queue.clone();
+    tokio::spawn(async move { running.run(std::future::pending()).await });
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut manifest = Manifest::new(
+        "urn:asap:agent:hooked",
+        "Hooked",
+        "1.0.0",
+        "webhooks",
+        format!("{base}/asap"),
+    );
+    manifest
+        .capabilities
+        .skills
+        .push(Skill::new("echo", "Echo"));
+    let mut server_config = ServerConfig::default();
+    server_config.rate_limits.clear();
+    let server = Server::builder()
+        .manifest(manifest)
+        .config(server_config)
+        .store(Arc::new(store))
+        .registry(HandlerRegistry::agent(default_skills()))
+        .task_events(hooks.clone())
+        .build()
+        .unwrap();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    let client = asap_protocol::client::Client::builder().build().unwrap();
+    let request = Envelope::new(
+        "urn:asap:agent:client",
+        "urn:asap:agent:hooked",
+        TaskRequest::new("c1", "echo", json!({"n": 1})),
+    );
+    let reply = client.send(&base, &request).await.unwrap();
+    let task_id = reply.payload["task_id"].as_str().unwrap().to_owned();
+    assert!(queue.drained(Duration::from_secs(10)).await.unwrap());
+    let seen = receiver.seen();
+    let events: Vec<(String, String)> = seen
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body["task_id"], task_id);
+            assert!(verify(
+                b"task-secret",
+                &r.body,
+                &header(r, "x-asap-signature")
+            ));
+            (
+                header(r, "x-asap-event"),
+                body["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("task.status_changed", "submitted"),
+        ("task.status_changed", "working"),
+        ("task.status_changed", "completed"),
+        ("task.completed", "completed"),
+    ] {
+        assert!(
+            events.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} missing from {events:?}"
+        );
+    }
+    assert!(hooks.unsubscribe(&subscription));
+    assert!(!hooks.unsubscribe(&subscription));
+}

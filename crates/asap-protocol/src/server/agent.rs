@@ -163,7 +163,7 @@ impl Handler for TaskHandler {
             payload.conversation_id.clone(),
         );
         task.parent_task_id.clone_from(&payload.parent_task_id);
-        ctx.store.put_task(&task).await?;
+        ctx.save_task(&task).await?;
         save_snapshot(
             ctx,
             &task,
@@ -173,7 +173,7 @@ impl Handler for TaskHandler {
         )
         .await?;
         task.transition(TaskStatus::Working)?;
-        ctx.store.put_task(&task).await?;
+        ctx.save_task(&task).await?;
         let outcome = skill.run(&task, &payload, ctx).await;
         // The skill may have moved the task itself (for example to cancelled).
         if let Some(current) = ctx.store.get_task(&task.id).await? {
@@ -184,7 +184,7 @@ impl Handler for TaskHandler {
             Err(error) => {
                 if task.status == TaskStatus::Working {
                     task.transition(TaskStatus::Failed)?;
-                    ctx.store.put_task(&task).await?;
+                    ctx.save_task(&task).await?;
                 }
                 save_snapshot(
                     ctx,
@@ -199,7 +199,7 @@ impl Handler for TaskHandler {
         };
         if task.status == TaskStatus::Working {
             task.transition(status)?;
-            ctx.store.put_task(&task).await?;
+            ctx.save_task(&task).await?;
         }
         save_snapshot(
             ctx,
@@ -241,7 +241,7 @@ impl Handler for CancelHandler {
             .into());
         }
         task.transition(TaskStatus::Cancelled)?;
-        ctx.store.put_task(&task).await?;
+        ctx.save_task(&task).await?;
         let response = TaskResponse::new(task.id, TaskStatus::Cancelled);
         Ok(respond(&request, ctx, response))
     }

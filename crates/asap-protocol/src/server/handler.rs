@@ -19,6 +19,16 @@ pub struct HandlerContext {
     pub identity: Option<String>,
     /// Over WebSocket, sends envelopes to the client ahead of the reply (`None` over HTTP).
     pub push: Option<Push>,
+    /// Told about every task status change (for example to send webhooks).
+    pub events: Option<Arc<dyn TaskEvents>>,
+}
+
+/// Receives task status changes from the built-in task handlers (`task.request`,
+/// `task.cancel`); [`crate::webhook::TaskWebhooks`] turns them into webhooks.
+#[async_trait]
+pub trait TaskEvents: Send + Sync {
+    /// `task` was stored with a new status.
+    async fn task_changed(&self, task: &crate::model::Task);
 }
 
 /// Why a pushed envelope could not be sent.
@@ -54,6 +64,15 @@ impl Push {
 }
 
 impl HandlerContext {
+    /// Stores `task` and tells the task-event listener, if any.
+    pub async fn save_task(&self, task: &crate::model::Task) -> Result<(), StoreError> {
+        self.store.put_task(task).await?;
+        if let Some(events) = &self.events {
+            events.task_changed(task).await;
+        }
+        Ok(())
+    }
+
     /// Pushes `envelope` to the WebSocket client ahead of the reply.
     pub async fn push(&self, envelope: &Envelope) -> Result<(), PushError> {
         match &self.push {

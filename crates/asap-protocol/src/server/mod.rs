@@ -62,7 +62,9 @@ pub use config::{
     truthy,
 };
 pub use discovery::ServedManifest;
-pub use handler::{Handler, HandlerContext, HandlerError, HandlerRegistry, Push, PushError};
+pub use handler::{
+    Handler, HandlerContext, HandlerError, HandlerRegistry, Push, PushError, TaskEvents,
+};
 pub use metrics::{ErrorType, METRICS_CONTENT_TYPE, Metrics};
 #[cfg(feature = "oauth2")]
 pub use oauth2::{OAuth2, ScopeMode};
@@ -104,6 +106,7 @@ pub(crate) struct Inner {
     pub(crate) shutting_down: AtomicBool,
     pub(crate) handler_slots: Option<Arc<tokio::sync::Semaphore>>,
     pub(crate) ws: websocket::Hub,
+    pub(crate) task_events: Option<Arc<dyn TaskEvents>>,
     #[cfg(feature = "oauth2")]
     pub(crate) oauth2: Option<OAuth2>,
 }
@@ -138,6 +141,7 @@ pub struct ServerBuilder {
     store: Option<Arc<dyn Store>>,
     config: ServerConfig,
     token_validator: Option<Arc<dyn TokenValidator>>,
+    task_events: Option<Arc<dyn TaskEvents>>,
     #[cfg(feature = "oauth2")]
     oauth2: Option<OAuth2>,
 }
@@ -174,6 +178,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Tells `events` about every task status change the built-in handlers make (for
+    /// example [`crate::webhook::TaskWebhooks`], which sends them as webhooks).
+    pub fn task_events(mut self, events: Arc<dyn TaskEvents>) -> Self {
+        self.task_events = Some(events);
+        self
+    }
+
     /// Turns on manifest bearer authentication (when the manifest declares `auth`).
     pub fn token_validator(mut self, validator: Arc<dyn TokenValidator>) -> Self {
         self.token_validator = Some(validator);
@@ -202,6 +213,7 @@ impl ServerBuilder {
                 .max_concurrent_handlers
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
             ws: websocket::Hub::new(&config.websocket),
+            task_events: self.task_events,
             #[cfg(feature = "oauth2")]
             oauth2: self.oauth2,
             config,

@@ -380,6 +380,7 @@ async fn process(
         store: state.store.clone(),
         identity,
         push,
+        events: state.task_events.clone(),
     };
     let payload_type = envelope.payload_type.clone();
     let span = if state.config.trace_injection {

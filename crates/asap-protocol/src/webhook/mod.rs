@@ -18,11 +18,13 @@
 //! ```
 
 mod delivery;
+mod events;
 mod queue;
 mod signature;
 mod ssrf;
 
 pub use delivery::{Resolver, SystemResolver, check_url};
+pub use events::TaskWebhooks;
 pub use queue::{DeadLetter, Webhook, WebhookConfig, WebhookError, WebhookQueue};
 pub use signature::{
     DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, TIMESTAMPED_SIGNATURE_HEADER, sign,

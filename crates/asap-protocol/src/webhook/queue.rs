@@ -189,6 +189,16 @@ impl WebhookQueue {
         }
     }
 
+    /// Where this queue's callbacks may go.
+    pub fn policy(&self) -> &UrlPolicy {
+        &self.shared.config.policy
+    }
+
+    /// The resolver deliveries use.
+    pub fn resolver(&self) -> &dyn Resolver {
+        self.shared.resolver.as_ref()
+    }
+
     /// Calls `hook` for every delivery that becomes a dead letter.
     pub fn on_dead_letter(&self, hook: impl Fn(&DeadLetter) + Send + Sync + 'static) {
         *self
