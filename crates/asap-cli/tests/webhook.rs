@@ -278,3 +278,62 @@ fn deliveries_survive_sigkill_of_the_delivering_process() {
             .is_empty()
     );
 }
+
+/// `asap serve --webhook URL=SECRET`: task events are delivered to the callback; a
+/// blocked callback stops the start-up with the rule's name.
+#[test]
+fn serve_sends_task_events_to_registered_callbacks() {
+    use std::io::{BufRead, BufReader};
+    let hook = receiver(200, Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let callback = format!("http://127.0.0.1:{}/hook=cb-secret", hook.port);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .args([
+            "--webhook",
+            &callback,
+            "--webhook-allow-http",
+            "--webhook-allow-private",
+            "127.0.0.1/32",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let sent = asap(&["send", &url, "--skill", "echo"], None);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while hook.got.lock().unwrap().len() < 4 {
+        assert!(Instant::now() < deadline, "task events did not arrive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let blocked = asap(
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--webhook",
+            "https://169.254.169.254/=s",
+        ],
+        None,
+    );
+    assert_eq!(blocked.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&blocked.stderr).contains("link-local"));
+}

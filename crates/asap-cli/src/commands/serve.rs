@@ -10,7 +10,8 @@ use asap_protocol::server::{
     HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule, Server, ServerConfig, StaticTokens,
     default_skills, shutdown_signal,
 };
-use asap_protocol::store::StorageConfig;
+use asap_protocol::store::{SqliteStore, StorageConfig};
+use asap_protocol::webhook::{TaskWebhooks, UrlPolicy, WebhookConfig, WebhookQueue};
 use clap::Args;
 
 /// Arguments of `asap serve`.
@@ -109,6 +110,16 @@ pub struct ServeArgs {
     /// Acknowledge only `received`, as the reference (no `processed`/`rejected` acks).
     #[arg(long)]
     ws_received_acks_only: bool,
+    /// Send task events to this callback, signed with SECRET (`URL=SECRET`, repeatable);
+    /// needs SQLite storage, which holds the delivery queue.
+    #[arg(long = "webhook", value_name = "URL=SECRET")]
+    webhooks: Vec<String>,
+    /// Allow `http://` webhook callbacks (development only).
+    #[arg(long)]
+    webhook_allow_http: bool,
+    /// Allow this non-public range for webhook callbacks (CIDR, repeatable).
+    #[arg(long = "webhook-allow-private", value_name = "CIDR")]
+    webhook_allow_private: Vec<String>,
 }
 
 fn manifest(args: &ServeArgs, base_url: &str) -> anyhow::Result<Manifest> {
@@ -178,7 +189,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         StorageConfig::parse(&args.storage, "")?
     };
-    let store = storage.open().await.context("opening the state store")?;
+    let (store, webhook_queue) = match &storage {
+        // SQLite also holds the webhook queue, which this agent delivers from.
+        StorageConfig::Sqlite(path) => {
+            let sqlite = SqliteStore::open(path)
+                .await
+                .context("opening the state store")?;
+            let queue = WebhookQueue::new(&sqlite, webhook_config(&args)?);
+            (
+                Arc::new(sqlite) as Arc<dyn asap_protocol::store::Store>,
+                Some(queue),
+            )
+        }
+        StorageConfig::Memory => (
+            storage.open().await.context("opening the state store")?,
+            None,
+        ),
+    };
 
     let registry = if args.echo_only {
         HandlerRegistry::echo()
@@ -209,6 +236,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(oauth) = oauth2(&args, &manifest.id).await? {
         builder = builder.oauth2(oauth);
     }
+    if let Some(queue) = &webhook_queue {
+        if !args.webhooks.is_empty() {
+            let hooks = Arc::new(TaskWebhooks::new(queue.clone()));
+            for spec in &args.webhooks {
+                let (url, secret) = spec
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--webhook takes URL=SECRET, got {spec:?}"))?;
+                hooks
+                    .subscribe(url, secret)
+                    .await
+                    .with_context(|| format!("--webhook {url}"))?;
+            }
+            builder = builder.task_events(hooks);
+        }
+        let running = queue.clone();
+        tokio::spawn(async move {
+            if let Err(error) = running.run(std::future::pending()).await {
+                tracing::error!(%error, "the webhook queue stopped");
+            }
+        });
+    } else if !args.webhooks.is_empty() {
+        anyhow::bail!("--webhook needs SQLite storage (the delivery queue lives there)");
+    }
     let server = builder.manifest(manifest.clone()).build()?;
     println!(
         "asap: {} ({}) listening on {base_url}",
@@ -219,6 +269,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     server.serve(listener, shutdown_signal()).await?;
     println!("asap: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The webhook delivery settings the flags ask for.
+fn webhook_config(args: &ServeArgs) -> anyhow::Result<WebhookConfig> {
+    let allow = args
+        .webhook_allow_private
+        .iter()
+        .map(|c| {
+            c.parse()
+                .with_context(|| format!("--webhook-allow-private {c:?} is not a CIDR range"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(WebhookConfig {
+        policy: UrlPolicy {
+            allow_http: args.webhook_allow_http,
+            allow,
+        },
+        ..WebhookConfig::default()
+    })
 }
 
 /// The OAuth2 protection the flags (and their `ASAP_AUTH_*` variables) ask for, if any.
