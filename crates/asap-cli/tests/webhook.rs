@@ -2,6 +2,8 @@
 //! receiver, the delivering process killed with SIGKILL mid-way and restarted; every
 //! delivery must arrive at least once.
 
+mod support;
+
 use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -283,32 +285,19 @@ fn deliveries_survive_sigkill_of_the_delivering_process() {
 /// blocked callback stops the start-up with the rule's name.
 #[test]
 fn serve_sends_task_events_to_registered_callbacks() {
-    use std::io::{BufRead, BufReader};
     let hook = receiver(200, Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
     let callback = format!("http://127.0.0.1:{}/hook=cb-secret", hook.port);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_asap"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ])
-        .args([
+    let (agent, url) = support::asap_serve(
+        &[
             "--webhook",
             &callback,
             "--webhook-allow-http",
             "--webhook-allow-private",
             "127.0.0.1/32",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+        ],
+        dir.path(),
+    );
     let sent = asap(&["send", &url, "--skill", "echo"], None);
     assert!(
         sent.status.success(),
@@ -320,8 +309,7 @@ fn serve_sends_task_events_to_registered_callbacks() {
         assert!(Instant::now() < deadline, "task events did not arrive");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(agent);
     let blocked = asap(
         &[
             "serve",

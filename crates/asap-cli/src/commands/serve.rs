@@ -273,14 +273,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The webhook delivery settings the flags ask for.
 fn webhook_config(args: &ServeArgs) -> anyhow::Result<WebhookConfig> {
-    let allow = args
-        .webhook_allow_private
-        .iter()
-        .map(|c| {
-            c.parse()
-                .with_context(|| format!("--webhook-allow-private {c:?} is not a CIDR range"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let allow = UrlPolicy::parse_allow_list(&args.webhook_allow_private)
+        .map_err(|e| anyhow::anyhow!("--webhook-allow-private: {e}"))?;
     Ok(WebhookConfig {
         policy: UrlPolicy {
             allow_http: args.webhook_allow_http,

@@ -93,14 +93,8 @@ impl QueueArgs {
         let store = SqliteStore::open(self.data_dir.join("asap_state.db"))
             .await
             .context("opening the state store")?;
-        let allow = self
-            .allow_private
-            .iter()
-            .map(|c| {
-                c.parse()
-                    .with_context(|| format!("--allow-private {c:?} is not a CIDR range"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let allow = UrlPolicy::parse_allow_list(&self.allow_private)
+            .map_err(|e| anyhow::anyhow!("--allow-private: {e}"))?;
         let config = WebhookConfig {
             policy: UrlPolicy {
                 allow_http: self.allow_http,

@@ -217,6 +217,27 @@ impl UrlPolicy {
         }
     }
 
+    /// Reads an allow-list of CIDR ranges (`127.0.0.1/32`, `10.1.0.0/16`, `fd00::/8`).
+    ///
+    /// ```
+    /// let allow = asap_protocol::webhook::UrlPolicy::parse_allow_list(["127.0.0.1/32"]).unwrap();
+    /// assert_eq!(allow.len(), 1);
+    /// assert!(asap_protocol::webhook::UrlPolicy::parse_allow_list(["localhost"]).is_err());
+    /// ```
+    pub fn parse_allow_list<S: AsRef<str>>(
+        ranges: impl IntoIterator<Item = S>,
+    ) -> Result<Vec<IpNet>, String> {
+        ranges
+            .into_iter()
+            .map(|r| {
+                let r = r.as_ref();
+                r.trim()
+                    .parse()
+                    .map_err(|_| format!("{r:?} is not a CIDR range (like 127.0.0.1/32)"))
+            })
+            .collect()
+    }
+
     /// Why this policy refuses `ip`, if it does.
     pub fn refuses(&self, ip: IpAddr) -> Option<BlockReason> {
         if self.allow.iter().any(|net| net.contains(&ip)) {
