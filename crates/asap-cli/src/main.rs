@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         action: commands::webhook::WebhookAction,
     },
+    /// Search a Lite Registry, or write an agent's registry entry.
+    Registry {
+        #[command(subcommand)]
+        action: commands::registry::RegistryAction,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
         Command::Login(args) => commands::login::run(args),
         Command::Listen(args) => commands::remote::listen(args),
         Command::Webhook { action } => commands::webhook::run(action),
+        Command::Registry { action } => commands::registry::run(action),
     };
     match result {
         Ok(code) => code,

@@ -27,6 +27,8 @@
 pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
+pub mod discovery;
 pub mod json;
 pub mod model;
 pub mod rpc;

@@ -1,6 +1,7 @@
 //! One module per subcommand; each parses nothing itself and calls the library.
 
 pub mod login;
+pub mod registry;
 pub mod remote;
 pub mod schemas;
 pub mod serve;

@@ -1,0 +1,250 @@
+//! The Lite Registry (wire spec section 13.1): a published JSON file listing agents,
+//! their endpoints and skills; fetched from a URL or a file, cached, searched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::model::{Manifest, Timestamp, validate_agent_urn};
+
+/// Where the reference looks by default.
+pub const DEFAULT_REGISTRY_URL: &str = "https://asap-protocol.github.io/registry/registry.json";
+
+/// One agent in a registry. Unknown members are ignored when reading (the reference
+/// rejects them, so never publish any).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryEntry {
+    /// The agent's URN.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Endpoint type (conventionally `http`, `ws`, `manifest`) to URL, in document order.
+    pub endpoints: Map<String, Value>,
+    /// Skill ids.
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// The protocol version the agent speaks.
+    pub asap_version: String,
+}
+
+/// A registry document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiteRegistry {
+    /// The document's format version, e.g. `"1.0"`.
+    pub version: String,
+    /// When it was last updated (an ISO 8601 datetime).
+    pub updated_at: Timestamp,
+    /// The agents.
+    #[serde(default)]
+    pub agents: Vec<RegistryEntry>,
+}
+
+/// Why a registry could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// It could not be read.
+    #[error("registry {source_name}: {reason}")]
+    Fetch {
+        /// The URL or file.
+        source_name: String,
+        /// Why.
+        reason: String,
+    },
+    /// It is not a valid registry document.
+    #[error("registry {source_name} is invalid: {reason}")]
+    Invalid {
+        /// The URL or file.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl RegistryEntry {
+    /// The entry for an agent from its manifest and public URLs, as the reference's
+    /// `generate_registry_entry`: skills are the manifest's skill ids, `asap_version` its
+    /// `capabilities.asap_version`.
+    ///
+    /// ```
+    /// use asap_protocol::discovery::RegistryEntry;
+    /// use asap_protocol::model::Manifest;
+    /// let manifest = Manifest::new("urn:asap:agent:demo", "Demo", "1.0.0", "A demo", "https://demo.example/asap");
+    /// let entry = RegistryEntry::from_manifest(&manifest, [("http", "https://demo.example/asap")]);
+    /// assert_eq!(entry.endpoints["http"], "https://demo.example/asap");
+    /// ```
+    pub fn from_manifest<K: Into<String>, V: Into<String>>(
+        manifest: &Manifest,
+        endpoints: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            id: manifest.id.clone(),
+            name: manifest.name.clone(),
+            description: manifest.description.clone(),
+            endpoints: endpoints
+                .into_iter()
+                .map(|(k, v)| (k.into(), Value::String(v.into())))
+                .collect(),
+            skills: manifest
+                .capabilities
+                .skills
+                .iter()
+                .map(|s| s.id.clone())
+                .collect(),
+            asap_version: manifest.capabilities.asap_version.clone(),
+        }
+    }
+
+    /// The conventional endpoints of an agent at `base_url`: `http` (its `/asap`), `ws`
+    /// and `manifest` (the well-known document).
+    pub fn endpoints_for(base_url: &str) -> Vec<(String, String)> {
+        let base = base_url.trim_end_matches('/');
+        vec![
+            ("http".into(), format!("{base}/asap")),
+            ("ws".into(), crate::client::websocket_url(base)),
+            (
+                "manifest".into(),
+                format!("{base}/.well-known/asap/manifest.json"),
+            ),
+        ]
+    }
+
+    fn check(&self) -> Result<(), String> {
+        validate_agent_urn(&self.id).map_err(|e| format!("agent {:?}: {e}", self.id))?;
+        if let Some((key, _)) = self.endpoints.iter().find(|(_, v)| !v.is_string()) {
+            return Err(format!(
+                "agent {}: endpoint {key:?} is not a string",
+                self.id
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LiteRegistry {
+    /// Reads a registry document (unknown members ignored; ids checked as agent URNs).
+    pub fn parse(text: &[u8], source_name: &str) -> Result<Self, RegistryError> {
+        let invalid = |reason: String| RegistryError::Invalid {
+            source_name: source_name.to_owned(),
+            reason,
+        };
+        let registry: Self = serde_json::from_slice(text).map_err(|e| invalid(e.to_string()))?;
+        for entry in &registry.agents {
+            entry.check().map_err(invalid)?;
+        }
+        Ok(registry)
+    }
+
+    /// Agents offering `skill` (exact, case-sensitive, as the reference).
+    pub fn find_by_skill(&self, skill: &str) -> Vec<&RegistryEntry> {
+        self.agents
+            .iter()
+            .filter(|a| a.skills.iter().any(|s| s == skill))
+            .collect()
+    }
+
+    /// The agent with this URN.
+    pub fn find_by_id(&self, id: &str) -> Option<&RegistryEntry> {
+        self.agents.iter().find(|a| a.id == id)
+    }
+}
+
+/// `max-age` from `Cache-Control`, or `Some(0)` for `no-store`/`no-cache`.
+fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::CACHE_CONTROL)?
+        .to_str()
+        .ok()?
+        .to_ascii_lowercase();
+    if value.contains("no-store") || value.contains("no-cache") {
+        return Some(Duration::ZERO);
+    }
+    value.split(',').find_map(|part| {
+        part.trim()
+            .strip_prefix("max-age=")
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+    })
+}
+
+/// Fetches registries from URLs (or files) and caches them: for the HTTP `max-age`
+/// when the server sends one, else for `ttl` (15 minutes, as the reference).
+/// Concurrent fetches of one source share one request.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    ttl: Duration,
+    cache: tokio::sync::Mutex<HashMap<String, (Arc<LiteRegistry>, Instant)>>,
+}
+
+impl Default for RegistryClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RegistryClient {
+    /// A client with the default TTL (900 s) and a 30 s timeout.
+    pub fn new() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+            ttl: Duration::from_secs(900),
+            cache: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long a registry without HTTP caching headers is kept.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The registry at `source`: an `http(s)://` URL, or a file path (read every time).
+    pub async fn fetch(&self, source: &str) -> Result<Arc<LiteRegistry>, RegistryError> {
+        let fetch_error = |reason: String| RegistryError::Fetch {
+            source_name: source.to_owned(),
+            reason,
+        };
+        if !(source.starts_with("http://") || source.starts_with("https://")) {
+            let text = tokio::fs::read(source)
+                .await
+                .map_err(|e| fetch_error(e.to_string()))?;
+            return LiteRegistry::parse(&text, source).map(Arc::new);
+        }
+        let mut cache = self.cache.lock().await;
+        if let Some((registry, until)) = cache.get(source)
+            && Instant::now() < *until
+        {
+            return Ok(registry.clone());
+        }
+        let response = self
+            .http
+            .get(source)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(fetch_error(format!("HTTP {}", response.status())));
+        }
+        let ttl = max_age(response.headers()).unwrap_or(self.ttl);
+        let text = response
+            .bytes()
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?;
+        let registry = Arc::new(LiteRegistry::parse(&text, source)?);
+        if ttl.is_zero() {
+            cache.remove(source);
+        } else {
+            cache.insert(source.to_owned(), (registry.clone(), Instant::now() + ttl));
+        }
+        Ok(registry)
+    }
+}
