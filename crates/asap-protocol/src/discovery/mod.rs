@@ -1,4 +1,5 @@
-//! Discovery beyond one URL (wire spec section 13): the Lite Registry.
+//! Discovery beyond one URL (wire spec section 13): the Lite Registry, DNS-SD on the
+//! local network (feature `mdns`), and liveness.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), asap_protocol::discovery::RegistryError> {
@@ -10,8 +11,14 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "mdns")]
+mod dnssd;
 mod registry;
 
+#[cfg(feature = "mdns")]
+pub use dnssd::{
+    Advertiser, AgentInfo, Browser, DnsSdError, DnsSdEvent, SERVICE_TYPE, instance_name,
+};
 pub use registry::{
     DEFAULT_REGISTRY_URL, LiteRegistry, RegistryClient, RegistryEntry, RegistryError,
 };

@@ -1,0 +1,136 @@
+//! DNS-SD with real multicast, in a private network namespace this test creates
+//! (`unshare --net`, loopback up): two agents advertise, a browser finds both with their
+//! TXT records, one withdraws and the browser sees it go.
+//!
+//! The test re-runs itself inside the namespace. Where a namespace cannot be created
+//! (no `unshare`, no permission) it says so and skips; `.ci/run` runs as root, where it
+//! can.
+
+use std::process::Command;
+use std::time::Duration;
+
+use asap_protocol::discovery::{Advertiser, Browser, DnsSdEvent, instance_name};
+use asap_protocol::model::{Manifest, Skill};
+
+const INSIDE: &str = "ASAP_TEST_IN_NETNS";
+
+/// Runs `test` in a fresh network namespace; `false` when none can be made here.
+fn in_private_network(test: &str) -> bool {
+    let probe = Command::new("unshare").args(["--net", "true"]).output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "SKIP {test}: cannot create a network namespace here ({})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return false;
+        }
+        Err(e) => {
+            eprintln!("SKIP {test}: unshare is not available ({e})");
+            return false;
+        }
+    }
+    let exe = std::env::current_exe().unwrap();
+    let status = Command::new("unshare")
+        .args([
+            "--net",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .arg(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(INSIDE, "1")
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{test} failed inside its network namespace"
+    );
+    true
+}
+
+fn manifest(id: &str, name: &str, version: &str, skills: &[&str]) -> Manifest {
+    let mut m = Manifest::new(id, name, version, "dns-sd test", "http://127.0.0.1:1/asap");
+    for skill in skills {
+        m.capabilities.skills.push(Skill::new(*skill, "skill"));
+    }
+    m
+}
+
+#[test]
+fn two_agents_advertise_and_one_withdraws() {
+    if std::env::var(INSIDE).is_err() {
+        in_private_network("two_agents_advertise_and_one_withdraws");
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ip = "127.0.0.1".parse().unwrap();
+        let alpha = Advertiser::start(
+            &manifest(
+                "urn:asap:agent:alpha",
+                "Alpha Agent",
+                "1.0.0",
+                &["echo", "shout"],
+            ),
+            "http://127.0.0.1:8101/.well-known/asap/manifest.json",
+            ip,
+            8101,
+        )
+        .unwrap();
+        let beta = Advertiser::start(
+            &manifest(
+                "urn:asap:agent:beta",
+                "Beta Agent!",
+                "2.1.0",
+                &["summarize"],
+            ),
+            "http://127.0.0.1:8102/.well-known/asap/manifest.json",
+            ip,
+            8102,
+        )
+        .unwrap();
+        let mut browser = Browser::start().unwrap();
+        let mut seen = std::collections::HashMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while seen.len() < 2 {
+            match tokio::time::timeout_at(deadline, browser.next()).await {
+                Ok(Some(DnsSdEvent::Appeared(info))) => {
+                    seen.insert(info.name.clone(), info);
+                }
+                Ok(Some(_)) => {}
+                other => panic!("both agents must appear: saw {seen:?}, then {other:?}"),
+            }
+        }
+        let a = &seen[&instance_name("Alpha Agent")];
+        assert_eq!(a.version, "1.0.0");
+        assert_eq!(a.capabilities, ["echo", "shout"]);
+        assert_eq!(a.port, 8101);
+        assert_eq!(a.base_url(), "http://127.0.0.1:8101");
+        let b = &seen["Beta-Agent"];
+        assert_eq!((b.version.as_str(), b.port), ("2.1.0", 8102));
+        assert_eq!(b.capabilities, ["summarize"]);
+        assert!(b.addresses.contains(&ip));
+
+        let gone = beta.fullname().to_owned();
+        beta.withdraw();
+        loop {
+            match tokio::time::timeout_at(deadline, browser.next()).await {
+                Ok(Some(DnsSdEvent::Disappeared(name))) if name == gone => break,
+                Ok(Some(_)) => {}
+                other => panic!("the withdrawn agent must disappear: {other:?}"),
+            }
+        }
+        // A fresh browser finds only the one still advertised.
+        let present = Browser::start()
+            .unwrap()
+            .collect(Duration::from_secs(3))
+            .await;
+        let names: Vec<&str> = present.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["Alpha-Agent"]);
+        browser.stop();
+        alpha.withdraw();
+    });
+}
