@@ -14,22 +14,22 @@ use asap_protocol::model::{Manifest, Skill};
 
 const INSIDE: &str = "ASAP_TEST_IN_NETNS";
 
-/// Runs `test` in a fresh network namespace; `false` when none can be made here.
+/// Runs `test` in a fresh network namespace; `false` when none can be made here (an
+/// error instead when `ASAP_REQUIRE_NETNS` is set, as `.ci/run` does).
 fn in_private_network(test: &str) -> bool {
     let probe = Command::new("unshare").args(["--net", "true"]).output();
-    match probe {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            eprintln!(
-                "SKIP {test}: cannot create a network namespace here ({})",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return false;
-        }
-        Err(e) => {
-            eprintln!("SKIP {test}: unshare is not available ({e})");
-            return false;
-        }
+    let why = match probe {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        Err(e) => Some(format!("unshare is not available: {e}")),
+    };
+    if let Some(why) = why {
+        assert!(
+            std::env::var("ASAP_REQUIRE_NETNS").is_err(),
+            "{test}: cannot create a network namespace ({why}) and ASAP_REQUIRE_NETNS is set"
+        );
+        eprintln!("SKIP {test}: cannot create a network namespace here ({why})");
+        return false;
     }
     let exe = std::env::current_exe().unwrap();
     let status = Command::new("unshare")
