@@ -14,6 +14,7 @@
 #[cfg(feature = "mdns")]
 mod dnssd;
 mod registry;
+mod watcher;
 
 #[cfg(feature = "mdns")]
 pub use dnssd::{
@@ -22,3 +23,4 @@ pub use dnssd::{
 pub use registry::{
     DEFAULT_REGISTRY_URL, LiteRegistry, RegistryClient, RegistryEntry, RegistryError,
 };
+pub use watcher::{LivenessEvent, Watcher, Watching};

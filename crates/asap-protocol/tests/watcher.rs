@@ -1,0 +1,126 @@
+//! Liveness with servers that stop and start: up, down, back up, on the manifest's
+//! `ttl_seconds`, backing off while down.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use asap_protocol::discovery::{LivenessEvent, Watcher};
+use asap_protocol::server::{Server, ServerConfig};
+use common::manifest;
+
+async fn serve_on(addr: std::net::SocketAddr) -> tokio::sync::oneshot::Sender<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let mut m = manifest(&format!("http://{addr}"));
+    m.ttl_seconds = 1;
+    let server = Server::builder()
+        .manifest(m)
+        .config(ServerConfig::default())
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+#[track_caller]
+fn next(
+    events: &mut tokio::sync::mpsc::Receiver<LivenessEvent>,
+) -> impl std::future::Future<Output = LivenessEvent> + '_ {
+    let caller = std::panic::Location::caller();
+    async move {
+        tokio::time::timeout(Duration::from_secs(15), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no event within 15 s (waiting at {caller})"))
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn up_down_and_back_up() {
+    let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let nothing = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let stop = serve_on(addr).await;
+    let (mut events, _watching) = Watcher::new()
+        .agent(format!("http://{addr}"))
+        .max_backoff(Duration::from_secs(2))
+        .start();
+    match next(&mut events).await {
+        LivenessEvent::Up { url, health } => {
+            assert_eq!(url, format!("http://{addr}"));
+            assert!(health.is_healthy());
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = stop.send(());
+    let stopped_at = Instant::now();
+    match next(&mut events).await {
+        LivenessEvent::Down { reason, .. } => assert!(reason.contains("unreachable"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(3),
+        "noticed within about one ttl"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _restarted = serve_on(addr).await;
+    let restarted_at = Instant::now();
+    assert!(matches!(next(&mut events).await, LivenessEvent::Up { .. }));
+    assert!(
+        restarted_at.elapsed() <= Duration::from_millis(2600),
+        "within the capped backoff"
+    );
+    // Nothing else happens while it stays up.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), events.recv())
+            .await
+            .is_err()
+    );
+
+    // An agent that never answers is reported down once, not on every check.
+    let (mut quiet, _w) = Watcher::new()
+        .agent(format!("http://{nothing}"))
+        .default_interval(Duration::from_millis(100))
+        .min_interval(Duration::from_millis(100))
+        .start();
+    assert!(matches!(next(&mut quiet).await, LivenessEvent::Down { .. }));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(800), quiet.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn agents_from_a_registry_are_watched() {
+    let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _stop = serve_on(addr).await;
+    let registry = asap_protocol::discovery::LiteRegistry::parse(
+        serde_json::json!({"version": "1.0", "updated_at": "2026-11-30T00:00:00Z", "agents": [
+            {"id": "urn:asap:agent:a", "name": "A", "description": "a", "asap_version": "0.1",
+             "endpoints": {"http": format!("http://{addr}/asap")}}]})
+        .to_string()
+        .as_bytes(),
+        "inline",
+    )
+    .unwrap();
+    let (mut events, _watching) = Watcher::new().registry(&registry).start();
+    match next(&mut events).await {
+        LivenessEvent::Up { url, .. } => assert_eq!(url, format!("http://{addr}")),
+        other => panic!("{other:?}"),
+    }
+}
