@@ -35,8 +35,8 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Send an envelope to an agent and print the response envelope as JSON.
     Send(commands::remote::SendArgs),
-    /// Fetch and print an agent's manifest.
-    Discover(commands::remote::UrlArgs),
+    /// Fetch and print an agent's manifest, or list the agents on the local network (`--local`).
+    Discover(commands::remote::DiscoverArgs),
     /// Print an agent's health; exit code 1 when it is unhealthy.
     Health(commands::remote::UrlArgs),
     /// Obtain an OAuth2 access token (client credentials) and print it, or its claims.

@@ -17,9 +17,10 @@ pub struct Connection {
     /// Send `Authorization: Bearer TOKEN`.
     #[arg(long, env = "ASAP_TOKEN")]
     token: Option<String>,
-    /// Seconds to wait for an answer.
-    #[arg(long, default_value_t = 60.0)]
-    timeout: f64,
+    /// Seconds to wait for an answer (default 60; with `discover --local`, seconds to
+    /// listen, default 2).
+    #[arg(long)]
+    timeout: Option<f64>,
     /// Attempts in total for transient failures.
     #[arg(long, default_value_t = 3)]
     attempts: u32,
@@ -85,7 +86,9 @@ impl OAuth2Args {
 impl Connection {
     fn client(&self) -> anyhow::Result<Client> {
         let mut builder = Client::builder()
-            .timeout(std::time::Duration::from_secs_f64(self.timeout.max(0.001)))
+            .timeout(std::time::Duration::from_secs_f64(
+                self.timeout.unwrap_or(60.0).max(0.001),
+            ))
             .retry(RetryPolicy {
                 max_attempts: self.attempts.max(1),
                 ..RetryPolicy::default()
@@ -246,8 +249,31 @@ pub struct UrlArgs {
     connection: Connection,
 }
 
-/// Runs `asap discover`: prints the manifest.
-pub fn discover(args: UrlArgs) -> anyhow::Result<ExitCode> {
+/// Arguments of `asap discover`.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// The agent's base URL (not with `--local`).
+    #[arg(required_unless_present = "local")]
+    url: Option<String>,
+    /// List the agents advertised on the local network (DNS-SD) instead.
+    #[arg(long, conflicts_with = "url")]
+    local: bool,
+    /// With `--local`: one JSON object per agent.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Runs `asap discover`: prints the manifest, or the agents on the local network.
+pub fn discover(args: DiscoverArgs) -> anyhow::Result<ExitCode> {
+    let Some(url) = args.url.clone().filter(|_| !args.local) else {
+        return super::local::run(args.connection.timeout.unwrap_or(2.0), args.json);
+    };
+    let args = UrlArgs {
+        url,
+        connection: args.connection,
+    };
     runtime()?.block_on(async move {
         match args.connection.client()?.discover(&args.url).await {
             Ok(m) => {

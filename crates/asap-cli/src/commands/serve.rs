@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use asap_protocol::discovery::Advertiser;
 use asap_protocol::model::{AuthScheme, Manifest, Model, Skill};
 use asap_protocol::server::{
     HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule, Server, ServerConfig, StaticTokens,
@@ -110,6 +111,13 @@ pub struct ServeArgs {
     /// Acknowledge only `received`, as the reference (no `processed`/`rejected` acks).
     #[arg(long)]
     ws_received_acks_only: bool,
+    /// Advertise the agent on the local network (DNS-SD `_asap._tcp.local.`) while it runs.
+    #[arg(long)]
+    mdns: bool,
+    /// The IPv4 address to advertise with --mdns (default: the address listened on; needed
+    /// when listening on 0.0.0.0).
+    #[arg(long, requires = "mdns")]
+    mdns_address: Option<std::net::IpAddr>,
     /// Send task events to this callback, signed with SECRET (`URL=SECRET`, repeatable);
     /// needs SQLite storage, which holds the delivery queue.
     #[arg(long = "webhook", value_name = "URL=SECRET")]
@@ -266,7 +274,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     println!("asap: manifest at {base_url}/.well-known/asap/manifest.json; state: {storage:?}");
     tracing::info!(%address, agent = %manifest.id, "serving");
+    let advertiser = if args.mdns {
+        let ip = args.mdns_address.unwrap_or(address.ip());
+        anyhow::ensure!(
+            !ip.is_unspecified(),
+            "--mdns: listening on {ip}; say which address to advertise with --mdns-address"
+        );
+        let manifest_url = format!(
+            "http://{}/.well-known/asap/manifest.json",
+            std::net::SocketAddr::new(ip, address.port())
+        );
+        let advertiser = Advertiser::start(&manifest, &manifest_url, ip, address.port())?;
+        println!(
+            "asap: advertised on the local network as {}",
+            advertiser.fullname()
+        );
+        Some(advertiser)
+    } else {
+        None
+    };
     server.serve(listener, shutdown_signal()).await?;
+    if let Some(advertiser) = advertiser {
+        advertiser.withdraw();
+    }
     println!("asap: stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,126 @@
+//! `asap serve --mdns` and `asap discover --local` in a private network namespace (the
+//! test re-runs itself under `unshare --net` with loopback up; it skips with a message
+//! only where no namespace can be created, and `.ci/run` requires it to run).
+
+mod support;
+
+use std::process::Command;
+
+const INSIDE: &str = "ASAP_TEST_IN_NETNS";
+
+fn in_private_network(test: &str) {
+    let probe = Command::new("unshare").args(["--net", "true"]).output();
+    let why = match probe {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        Err(e) => Some(format!("unshare is not available: {e}")),
+    };
+    if let Some(why) = why {
+        assert!(
+            std::env::var("ASAP_REQUIRE_NETNS").is_err(),
+            "{test}: cannot create a network namespace ({why}) and ASAP_REQUIRE_NETNS is set"
+        );
+        eprintln!("SKIP {test}: cannot create a network namespace here ({why})");
+        return;
+    }
+    let status = Command::new("unshare")
+        .args([
+            "--net",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(INSIDE, "1")
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{test} failed inside its network namespace"
+    );
+}
+
+fn discover_local() -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_asap"))
+        .args(["discover", "--local", "--json", "--timeout", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut agents: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    agents.sort_by_key(|a| a["name"].as_str().unwrap_or_default().to_owned());
+    agents
+}
+
+#[test]
+fn serve_mdns_and_discover_local() {
+    if std::env::var(INSIDE).is_err() {
+        in_private_network("serve_mdns_and_discover_local");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (one, one_url) = support::asap_serve(
+        &[
+            "--storage",
+            "memory",
+            "--mdns",
+            "--name",
+            "Agent One",
+            "--id",
+            "urn:asap:agent:one",
+        ],
+        &dir.path().join("one"),
+    );
+    let (two, _) = support::asap_serve(
+        &[
+            "--storage",
+            "memory",
+            "--mdns",
+            "--name",
+            "Agent Two",
+            "--id",
+            "urn:asap:agent:two",
+        ],
+        &dir.path().join("two"),
+    );
+    let agents = discover_local();
+    assert_eq!(agents.len(), 2, "{agents:?}");
+    assert_eq!(agents[0]["name"], "Agent-One");
+    assert_eq!(
+        agents[0]["id"], "urn:asap:agent:one",
+        "resolved through its manifest"
+    );
+    assert_eq!(
+        agents[0]["manifest_url"],
+        format!("{one_url}/.well-known/asap/manifest.json")
+    );
+    assert_eq!(agents[1]["id"], "urn:asap:agent:two");
+    assert!(
+        agents[0]["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&"echo".into())
+    );
+    // A graceful stop withdraws the advertisement.
+    let pid = two.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let left = discover_local();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["id"], "urn:asap:agent:one");
+    drop(two);
+    drop(one);
+}
