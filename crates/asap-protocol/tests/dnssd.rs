@@ -114,6 +114,28 @@ fn two_agents_advertise_and_one_withdraws() {
         assert_eq!(b.capabilities, ["summarize"]);
         assert!(b.addresses.contains(&ip));
 
+        // A changed manifest is announced again.
+        let alpha = alpha
+            .update(
+                &manifest(
+                    "urn:asap:agent:alpha",
+                    "Alpha Agent",
+                    "1.1.0",
+                    &["echo", "shout", "sing"],
+                ),
+                "http://127.0.0.1:8101/.well-known/asap/manifest.json",
+            )
+            .unwrap();
+        loop {
+            match tokio::time::timeout_at(deadline, browser.next()).await {
+                Ok(Some(DnsSdEvent::Appeared(info))) if info.version == "1.1.0" => {
+                    assert_eq!(info.capabilities, ["echo", "shout", "sing"]);
+                    break;
+                }
+                Ok(Some(_)) => {}
+                other => panic!("the update must be announced: {other:?}"),
+            }
+        }
         let gone = beta.fullname().to_owned();
         beta.withdraw();
         loop {

@@ -114,6 +114,12 @@ impl Watcher {
         self
     }
 
+    /// Watches an agent found on the local network.
+    #[cfg(feature = "mdns")]
+    pub fn discovered(self, agent: &super::AgentInfo) -> Self {
+        self.agent(agent.base_url())
+    }
+
     /// The interval when the manifest says nothing (300 s).
     pub fn default_interval(mut self, interval: Duration) -> Self {
         self.default_interval = interval;
