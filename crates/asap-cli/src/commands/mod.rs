@@ -1,5 +1,6 @@
 //! One module per subcommand; each parses nothing itself and calls the library.
 
+pub mod conformance;
 pub mod local;
 pub mod login;
 pub mod registry;

@@ -111,6 +111,14 @@ pub struct ServeArgs {
     /// Acknowledge only `received`, as the reference (no `processed`/`rejected` acks).
     #[arg(long)]
     ws_received_acks_only: bool,
+    /// Run the shared interop harness's test agent: skills echo, slow, push, fail,
+    /// checkpoint and webhook; nonce checking on, rate limit 100000/s, WebSocket acks
+    /// `received` only (reference parity), loopback webhook targets allowed.
+    #[arg(long)]
+    conformance: bool,
+    /// The secret the conformance agent signs webhooks with.
+    #[arg(long, env = "ASAP_WEBHOOK_SECRET", default_value = super::conformance::DEFAULT_WEBHOOK_SECRET, hide_env_values = true)]
+    webhook_secret: String,
     /// Advertise the agent on the local network (DNS-SD `_asap._tcp.local.`) while it runs.
     #[arg(long)]
     mdns: bool,
@@ -179,6 +187,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.websocket.ping_interval = std::time::Duration::from_secs(args.ws_ping_interval.max(1));
     config.websocket.stale_after = config.websocket.ping_interval * 3;
     config.websocket.completion_acks = !args.ws_received_acks_only;
+    if args.conformance {
+        // The harness's settings (its README, section 4); an explicit --rate-limit wins.
+        config.require_nonce = true;
+        config.websocket.completion_acks = false;
+        if args.rate_limit.is_none() {
+            config.rate_limits = RateLimitRule::parse_list("100000/second;1000000/minute")?;
+        }
+    }
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -215,7 +231,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
     };
 
-    let registry = if args.echo_only {
+    let registry = if args.conformance {
+        super::conformance::registry(args.webhook_secret.clone())
+    } else if args.echo_only {
         HandlerRegistry::echo()
     } else {
         HandlerRegistry::agent(default_skills())

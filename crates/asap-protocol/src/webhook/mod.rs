@@ -25,7 +25,9 @@ mod ssrf;
 
 pub use delivery::{Resolver, SystemResolver, check_url};
 pub use events::TaskWebhooks;
-pub use queue::{DeadLetter, Webhook, WebhookConfig, WebhookError, WebhookQueue};
+pub use queue::{
+    DeadLetter, DeliveryReport, Webhook, WebhookConfig, WebhookError, WebhookQueue, deliver_now,
+};
 pub use signature::{
     DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, TIMESTAMPED_SIGNATURE_HEADER, sign,
     sign_timestamped, verify, verify_timestamped,

@@ -407,6 +407,92 @@ impl WebhookQueue {
     }
 }
 
+/// How a delivery made at once ([`deliver_now`]) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// A 2xx arrived.
+    pub delivered: bool,
+    /// The last HTTP status (0 when there was no answer).
+    pub status_code: u16,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+}
+
+/// Delivers `webhook` now, without the queue (nothing is stored): the same checks,
+/// headers, retries and backoff as the queue, waiting for the outcome. For callers that
+/// must report the outcome at once; durable delivery is [`WebhookQueue::enqueue`].
+pub async fn deliver_now(
+    webhook: Webhook,
+    config: &WebhookConfig,
+    resolver: Arc<dyn Resolver>,
+) -> Result<DeliveryReport, WebhookError> {
+    check_url(&webhook.url, &config.policy, resolver.as_ref()).await?;
+    let http = http_client(
+        &config.policy,
+        resolver,
+        config.connect_timeout,
+        config.timeout,
+    );
+    let id = crate::model::generate_id();
+    let created = now() as i64;
+    let body = crate::json::to_canonical(&webhook.payload).into_bytes();
+    let mut headers = vec![
+        (DELIVERY_ID_HEADER.to_owned(), id.clone()),
+        (TIMESTAMP_HEADER.to_owned(), created.to_string()),
+    ];
+    if let Some(secret) = &webhook.secret {
+        headers.push((SIGNATURE_HEADER.to_owned(), sign(secret, &body)));
+        headers.push((
+            TIMESTAMPED_SIGNATURE_HEADER.to_owned(),
+            sign_timestamped(secret, created, &id, &body),
+        ));
+    }
+    headers.extend(webhook.headers);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (status_code, error, retry_after) =
+            match attempt(&http, &config.policy, &webhook.url, body.clone(), &headers).await {
+                Outcome::Delivered(status) => {
+                    return Ok(DeliveryReport {
+                        delivered: true,
+                        status_code: status,
+                        attempts,
+                        error: None,
+                    });
+                }
+                Outcome::Refused(status) => {
+                    return Ok(DeliveryReport {
+                        delivered: false,
+                        status_code: status,
+                        attempts,
+                        error: Some(format!("HTTP {status} (a 4xx is not retried)")),
+                    });
+                }
+                Outcome::Blocked(reason) => return Err(WebhookError::Blocked(reason)),
+                Outcome::Retry { error, retry_after } => {
+                    let status = error
+                        .strip_prefix("HTTP ")
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    (status, error, retry_after)
+                }
+            };
+        if attempts > config.max_retries {
+            return Ok(DeliveryReport {
+                delivered: false,
+                status_code,
+                attempts,
+                error: Some(error),
+            });
+        }
+        let wait = backoff(config, attempts).max(retry_after.unwrap_or_default());
+        tokio::time::sleep(wait).await;
+    }
+}
+
 struct Leased {
     id: String,
     url: String,

@@ -1,0 +1,239 @@
+//! `asap serve --conformance`: the test agent of the shared interop harness's contract,
+//! built only from the library's public API. Skills `echo`, `slow` (cancellable),
+//! `push` (server push over WebSocket), `fail`, `checkpoint` and `webhook` (a signed
+//! delivery reported at once, loopback targets allowed in this mode only), and a
+//! `task.cancel` that answers `cancelled` for any task id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use asap_protocol::json::JsonObject;
+use asap_protocol::model::{
+    Envelope, StateSnapshot, Task, TaskCancel, TaskRequest, TaskResponse, TaskStatus, TaskUpdate,
+    Timestamp, UpdateType, generate_id,
+};
+use asap_protocol::server::{Handler, HandlerContext, HandlerError, HandlerRegistry};
+use asap_protocol::webhook::{SystemResolver, UrlPolicy, Webhook, WebhookConfig, deliver_now};
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+/// The secret the harness verifies webhook signatures with, unless told otherwise.
+pub const DEFAULT_WEBHOOK_SECRET: &str = "interop-webhook-secret";
+
+/// The registry of the conformance agent.
+pub fn registry(webhook_secret: String) -> HandlerRegistry {
+    let mut registry = HandlerRegistry::agent(asap_protocol::server::default_skills());
+    registry.register(
+        "task.request",
+        Arc::new(Skills {
+            webhook_secret: webhook_secret.into_bytes(),
+        }),
+    );
+    registry.register("task.cancel", Arc::new(Cancel));
+    registry
+}
+
+fn input_str<'a>(input: &'a Value, key: &str) -> Result<&'a str, HandlerError> {
+    input
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| HandlerError::Internal(format!("input.{key} is required")))
+}
+
+fn object(value: Value) -> JsonObject {
+    match value {
+        Value::Object(map) => map,
+        _ => JsonObject::new(),
+    }
+}
+
+/// Every `task.request` skill of the contract.
+struct Skills {
+    webhook_secret: Vec<u8>,
+}
+
+#[async_trait]
+impl Handler for Skills {
+    async fn handle(
+        &self,
+        request: Envelope,
+        ctx: &HandlerContext,
+    ) -> Result<Envelope, HandlerError> {
+        let payload: TaskRequest = request.payload_as()?;
+        let input = Value::Object(payload.input.clone());
+        let (task_id, status, result) = match payload.skill_id.as_str() {
+            "echo" => (
+                format!("task_{}", generate_id()),
+                TaskStatus::Completed,
+                json!({"echoed": input}),
+            ),
+            "fail" => {
+                return Err(HandlerError::Internal(
+                    "the 'fail' skill always fails".into(),
+                ));
+            }
+            "slow" => slow(&input, &payload, ctx).await?,
+            "push" => push(&request, &input, ctx).await?,
+            "checkpoint" => checkpoint(&input, ctx).await?,
+            "webhook" => self.webhook(&input).await?,
+            other => {
+                return Err(HandlerError::Internal(format!("unknown skill '{other}'")));
+            }
+        };
+        let response = TaskResponse::new(task_id, status).with_result(object(result));
+        Ok(reply(&request, ctx, response))
+    }
+}
+
+/// The reply envelope: from this agent back to the sender, correlated, trace kept.
+fn reply(request: &Envelope, ctx: &HandlerContext, payload: TaskResponse) -> Envelope {
+    let mut envelope = Envelope::response_to(request, payload);
+    envelope.sender.clone_from(&ctx.manifest.id);
+    envelope
+}
+
+/// Runs for `input.seconds` unless `task.cancel` for `input.task_id` arrives first.
+async fn slow(
+    input: &Value,
+    payload: &TaskRequest,
+    ctx: &HandlerContext,
+) -> Result<(String, TaskStatus, Value), HandlerError> {
+    let task_id = input_str(input, "task_id")?.to_owned();
+    let seconds = input
+        .get("seconds")
+        .and_then(Value::as_f64)
+        .unwrap_or(1.0)
+        .clamp(0.0, 300.0);
+    let mut task = Task::new(task_id.clone(), payload.conversation_id.clone());
+    task.transition(TaskStatus::Working)?;
+    ctx.save_task(&task).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if let Some(current) = ctx.store.get_task(&task_id).await?
+            && current.status == TaskStatus::Cancelled
+        {
+            return Ok((task_id, TaskStatus::Cancelled, json!({"cancelled": true})));
+        }
+    }
+    task.transition(TaskStatus::Completed)?;
+    ctx.save_task(&task).await?;
+    Ok((task_id, TaskStatus::Completed, json!({"slept": seconds})))
+}
+
+/// Pushes `input.count` `task.update` envelopes, then answers.
+async fn push(
+    request: &Envelope,
+    input: &Value,
+    ctx: &HandlerContext,
+) -> Result<(String, TaskStatus, Value), HandlerError> {
+    let count = input
+        .get("count")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .min(1000);
+    let task_id = format!("task_{}", generate_id());
+    for n in 0..count {
+        let update = TaskUpdate {
+            task_id: task_id.clone(),
+            update_type: UpdateType::Progress,
+            status: TaskStatus::Working,
+            progress: Some(object(
+                json!({"percent": ((n + 1) * 100 / count.max(1)), "step": n + 1}),
+            )),
+            input_request: None,
+        };
+        let mut envelope = Envelope::new(ctx.manifest.id.clone(), request.sender.clone(), update);
+        envelope.correlation_id = Some(request.id.clone());
+        envelope.trace_id.clone_from(&request.trace_id);
+        ctx.push(&envelope)
+            .await
+            .map_err(|e| HandlerError::Internal(e.to_string()))?;
+    }
+    Ok((task_id, TaskStatus::Completed, json!({"pushed": count})))
+}
+
+/// Writes the next snapshot version of `input.task_id` with `input.data`.
+async fn checkpoint(
+    input: &Value,
+    ctx: &HandlerContext,
+) -> Result<(String, TaskStatus, Value), HandlerError> {
+    let task_id = input_str(input, "task_id")?.to_owned();
+    let data = object(input.get("data").cloned().unwrap_or_else(|| json!({})));
+    let version = ctx
+        .store
+        .list_versions(&task_id)
+        .await?
+        .last()
+        .copied()
+        .unwrap_or(0)
+        + 1;
+    let snapshot = StateSnapshot {
+        id: format!("snap_{}", generate_id()),
+        task_id: task_id.clone(),
+        version,
+        data,
+        checkpoint: true,
+        created_at: Timestamp::now(),
+    };
+    ctx.store.save(&snapshot).await?;
+    let result = json!({"task_id": task_id, "snapshot_id": snapshot.id, "version": version});
+    Ok((task_id, TaskStatus::Completed, result))
+}
+
+impl Skills {
+    /// POSTs `input.payload` to `input.url`, signed, with retries when `input.retry`.
+    async fn webhook(&self, input: &Value) -> Result<(String, TaskStatus, Value), HandlerError> {
+        let url = input_str(input, "url")?.to_owned();
+        let retry = input.get("retry").and_then(Value::as_bool).unwrap_or(false);
+        let config = WebhookConfig {
+            // Conformance mode only: the harness's receiver is on loopback.
+            policy: UrlPolicy::development(
+                UrlPolicy::parse_allow_list(["127.0.0.0/8", "::1/128"]).unwrap_or_default(),
+            ),
+            max_retries: if retry { 5 } else { 0 },
+            ..WebhookConfig::default()
+        };
+        let webhook = Webhook {
+            url,
+            payload: input.get("payload").cloned().unwrap_or_else(|| json!({})),
+            secret: Some(self.webhook_secret.clone()),
+            headers: Vec::new(),
+        };
+        let report = deliver_now(webhook, &config, Arc::new(SystemResolver))
+            .await
+            .map_err(|e| HandlerError::Internal(e.to_string()))?;
+        let result = json!({"delivered": report.delivered, "status_code": report.status_code, "attempts": report.attempts});
+        Ok((
+            format!("task_{}", generate_id()),
+            TaskStatus::Completed,
+            result,
+        ))
+    }
+}
+
+/// `task.cancel`: the task (if this agent knows it) moves to `cancelled`, which a running
+/// `slow` skill notices; the answer is `cancelled` for the given id either way.
+struct Cancel;
+
+#[async_trait]
+impl Handler for Cancel {
+    async fn handle(
+        &self,
+        request: Envelope,
+        ctx: &HandlerContext,
+    ) -> Result<Envelope, HandlerError> {
+        let cancel: TaskCancel = request.payload_as()?;
+        if let Some(mut task) = ctx.store.get_task(&cancel.task_id).await?
+            && !task.is_terminal()
+        {
+            task.transition(TaskStatus::Cancelled)?;
+            ctx.save_task(&task).await?;
+        }
+        Ok(reply(
+            &request,
+            ctx,
+            TaskResponse::new(cancel.task_id, TaskStatus::Cancelled),
+        ))
+    }
+}
