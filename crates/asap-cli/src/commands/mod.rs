@@ -1,5 +1,6 @@
 //! One module per subcommand; each parses nothing itself and calls the library.
 
+#[path = "../../../asap-protocol/examples/conformance_agent/skills.rs"]
 pub mod conformance;
 pub mod local;
 pub mod login;

@@ -151,9 +151,15 @@ fn manifest(args: &ServeArgs, base_url: &str) -> anyhow::Result<Manifest> {
         "ASAP agent (Rust) with an echo skill",
         format!("{base_url}/asap"),
     );
-    m.capabilities
-        .skills
-        .push(Skill::new("echo", "Echo back the input"));
+    if args.conformance {
+        for (id, description) in super::conformance::SKILLS {
+            m.capabilities.skills.push(Skill::new(*id, *description));
+        }
+    } else {
+        m.capabilities
+            .skills
+            .push(Skill::new("echo", "Echo back the input"));
+    }
     m.capabilities.state_persistence = true;
     Ok(m)
 }

@@ -1,5 +1,5 @@
-//! `asap serve --conformance`: the test agent of the shared interop harness's contract,
-//! built only from the library's public API. Skills `echo`, `slow` (cancellable),
+//! The test agent of the shared interop harness's contract (`asap serve --conformance`
+//! and the `conformance_agent` example), built only from the library's public API. Skills `echo`, `slow` (cancellable),
 //! `push` (server push over WebSocket), `fail`, `checkpoint` and `webhook` (a signed
 //! delivery reported at once, loopback targets allowed in this mode only), and a
 //! `task.cancel` that answers `cancelled` for any task id.
@@ -16,6 +16,28 @@ use asap_protocol::server::{Handler, HandlerContext, HandlerError, HandlerRegist
 use asap_protocol::webhook::{SystemResolver, UrlPolicy, Webhook, WebhookConfig, deliver_now};
 use async_trait::async_trait;
 use serde_json::{Value, json};
+
+/// The skills this agent offers, for its manifest.
+pub const SKILLS: &[(&str, &str)] = &[
+    ("echo", "Echo back the input"),
+    (
+        "slow",
+        "Wait input.seconds unless task.cancel for input.task_id arrives",
+    ),
+    (
+        "push",
+        "Push input.count task.update envelopes over WebSocket, then answer",
+    ),
+    ("fail", "Always fail (-32603)"),
+    (
+        "checkpoint",
+        "Write the next snapshot of input.task_id with input.data",
+    ),
+    (
+        "webhook",
+        "POST input.payload to input.url, signed; retried when input.retry",
+    ),
+];
 
 /// The secret the harness verifies webhook signatures with, unless told otherwise.
 pub const DEFAULT_WEBHOOK_SECRET: &str = "interop-webhook-secret";

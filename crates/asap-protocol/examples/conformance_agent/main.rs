@@ -1,0 +1,52 @@
+//! The conformance agent: the test agent of the shared interop harness, and the most
+//! complete example of an agent built from the public API (custom `task.request`
+//! skills with cancellation, server push over WebSocket, snapshots, signed webhooks, a
+//! custom `task.cancel`). `asap serve --conformance` runs the same code (`skills.rs`).
+//!
+//! ```sh
+//! cargo run -p asap-protocol --example conformance_agent      # on 127.0.0.1:8020
+//! asap send ws://127.0.0.1:8020 --skill push --input '{"count": 3}'
+//! ```
+
+mod skills;
+
+use std::sync::Arc;
+
+use asap_protocol::model::{Manifest, Skill};
+use asap_protocol::server::{RateLimitRule, Server, ServerConfig, shutdown_signal};
+use asap_protocol::store::SqliteStore;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:8020").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let mut manifest = Manifest::new(
+        "urn:asap:agent:conformance",
+        "Conformance Agent",
+        "1.0.0",
+        "The interop harness's test agent",
+        format!("{base}/asap"),
+    );
+    for (id, description) in skills::SKILLS {
+        manifest
+            .capabilities
+            .skills
+            .push(Skill::new(*id, *description));
+    }
+    let mut config = ServerConfig {
+        require_nonce: true,
+        rate_limits: RateLimitRule::parse_list("100000/second;1000000/minute")?,
+        ..ServerConfig::default()
+    };
+    config.websocket.completion_acks = false;
+    let store = SqliteStore::in_memory().await?;
+    let server = Server::builder()
+        .manifest(manifest)
+        .config(config)
+        .store(Arc::new(store))
+        .registry(skills::registry(skills::DEFAULT_WEBHOOK_SECRET.to_owned()))
+        .build()?;
+    println!("conformance agent on {base}");
+    server.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
