@@ -83,7 +83,7 @@ fn two_agents_advertise_and_one_withdraws() {
         let beta = Advertiser::start(
             &manifest(
                 "urn:asap:agent:beta",
-                "Beta Agent!",
+                "Beta Agent v2.1!",
                 "2.1.0",
                 &["summarize"],
             ),
@@ -109,7 +109,7 @@ fn two_agents_advertise_and_one_withdraws() {
         assert_eq!(a.capabilities, ["echo", "shout"]);
         assert_eq!(a.port, 8101);
         assert_eq!(a.base_url(), "http://127.0.0.1:8101");
-        let b = &seen["Beta-Agent"];
+        let b = &seen["Beta-Agent-v2.1"];
         assert_eq!((b.version.as_str(), b.port), ("2.1.0", 8102));
         assert_eq!(b.capabilities, ["summarize"]);
         assert!(b.addresses.contains(&ip));
@@ -136,7 +136,10 @@ fn two_agents_advertise_and_one_withdraws() {
                 other => panic!("the update must be announced: {other:?}"),
             }
         }
-        let gone = beta.fullname().to_owned();
+        // The name with a dot: browsers report it as advertised, and the disappearance
+        // under the same full name the appearance gave.
+        assert_eq!(b.fullname, beta.fullname());
+        let gone = b.fullname.clone();
         beta.withdraw();
         loop {
             match tokio::time::timeout_at(deadline, browser.next()).await {

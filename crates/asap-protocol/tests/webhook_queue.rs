@@ -553,3 +553,76 @@ async fn task_status_changes_reach_registered_callbacks() {
     assert!(hooks.unsubscribe(&subscription));
     assert!(!hooks.unsubscribe(&subscription));
 }
+
+#[tokio::test]
+async fn deliver_now_reports_the_outcome_of_its_attempts() {
+    use asap_protocol::webhook::deliver_now;
+    let names = || -> Arc<dyn Resolver> {
+        Arc::new(Names {
+            rebind_calls: AtomicUsize::new(0),
+        })
+    };
+    let receiver = Receiver::start().await;
+    receiver.script(&[(503, None), (503, None)]);
+    let report = deliver_now(
+        Webhook::signed(receiver.url("now"), json!({"n": 1}), "s"),
+        &config(),
+        names(),
+    )
+    .await
+    .unwrap();
+    assert!(report.delivered);
+    assert_eq!(
+        (report.status_code, report.attempts, report.error),
+        (200, 3, None)
+    );
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        header(&seen[0], "x-asap-signature"),
+        reference_hmac(b"s", &seen[0].body)
+    );
+    assert_eq!(
+        header(&seen[0], "x-asap-delivery-id"),
+        header(&seen[2], "x-asap-delivery-id"),
+        "one delivery id across its attempts"
+    );
+
+    receiver.script(&[(400, None)]);
+    let refused = deliver_now(
+        Webhook::signed(receiver.url("bad"), json!({}), "s"),
+        &config(),
+        names(),
+    )
+    .await
+    .unwrap();
+    assert!(!refused.delivered);
+    assert_eq!((refused.status_code, refused.attempts), (400, 1));
+    assert!(refused.error.unwrap().contains("not retried"));
+
+    receiver.script(&[(502, None), (502, None)]);
+    let exhausted = deliver_now(
+        Webhook::signed(receiver.url("down"), json!({}), "s"),
+        &WebhookConfig {
+            max_retries: 1,
+            ..config()
+        },
+        names(),
+    )
+    .await
+    .unwrap();
+    assert!(!exhausted.delivered);
+    assert_eq!((exhausted.status_code, exhausted.attempts), (502, 2));
+
+    let blocked = deliver_now(
+        Webhook::signed("http://10.0.0.1/", json!({}), "s"),
+        &config(),
+        names(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        blocked.to_string().contains("private (RFC 1918)"),
+        "{blocked}"
+    );
+}

@@ -12,7 +12,9 @@ use asap_protocol::model::{
     Envelope, StateSnapshot, Task, TaskCancel, TaskRequest, TaskResponse, TaskStatus, TaskUpdate,
     Timestamp, UpdateType, generate_id,
 };
-use asap_protocol::server::{Handler, HandlerContext, HandlerError, HandlerRegistry};
+use asap_protocol::server::{
+    EchoHandler, Handler, HandlerContext, HandlerError, HandlerRegistry, reply_with,
+};
 use asap_protocol::webhook::{SystemResolver, UrlPolicy, Webhook, WebhookConfig, deliver_now};
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -84,11 +86,7 @@ impl Handler for Skills {
         let payload: TaskRequest = request.payload_as()?;
         let input = Value::Object(payload.input.clone());
         let (task_id, status, result) = match payload.skill_id.as_str() {
-            "echo" => (
-                format!("task_{}", generate_id()),
-                TaskStatus::Completed,
-                json!({"echoed": input}),
-            ),
+            "echo" => return EchoHandler.handle(request, ctx).await,
             "fail" => {
                 return Err(HandlerError::Internal(
                     "the 'fail' skill always fails".into(),
@@ -103,15 +101,8 @@ impl Handler for Skills {
             }
         };
         let response = TaskResponse::new(task_id, status).with_result(object(result));
-        Ok(reply(&request, ctx, response))
+        Ok(reply_with(&request, ctx, response))
     }
-}
-
-/// The reply envelope: from this agent back to the sender, correlated, trace kept.
-fn reply(request: &Envelope, ctx: &HandlerContext, payload: TaskResponse) -> Envelope {
-    let mut envelope = Envelope::response_to(request, payload);
-    envelope.sender.clone_from(&ctx.manifest.id);
-    envelope
 }
 
 /// Runs for `input.seconds` unless `task.cancel` for `input.task_id` arrives first.
@@ -252,10 +243,7 @@ impl Handler for Cancel {
             task.transition(TaskStatus::Cancelled)?;
             ctx.save_task(&task).await?;
         }
-        Ok(reply(
-            &request,
-            ctx,
-            TaskResponse::new(cancel.task_id, TaskStatus::Cancelled),
-        ))
+        let response = TaskResponse::new(cancel.task_id, TaskStatus::Cancelled);
+        Ok(reply_with(&request, ctx, response))
     }
 }

@@ -306,8 +306,16 @@ fn is_loopback(host: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1") || host.starts_with("127.")
 }
 
-/// `base_url` without a trailing `/`, checked for scheme.
+/// `base_url` without a trailing `/`, checked for scheme; a WebSocket URL stands for
+/// the agent's matching `http(s)://` base.
 fn normalize_base(base_url: &str, require_https: bool) -> Result<String, ClientError> {
+    let converted;
+    let base_url = if websocket::is_websocket_url(base_url) {
+        converted = http_base_url(base_url);
+        converted.as_str()
+    } else {
+        base_url
+    };
     let url = reqwest::Url::parse(base_url)
         .map_err(|e| ClientError::InvalidRequest(format!("{base_url:?} is not a URL: {e}")))?;
     match url.scheme() {
@@ -352,7 +360,7 @@ impl Client {
         if websocket {
             return self.send_websocket(base_url, envelope).await;
         }
-        self.send_http(&http_base_url(base_url), envelope).await
+        self.send_http(base_url, envelope).await
     }
 
     /// Envelopes the agent at `url` pushes over its WebSocket (opening the connection
@@ -377,7 +385,7 @@ impl Client {
 
     fn checked_websocket_url(&self, url: &str) -> Result<String, ClientError> {
         // The scheme rules of HTTP apply to the matching http(s) URL.
-        normalize_base(&http_base_url(url), self.inner.config.require_https)?;
+        normalize_base(url, self.inner.config.require_https)?;
         Ok(websocket_url(url))
     }
 
@@ -400,7 +408,7 @@ impl Client {
         {
             if options.http_fallback {
                 tracing::debug!(%url, "circuit open; sending over HTTP");
-                return self.send_http(&http_base_url(&url), &envelope).await;
+                return self.send_http(&url, &envelope).await;
             }
             return Err(ClientError::CircuitOpen(open));
         }
@@ -569,7 +577,7 @@ impl Client {
     /// base URL for `Cache-Control: max-age` and revalidated with its ETag. Fails if the
     /// manifest is invalid or speaks another major protocol version.
     pub async fn discover(&self, base_url: &str) -> Result<crate::model::Manifest, ClientError> {
-        let base = normalize_base(&http_base_url(base_url), self.inner.config.require_https)?;
+        let base = normalize_base(base_url, self.inner.config.require_https)?;
         self.inner.discovery.manifest(&self.inner.http, &base).await
     }
 
@@ -579,7 +587,7 @@ impl Client {
         &self,
         base_url: &str,
     ) -> Result<crate::model::HealthStatus, ClientError> {
-        let base = normalize_base(&http_base_url(base_url), self.inner.config.require_https)?;
+        let base = normalize_base(base_url, self.inner.config.require_https)?;
         self.inner.discovery.health(&self.inner.http, &base).await
     }
 }

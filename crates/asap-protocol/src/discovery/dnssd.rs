@@ -57,6 +57,9 @@ pub fn instance_name(name: &str) -> String {
 pub struct AgentInfo {
     /// The instance name.
     pub name: String,
+    /// The full service name (`<instance>._asap._tcp.local.`), as
+    /// [`DnsSdEvent::Disappeared`] reports it.
+    pub fullname: String,
     /// The manifest version (TXT `version`).
     pub version: String,
     /// Skill ids (TXT `capabilities`).
@@ -105,7 +108,8 @@ fn daemon() -> Result<ServiceDaemon, DnsSdError> {
 /// Advertises one agent until withdrawn (or dropped).
 pub struct Advertiser {
     daemon: ServiceDaemon,
-    fullname: String,
+    /// The name as registered (escaped), for unregistering.
+    registered_name: String,
     host: String,
     ip: IpAddr,
     port: u16,
@@ -115,7 +119,7 @@ pub struct Advertiser {
 impl std::fmt::Debug for Advertiser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Advertiser")
-            .field("fullname", &self.fullname)
+            .field("fullname", &self.registered_name)
             .field("ip", &self.ip)
             .field("port", &self.port)
             .finish_non_exhaustive()
@@ -134,7 +138,7 @@ impl Advertiser {
         let host = format!("{}.local.", instance.to_lowercase().replace('.', "-"));
         let advertiser = Self {
             daemon: daemon()?,
-            fullname: String::new(),
+            registered_name: String::new(),
             host,
             ip,
             port,
@@ -153,7 +157,7 @@ impl Advertiser {
             txt(manifest, manifest_url),
         )
         .map_err(dnssd)?;
-        self.fullname = info.get_fullname().to_owned();
+        self.registered_name = info.get_fullname().to_owned();
         self.daemon.register(info).map_err(dnssd)?;
         Ok(self)
     }
@@ -163,14 +167,14 @@ impl Advertiser {
         self.announce(manifest, manifest_url)
     }
 
-    /// The full service name (`<instance>._asap._tcp.local.`).
-    pub fn fullname(&self) -> &str {
-        &self.fullname
+    /// The full service name (`<instance>._asap._tcp.local.`), as browsers report it.
+    pub fn fullname(&self) -> String {
+        unescape(&self.registered_name)
     }
 
     /// Withdraws the advertisement (a goodbye packet) and stops.
     pub fn withdraw(self) {
-        if let Ok(done) = self.daemon.unregister(&self.fullname) {
+        if let Ok(done) = self.daemon.unregister(&self.registered_name) {
             let _ = done.recv_timeout(Duration::from_secs(2));
         }
         if let Ok(done) = self.daemon.shutdown() {
@@ -203,10 +207,10 @@ impl std::fmt::Debug for Browser {
 
 fn agent_info(service: &mdns_sd::ResolvedService) -> Option<AgentInfo> {
     let manifest_url = service.get_property_val_str("manifest_url")?.to_owned();
-    let instance = service
-        .get_fullname()
+    let fullname = service.get_fullname().to_owned();
+    let instance = fullname
         .strip_suffix(&format!(".{SERVICE_TYPE}"))
-        .unwrap_or(service.get_fullname())
+        .unwrap_or(&fullname)
         .to_owned();
     let mut addresses: Vec<IpAddr> = service
         .get_addresses_v4()
@@ -216,6 +220,7 @@ fn agent_info(service: &mdns_sd::ResolvedService) -> Option<AgentInfo> {
     addresses.sort();
     Some(AgentInfo {
         name: instance,
+        fullname,
         version: service
             .get_property_val_str("version")
             .unwrap_or_default()
@@ -232,6 +237,23 @@ fn agent_info(service: &mdns_sd::ResolvedService) -> Option<AgentInfo> {
         port: service.get_port(),
         addresses,
     })
+}
+
+/// A full name as mdns-sd keeps registrations (`.` and `\\` inside the instance label
+/// escaped with `\\`), in the plain form browsers report.
+fn unescape(label: &str) -> String {
+    let mut out = String::with_capacity(label.len());
+    let mut chars = label.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some(next @ ('.' | '\\'))) => {
+                out.push(next);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 impl Browser {
@@ -271,7 +293,7 @@ impl Browser {
         while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.next()).await {
             match event {
                 DnsSdEvent::Appeared(info) => {
-                    present.insert(format!("{}.{SERVICE_TYPE}", info.name), info);
+                    present.insert(info.fullname.clone(), info);
                 }
                 DnsSdEvent::Disappeared(fullname) => {
                     present.remove(&fullname);

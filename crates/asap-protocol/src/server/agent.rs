@@ -37,7 +37,11 @@ pub fn reply(
 }
 
 /// [`reply`] carrying a typed payload under its canonical payload type.
-fn respond(request: &Envelope, ctx: &HandlerContext, payload: impl Into<Payload>) -> Envelope {
+pub fn reply_with(
+    request: &Envelope,
+    ctx: &HandlerContext,
+    payload: impl Into<Payload>,
+) -> Envelope {
     let payload = payload.into();
     reply(
         request,
@@ -69,7 +73,7 @@ impl Handler for EchoHandler {
         let task: TaskRequest = request.payload_as()?;
         let response = TaskResponse::new(format!("task_{}", generate_id()), TaskStatus::Completed)
             .with_result(object(json!({"echoed": task.input})));
-        Ok(respond(&request, ctx, response))
+        Ok(reply_with(&request, ctx, response))
     }
 }
 
@@ -210,7 +214,7 @@ impl Handler for TaskHandler {
         )
         .await?;
         let response = TaskResponse::new(task.id.clone(), task.status).with_result(result);
-        Ok(respond(&request, ctx, response))
+        Ok(reply_with(&request, ctx, response))
     }
 }
 
@@ -243,7 +247,7 @@ impl Handler for CancelHandler {
         task.transition(TaskStatus::Cancelled)?;
         ctx.save_task(&task).await?;
         let response = TaskResponse::new(task.id, TaskStatus::Cancelled);
-        Ok(respond(&request, ctx, response))
+        Ok(reply_with(&request, ctx, response))
     }
 }
 
@@ -344,7 +348,7 @@ impl Handler for MessageHandler {
             status: AckStatus::Processed,
             error: None,
         };
-        Ok(respond(&request, ctx, ack))
+        Ok(reply_with(&request, ctx, ack))
     }
 }
 

@@ -54,6 +54,7 @@ use tokio::net::TcpListener;
 pub use agent::{
     CancelHandler, EchoHandler, EchoSkill, MessageHandler, STATE_RESTORE_ACK, STATE_SNAPSHOT,
     Skill, Skills, StateQueryHandler, StateRestoreHandler, TaskHandler, default_skills, reply,
+    reply_with,
 };
 pub use auth::{AuthFailure, AuthenticatedCaller, StaticTokens, TokenValidator, bearer_token};
 pub use body::{BodyRejection, Coding};

@@ -111,6 +111,8 @@ pub(crate) enum Outcome {
     Refused(u16),
     /// Worth retrying: 5xx, 429, 1xx/3xx, timeouts and connection errors.
     Retry {
+        /// The HTTP status, when there was an answer.
+        status: Option<u16>,
         error: String,
         retry_after: Option<Duration>,
     },
@@ -160,11 +162,13 @@ pub(crate) async fn attempt(
             match status {
                 200..=299 => Outcome::Delivered(status),
                 429 => Outcome::Retry {
+                    status: Some(status),
                     error: "HTTP 429".into(),
                     retry_after,
                 },
                 400..=499 => Outcome::Refused(status),
                 _ => Outcome::Retry {
+                    status: Some(status),
                     error: format!("HTTP {status}"),
                     retry_after: None,
                 },
@@ -173,6 +177,7 @@ pub(crate) async fn attempt(
         Err(error) => match blocked_in(&error) {
             Some(reason) => Outcome::Blocked(reason),
             None => Outcome::Retry {
+                status: None,
                 error: error.to_string(),
                 retry_after: None,
             },

@@ -217,21 +217,10 @@ impl WebhookQueue {
             self.shared.resolver.as_ref(),
         )
         .await?;
-        let id = crate::model::generate_id();
-        let created = now();
-        let body = crate::json::to_canonical(&webhook.payload).into_bytes();
-        let mut headers = vec![
-            (DELIVERY_ID_HEADER.to_owned(), id.clone()),
-            (TIMESTAMP_HEADER.to_owned(), (created as i64).to_string()),
-        ];
-        if let Some(secret) = &webhook.secret {
-            headers.push((SIGNATURE_HEADER.to_owned(), sign(secret, &body)));
-            headers.push((
-                TIMESTAMPED_SIGNATURE_HEADER.to_owned(),
-                sign_timestamped(secret, created as i64, &id, &body),
-            ));
-        }
-        headers.extend(webhook.headers);
+        let Prepared {
+            id, body, headers, ..
+        } = Prepared::new(webhook.payload, webhook.secret.as_deref(), webhook.headers);
+        let queued_at = now();
         let headers = serde_json::to_string(&headers).map_err(storage)?;
         sqlx::query(
             "INSERT INTO asap_webhook_deliveries (id, url, body, headers, attempts, next_attempt_at, created_at, leased) VALUES (?, ?, ?, ?, 0, ?, ?, 0)",
@@ -240,8 +229,8 @@ impl WebhookQueue {
         .bind(&webhook.url)
         .bind(body)
         .bind(headers)
-        .bind(created)
-        .bind(created)
+        .bind(queued_at)
+        .bind(queued_at)
         .execute(&self.shared.pool)
         .await
         .map_err(storage)?;
@@ -384,8 +373,11 @@ impl WebhookQueue {
         .map_err(storage)?;
         let taken = rows.len();
         for row in rows {
-            let Ok(permit) = self.shared.slots.clone().try_acquire_owned() else {
-                break;
+            // Only this loop takes slots, and it leased no more rows than were free.
+            let Ok(permit) = self.shared.slots.clone().acquire_owned().await else {
+                return Err(WebhookError::Storage(
+                    "the delivery slots were closed".into(),
+                ));
             };
             let leased = Leased {
                 id: row.get("id"),
@@ -404,6 +396,35 @@ impl WebhookQueue {
             });
         }
         Ok(taken)
+    }
+}
+
+/// A delivery ready to send: its id, canonical body, and headers (delivery id, creation
+/// time, the signatures when there is a secret, then the caller's).
+struct Prepared {
+    id: String,
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+impl Prepared {
+    fn new(payload: Value, secret: Option<&[u8]>, extra: Vec<(String, String)>) -> Self {
+        let id = crate::model::generate_id();
+        let created = now() as i64;
+        let body = crate::json::to_canonical(&payload).into_bytes();
+        let mut headers = vec![
+            (DELIVERY_ID_HEADER.to_owned(), id.clone()),
+            (TIMESTAMP_HEADER.to_owned(), created.to_string()),
+        ];
+        if let Some(secret) = secret {
+            headers.push((SIGNATURE_HEADER.to_owned(), sign(secret, &body)));
+            headers.push((
+                TIMESTAMPED_SIGNATURE_HEADER.to_owned(),
+                sign_timestamped(secret, created, &id, &body),
+            ));
+        }
+        headers.extend(extra);
+        Self { id, body, headers }
     }
 }
 
@@ -435,21 +456,8 @@ pub async fn deliver_now(
         config.connect_timeout,
         config.timeout,
     );
-    let id = crate::model::generate_id();
-    let created = now() as i64;
-    let body = crate::json::to_canonical(&webhook.payload).into_bytes();
-    let mut headers = vec![
-        (DELIVERY_ID_HEADER.to_owned(), id.clone()),
-        (TIMESTAMP_HEADER.to_owned(), created.to_string()),
-    ];
-    if let Some(secret) = &webhook.secret {
-        headers.push((SIGNATURE_HEADER.to_owned(), sign(secret, &body)));
-        headers.push((
-            TIMESTAMPED_SIGNATURE_HEADER.to_owned(),
-            sign_timestamped(secret, created, &id, &body),
-        ));
-    }
-    headers.extend(webhook.headers);
+    let Prepared { body, headers, .. } =
+        Prepared::new(webhook.payload, webhook.secret.as_deref(), webhook.headers);
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -472,13 +480,11 @@ pub async fn deliver_now(
                     });
                 }
                 Outcome::Blocked(reason) => return Err(WebhookError::Blocked(reason)),
-                Outcome::Retry { error, retry_after } => {
-                    let status = error
-                        .strip_prefix("HTTP ")
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0);
-                    (status, error, retry_after)
-                }
+                Outcome::Retry {
+                    status,
+                    error,
+                    retry_after,
+                } => (status.unwrap_or(0), error, retry_after),
             };
         if attempts > config.max_retries {
             return Ok(DeliveryReport {
@@ -552,7 +558,9 @@ async fn deliver(shared: &Shared, leased: Leased) -> Result<(), WebhookError> {
         }
         Outcome::Refused(status) => format!("HTTP {status} (a 4xx is not retried)"),
         Outcome::Blocked(reason) => format!("blocked: {reason}"),
-        Outcome::Retry { error, retry_after } if attempts <= shared.config.max_retries => {
+        Outcome::Retry {
+            error, retry_after, ..
+        } if attempts <= shared.config.max_retries => {
             let wait = backoff(&shared.config, attempts).max(retry_after.unwrap_or_default());
             tracing::debug!(id = %leased.id, %error, attempts, wait_ms = wait.as_millis() as u64, "webhook attempt failed; will retry");
             sqlx::query("UPDATE asap_webhook_deliveries SET leased = 0, attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?")

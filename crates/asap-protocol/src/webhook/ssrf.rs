@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 
 /// Why a URL or an address is refused. `Display` names the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,29 +110,16 @@ const V6: &[(&str, &str)] = &[
     ("ff00::/8", "multicast"),
 ];
 
-fn ranges<N: std::str::FromStr>(table: &[(&str, &'static str)]) -> Vec<(N, &'static str)>
-where
-    N::Err: std::fmt::Debug,
-{
-    table
-        .iter()
-        .map(|(net, name)| (net.parse().expect("a valid range in the table"), *name))
-        .collect()
-}
-
-fn v4_range(ip: Ipv4Addr) -> Option<&'static str> {
-    static TABLE: std::sync::OnceLock<Vec<(Ipv4Net, &'static str)>> = std::sync::OnceLock::new();
+/// The range `ip` falls in, from the tables above (the first match names it).
+fn range_of(ip: IpAddr) -> Option<&'static str> {
+    static TABLE: std::sync::OnceLock<Vec<(IpNet, &'static str)>> = std::sync::OnceLock::new();
     TABLE
-        .get_or_init(|| ranges(V4))
-        .iter()
-        .find(|(net, _)| net.contains(&ip))
-        .map(|(_, name)| *name)
-}
-
-fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
-    static TABLE: std::sync::OnceLock<Vec<(Ipv6Net, &'static str)>> = std::sync::OnceLock::new();
-    TABLE
-        .get_or_init(|| ranges(V6))
+        .get_or_init(|| {
+            V4.iter()
+                .chain(V6)
+                .map(|(net, name)| (net.parse().expect("a valid range in the table"), *name))
+                .collect()
+        })
         .iter()
         .find(|(net, _)| net.contains(&ip))
         .map(|(_, name)| *name)
@@ -165,13 +152,13 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<(Ipv4Addr, &'static str)> {
 /// ```
 pub fn blocked(ip: IpAddr) -> Option<BlockReason> {
     match ip {
-        IpAddr::V4(v4) => v4_range(v4).map(|range| BlockReason::Address { ip, range }),
+        IpAddr::V4(_) => range_of(ip).map(|range| BlockReason::Address { ip, range }),
         IpAddr::V6(v6) => {
-            if let Some(range) = v6_range(v6) {
+            if let Some(range) = range_of(ip) {
                 return Some(BlockReason::Address { ip, range });
             }
             let (inner, how) = embedded_v4(v6)?;
-            match v4_range(inner) {
+            match range_of(IpAddr::V4(inner)) {
                 Some(range) => Some(BlockReason::Embedded {
                     ip: v6,
                     inner,

@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::HeaderMap;
 use serde_json::Value;
@@ -50,7 +50,7 @@ pub(super) async fn run(
 ) {
     let limits = state.config.websocket.clone();
     let (out_tx, mut out_rx) = mpsc::channel::<String>(limits.send_queue.max(1));
-    let mut queued: VecDeque<(String, Value)> = VecDeque::new();
+    let mut queued: VecDeque<(Utf8Bytes, Value)> = VecDeque::new();
     let mut current: Option<Handling> = None;
     let mut reading = true;
     let bucket: Option<DefaultDirectRateLimiter> = limits
@@ -152,7 +152,7 @@ pub(super) async fn run(
                             deadline = Some(tokio::time::Instant::now() + drain_for);
                             continue;
                         }
-                        queued.push_back((text.to_string(), value));
+                        queued.push_back((text, value));
                     }
                     Message::Binary(_) => break (None, close(UNSUPPORTED_DATA, "Binary frames are not supported")),
                     Message::Close(_) => break (None, None),
@@ -220,7 +220,7 @@ async fn handle(
     headers: &HeaderMap,
     caller: Option<&AuthenticatedCaller>,
     out: &mpsc::Sender<String>,
-    text: String,
+    text: Utf8Bytes,
     request: Value,
 ) -> Result<(), Closed> {
     let started = Instant::now();
@@ -245,7 +245,7 @@ async fn handle(
             return out.send(body).await;
         }
     };
-    let bytes = match coded.map(|c| decode(text.into_bytes(), c, max)) {
+    let bytes = match coded.map(|c| decode(text.as_bytes().to_vec(), c, max)) {
         None => None,
         Some(Ok(bytes)) => Some(bytes),
         Some(Err(rejection)) => {
