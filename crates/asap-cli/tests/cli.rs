@@ -514,3 +514,42 @@ fn send_and_listen_over_websocket() {
     let nowhere = asap(&["listen", "ws://127.0.0.1:9", "--duration", "1"], None);
     assert_eq!(nowhere.status.code(), Some(2));
 }
+
+/// Start-up refusals name what is wrong: nothing to advertise, and webhooks without the
+/// SQLite file their queue lives in.
+#[test]
+fn serve_refuses_inconsistent_discovery_and_webhook_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let unspecified = asap(
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            data,
+            "--mdns",
+            "--mdns-address",
+            "0.0.0.0",
+        ],
+        None,
+    );
+    assert_eq!(unspecified.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unspecified.stderr).contains("--mdns-address"));
+    let memory = asap(
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            data,
+            "--storage",
+            "memory",
+            "--webhook",
+            "https://hooks.example/asap=s",
+        ],
+        None,
+    );
+    assert_eq!(memory.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&memory.stderr).contains("needs SQLite storage"));
+}

@@ -2,44 +2,11 @@
 //! test re-runs itself under `unshare --net` with loopback up; it skips with a message
 //! only where no namespace can be created, and `.ci/run` requires it to run).
 
+#[path = "../../asap-protocol/tests/common/netns.rs"]
+mod netns;
 mod support;
 
 use std::process::Command;
-
-const INSIDE: &str = "ASAP_TEST_IN_NETNS";
-
-fn in_private_network(test: &str) {
-    let probe = Command::new("unshare").args(["--net", "true"]).output();
-    let why = match probe {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        Err(e) => Some(format!("unshare is not available: {e}")),
-    };
-    if let Some(why) = why {
-        assert!(
-            std::env::var("ASAP_REQUIRE_NETNS").is_err(),
-            "{test}: cannot create a network namespace ({why}) and ASAP_REQUIRE_NETNS is set"
-        );
-        eprintln!("SKIP {test}: cannot create a network namespace here ({why})");
-        return;
-    }
-    let status = Command::new("unshare")
-        .args([
-            "--net",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
-        .env(INSIDE, "1")
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "{test} failed inside its network namespace"
-    );
-}
 
 fn discover_local() -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_asap"))
@@ -61,8 +28,7 @@ fn discover_local() -> Vec<serde_json::Value> {
 
 #[test]
 fn serve_mdns_and_discover_local() {
-    if std::env::var(INSIDE).is_err() {
-        in_private_network("serve_mdns_and_discover_local");
+    if netns::outside("serve_mdns_and_discover_local") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

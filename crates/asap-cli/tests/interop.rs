@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use asap_protocol::client::{Client, ClientError};
 use asap_protocol::model::{Envelope, TaskRequest};
 use serde_json::{Value, json};
-use support::{asap_serve, reference_echo_agent, reference_python, workspace};
+use support::{asap_serve, reference_echo_agent, reference_script};
 
 fn asap(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_asap"))
@@ -24,8 +24,7 @@ fn asap(args: &[&str]) -> Output {
 fn reference_client_against_asap_serve() {
     let data = tempfile::tempdir().unwrap();
     let (_server, url) = asap_serve(&["--rate-limit", "off"], data.path());
-    let out = Command::new(reference_python())
-        .arg(workspace().join("interop/ref_client_checks.py"))
+    let out = reference_script("ref_client_checks.py")
         .args(["--url", &url, "--agent-id", "urn:asap:agent:asap-rs"])
         .output()
         .unwrap();

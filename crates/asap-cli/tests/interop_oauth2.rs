@@ -18,12 +18,11 @@ use asap_protocol::client::{Client, ClientError};
 use asap_protocol::model::{Envelope, TaskRequest};
 use idp::{ClientAuthUsed, MockIdp};
 use serde_json::{Value, json};
-use support::{Guard, asap_serve, free_port, reference_python, wait_until_up, workspace};
+use support::{Guard, asap_serve, free_port, reference_script, wait_until_up};
 
 /// Runs `interop/oauth2_interop.py ARGS` with the reference and parses its JSON line.
 fn reference(args: &[&str]) -> Value {
-    let out = Command::new(reference_python())
-        .arg(workspace().join("interop/oauth2_interop.py"))
+    let out = reference_script("oauth2_interop.py")
         .args(args)
         .output()
         .unwrap();
@@ -129,8 +128,7 @@ fn reference_client_against_asap_serve_with_oauth2() {
 /// The reference echo agent with its OAuth2 middleware trusting our provider.
 fn reference_oauth2_agent(idp: &MockIdp) -> (Guard, String) {
     let port = free_port();
-    let child = Command::new(reference_python())
-        .arg(workspace().join("interop/oauth2_interop.py"))
+    let child = reference_script("oauth2_interop.py")
         .args([
             "serve",
             "--port",

@@ -4,14 +4,14 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use asap_protocol::client::{Client, TransportMode};
 use asap_protocol::model::{
     Envelope, MessageRole, MessageSend, StateQuery, StateRestore, TaskCancel, TaskRequest,
 };
 use serde_json::json;
-use support::{Guard, free_port, reference_python, wait_until_up, workspace};
+use support::{Guard, free_port, reference_script, wait_until_up};
 
 const AGENT: &str = "urn:asap:agent:echo-agent";
 const ME: &str = "urn:asap:agent:asap-rs-client";
@@ -75,8 +75,7 @@ fn envelopes() -> Vec<(Envelope, &'static str)> {
 #[test]
 fn every_payload_type_over_both_transports() {
     let port = free_port();
-    let child = Command::new(reference_python())
-        .arg(workspace().join("interop/ref_all_payloads_agent.py"))
+    let child = reference_script("ref_all_payloads_agent.py")
         .arg(port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -113,8 +112,7 @@ fn every_payload_type_over_both_transports() {
 fn reference_client_receives_pushes_from_the_conformance_agent() {
     let data = tempfile::tempdir().unwrap();
     let (_agent, url) = support::asap_serve(&["--conformance", "--storage", "memory"], data.path());
-    let out = Command::new(reference_python())
-        .arg(workspace().join("interop/ref_push_check.py"))
+    let out = reference_script("ref_push_check.py")
         .args([&url, "urn:asap:agent:asap-rs", "3"])
         .output()
         .unwrap();

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
-use support::{reference_python, workspace};
+use support::reference_script;
 
 #[test]
 fn signatures_are_accepted_both_ways() {
@@ -39,8 +39,7 @@ fn signatures_are_accepted_both_ways() {
         input.push('\n');
         ours.push((body, signature));
     }
-    let mut child = Command::new(reference_python())
-        .arg(workspace().join("interop/webhook_interop.py"))
+    let mut child = reference_script("webhook_interop.py")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -11,14 +11,13 @@ use std::time::Duration;
 use asap_protocol::client::{Client, WebSocketOptions};
 use asap_protocol::model::{Envelope, TaskRequest};
 use serde_json::{Value, json};
-use support::{asap_serve, reference_echo_agent, reference_python, workspace};
+use support::{asap_serve, reference_echo_agent, reference_script};
 
 #[test]
 fn reference_websocket_client_against_asap_serve() {
     let data = tempfile::tempdir().unwrap();
     let (_agent, url) = asap_serve(&["--storage", "memory"], data.path());
-    let out = Command::new(reference_python())
-        .arg(workspace().join("interop/ws_interop.py"))
+    let out = reference_script("ws_interop.py")
         .args(["--url", &url, "--agent-id", "urn:asap:agent:asap-rs"])
         .output()
         .unwrap();

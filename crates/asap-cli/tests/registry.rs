@@ -38,8 +38,7 @@ fn entries_from_manifests_validate_with_the_reference_and_search_finds_them() {
         String::from_utf8_lossy(&entry.stderr)
     );
     let ours = String::from_utf8(entry.stdout).unwrap();
-    let mut check = Command::new(support::reference_python())
-        .arg(support::workspace().join("interop/registry_check.py"))
+    let mut check = support::reference_script("registry_check.py")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

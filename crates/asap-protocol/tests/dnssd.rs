@@ -6,50 +6,13 @@
 //! (no `unshare`, no permission) it says so and skips; `.ci/run` runs as root, where it
 //! can.
 
-use std::process::Command;
+#[path = "common/netns.rs"]
+mod netns;
+
 use std::time::Duration;
 
 use asap_protocol::discovery::{Advertiser, Browser, DnsSdEvent, instance_name};
 use asap_protocol::model::{Manifest, Skill};
-
-const INSIDE: &str = "ASAP_TEST_IN_NETNS";
-
-/// Runs `test` in a fresh network namespace; `false` when none can be made here (an
-/// error instead when `ASAP_REQUIRE_NETNS` is set, as `.ci/run` does).
-fn in_private_network(test: &str) -> bool {
-    let probe = Command::new("unshare").args(["--net", "true"]).output();
-    let why = match probe {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        Err(e) => Some(format!("unshare is not available: {e}")),
-    };
-    if let Some(why) = why {
-        assert!(
-            std::env::var("ASAP_REQUIRE_NETNS").is_err(),
-            "{test}: cannot create a network namespace ({why}) and ASAP_REQUIRE_NETNS is set"
-        );
-        eprintln!("SKIP {test}: cannot create a network namespace here ({why})");
-        return false;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let status = Command::new("unshare")
-        .args([
-            "--net",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
-        .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
-        .env(INSIDE, "1")
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "{test} failed inside its network namespace"
-    );
-    true
-}
 
 fn manifest(id: &str, name: &str, version: &str, skills: &[&str]) -> Manifest {
     let mut m = Manifest::new(id, name, version, "dns-sd test", "http://127.0.0.1:1/asap");
@@ -61,8 +24,7 @@ fn manifest(id: &str, name: &str, version: &str, skills: &[&str]) -> Manifest {
 
 #[test]
 fn two_agents_advertise_and_one_withdraws() {
-    if std::env::var(INSIDE).is_err() {
-        in_private_network("two_agents_advertise_and_one_withdraws");
+    if netns::outside("two_agents_advertise_and_one_withdraws") {
         return;
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();

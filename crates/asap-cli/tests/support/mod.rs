@@ -30,6 +30,13 @@ pub fn reference_python() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// `interop/<script>` run by the reference's Python.
+pub fn reference_script(script: &str) -> Command {
+    let mut command = Command::new(reference_python());
+    command.arg(workspace().join("interop").join(script));
+    command
+}
+
 /// A child process killed when dropped.
 pub struct Guard(pub Child);
 

@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,6 +29,9 @@ const RSA_2: &str = include_str!("../fixtures/test-rsa-2.pem");
 const JWKS: &str = include_str!("../fixtures/jwks.json");
 const JWKS_ROTATED: &str = include_str!("../fixtures/jwks-rotated.json");
 
+/// The lifetime of every token the provider issues, in seconds.
+const TOKEN_LIFETIME: u64 = 3600;
+
 /// The audience of every token the provider issues.
 pub const AUDIENCE: &str = "asap-agents";
 
@@ -38,14 +41,6 @@ pub enum ClientAuthUsed {
     Basic,
     Post,
     None,
-}
-
-#[derive(Clone, Default)]
-struct Client {
-    /// `None`: a public client (authorization code with PKCE only).
-    secret: Option<String>,
-    /// Claims added to this client's tokens.
-    claims: Map<String, Value>,
 }
 
 #[derive(Clone)]
@@ -59,11 +54,11 @@ struct Grant {
 #[derive(Default)]
 struct Shared {
     base: std::sync::OnceLock<String>,
-    clients: Mutex<HashMap<String, Client>>,
+    /// Client id → its secret (`None`: a public client).
+    clients: Mutex<HashMap<String, Option<String>>>,
     rotated: AtomicBool,
     down: AtomicBool,
     opaque: AtomicBool,
-    lifetime: AtomicU64,
     jwks_fetches: AtomicUsize,
     token_requests: AtomicUsize,
     introspections: AtomicUsize,
@@ -136,7 +131,6 @@ impl MockIdp {
     /// `asap-client`/`asap-secret` and the public client `asap-cli`.
     pub fn start() -> Self {
         let shared = Arc::new(Shared {
-            lifetime: AtomicU64::new(3600),
             ..Shared::default()
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -174,13 +168,11 @@ impl MockIdp {
 
     /// Registers a confidential client.
     pub fn register(&self, client_id: &str, secret: &str) {
-        self.shared.clients.lock().unwrap().insert(
-            client_id.into(),
-            Client {
-                secret: Some(secret.into()),
-                claims: Map::new(),
-            },
-        );
+        self.shared
+            .clients
+            .lock()
+            .unwrap()
+            .insert(client_id.into(), Some(secret.into()));
     }
 
     /// Registers a public client (no secret; authorization code with PKCE).
@@ -189,17 +181,7 @@ impl MockIdp {
             .clients
             .lock()
             .unwrap()
-            .insert(client_id.into(), Client::default());
-    }
-
-    /// Adds `claims` to every token issued to `client_id`.
-    pub fn client_claims(&self, client_id: &str, claims: Value) {
-        if let (Some(client), Value::Object(claims)) = (
-            self.shared.clients.lock().unwrap().get_mut(client_id),
-            claims,
-        ) {
-            client.claims = claims;
-        }
+            .insert(client_id.into(), None);
     }
 
     pub fn issuer(&self) -> String {
@@ -230,14 +212,6 @@ impl MockIdp {
     pub fn set_opaque(&self, opaque: bool) {
         self.shared.opaque.store(opaque, Ordering::SeqCst);
     }
-    /// The `expires_in` of new tokens.
-    pub fn set_lifetime(&self, seconds: u64) {
-        self.shared.lifetime.store(seconds, Ordering::SeqCst);
-    }
-    /// Makes an issued token inactive for introspection.
-    pub fn revoke(&self, token: &str) {
-        self.shared.issued.lock().unwrap().remove(token);
-    }
     pub fn jwks_fetches(&self) -> usize {
         self.shared.jwks_fetches.load(Ordering::SeqCst)
     }
@@ -254,11 +228,6 @@ impl MockIdp {
     /// The form of the last token request.
     pub fn last_token_form(&self) -> HashMap<String, String> {
         self.shared.last_token_form.lock().unwrap().clone()
-    }
-
-    /// A token for `claims`, signed with the current key (iss and aud not added).
-    pub fn sign(&self, claims: &Value) -> String {
-        sign(&self.shared, claims)
     }
 
     /// A token as the token endpoint would issue it to `client_id`.
@@ -291,7 +260,7 @@ fn sign(shared: &Shared, claims: &Value) -> String {
 
 /// Issues an access token; returns it and its lifetime.
 fn issue(shared: &Shared, client_id: &str, scope: &str) -> (String, u64) {
-    let lifetime = shared.lifetime.load(Ordering::SeqCst);
+    let lifetime = TOKEN_LIFETIME;
     let issued_at = now();
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(shared_base(shared)));
@@ -303,9 +272,6 @@ fn issue(shared: &Shared, client_id: &str, scope: &str) -> (String, u64) {
     claims.insert("nbf".into(), json!(issued_at));
     claims.insert("exp".into(), json!(issued_at + lifetime as i64));
     claims.insert("jti".into(), json!(random_text()));
-    if let Some(client) = shared.clients.lock().unwrap().get(client_id) {
-        claims.extend(client.claims.clone());
-    }
     let token = if shared.opaque.load(Ordering::SeqCst) {
         format!("opaque-{}", random_text())
     } else {
@@ -418,7 +384,7 @@ fn authenticate(
     };
     let clients = s.clients.lock().unwrap();
     let client = clients.get(&id)?;
-    let ok = match (&client.secret, &secret) {
+    let ok = match (client, &secret) {
         // Basic credentials may be form-encoded first (RFC 6749 2.3.1) or raw.
         (Some(expected), Some(given)) => given == expected || percent_decode(given) == *expected,
         (None, None) => true,
