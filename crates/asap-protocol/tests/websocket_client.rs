@@ -444,3 +444,40 @@ async fn the_pool_is_bounded_and_closes_idle_connections() {
     two.stop().await;
     three.stop().await;
 }
+
+#[tokio::test]
+async fn a_hanging_agent_does_not_hold_up_connections_to_others() {
+    let (registry, _) = recording(Duration::ZERO);
+    let good = server(registry).await;
+    // Accepts TCP connections and never answers the WebSocket handshake.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let client = client(WebSocketOptions {
+        open_timeout: Duration::from_secs(3),
+        reconnect_max_attempts: Some(0),
+        ..WebSocketOptions::default()
+    });
+    let hanging = tokio::spawn({
+        let client = client.clone();
+        async move { client.send(&ws(silent_addr), &task(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    client.send(&ws(good.addr), &task(2)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "waited {:?} behind the hanging agent",
+        started.elapsed()
+    );
+    assert!(matches!(
+        hanging.await.unwrap(),
+        Err(ClientError::Timeout(_))
+    ));
+    good.stop().await;
+}

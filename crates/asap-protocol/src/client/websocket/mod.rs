@@ -150,7 +150,9 @@ pub fn http_base_url(url: &str) -> String {
 #[derive(Default)]
 pub(crate) struct Pool {
     connections: Mutex<HashMap<String, Arc<Connection>>>,
-    opening: tokio::sync::Mutex<()>,
+    /// One lock per URL being opened, so concurrent first calls to an agent share one
+    /// connection while openings to other agents go ahead.
+    opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Pool {
@@ -164,19 +166,29 @@ impl Pool {
         if let Some(found) = self.live(url, options) {
             return Ok(found);
         }
-        // One opening at a time, so concurrent first calls share one connection.
-        let _opening = self.opening.lock().await;
+        let gate = self
+            .opening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(url.to_owned())
+            .or_default()
+            .clone();
+        let _opening = gate.lock().await;
         if let Some(found) = self.live(url, options) {
             return Ok(found);
         }
-        let connection =
-            Arc::new(Connection::open(url.to_owned(), credentials, options.clone()).await?);
+        let opened = Connection::open(url.to_owned(), credentials, options.clone()).await;
+        self.opening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(url);
+        let connection = Arc::new(opened?);
         let mut connections = self
             .connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if connections.len() >= options.max_connections.max(1) {
-            // Evict the connection idle the longest; if none is idle, the oldest anyway.
+            // Evict the connection idle the longest (any one when none is idle).
             let victim = connections
                 .iter()
                 .max_by_key(|(_, c)| c.idle_for().unwrap_or_default())
