@@ -371,7 +371,7 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
             Ok(p) => p,
             Err(e) => return Ok(report(&e)),
         };
-        let task = match &args.skill {
+        let mut task = match &args.skill {
             None => None,
             Some(skill) => {
                 let recipient = match client.discover(&url).await {
@@ -391,7 +391,6 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         let deadline = args
             .duration
             .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0)));
-        let mut task = task;
         let mut seen = 0;
         loop {
             if args.count.is_some_and(|n| seen >= n) {
