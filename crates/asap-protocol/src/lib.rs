@@ -37,3 +37,14 @@ pub mod server;
 pub mod store;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
+
+/// The README's Rust examples, compiled as doc tests so they cannot drift from the API.
+#[cfg(all(
+    doctest,
+    feature = "server",
+    feature = "client",
+    feature = "oauth2",
+    feature = "mdns"
+))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeExamples;

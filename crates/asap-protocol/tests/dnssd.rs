@@ -121,3 +121,45 @@ fn two_agents_advertise_and_one_withdraws() {
         alpha.withdraw();
     });
 }
+
+#[test]
+fn a_watcher_follows_agents_on_the_local_network() {
+    if netns::outside("a_watcher_follows_agents_on_the_local_network") {
+        return;
+    }
+    use asap_protocol::discovery::{LivenessEvent, Watcher};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let m = manifest("urn:asap:agent:gamma", "Gamma", "1.0.0", &["echo"]);
+        let server = asap_protocol::server::Server::builder()
+            .manifest(m.clone())
+            .build()
+            .unwrap();
+        tokio::spawn(server.serve(listener, std::future::pending()));
+
+        let (mut events, watching) = Watcher::new().start();
+        watching.follow_local(Browser::start().unwrap());
+        let manifest_url = format!("{base}/.well-known/asap/manifest.json");
+        let gamma = Advertiser::start(&m, &manifest_url, addr.ip(), addr.port()).unwrap();
+        let next = async |events: &mut tokio::sync::mpsc::Receiver<LivenessEvent>| {
+            tokio::time::timeout(Duration::from_secs(15), events.recv())
+                .await
+                .expect("an event within 15 s")
+                .unwrap()
+        };
+        match next(&mut events).await {
+            LivenessEvent::Up { url, .. } => assert_eq!(url, base),
+            other => panic!("the advertised agent must be watched and up: {other:?}"),
+        }
+        assert_eq!(watching.urls(), std::slice::from_ref(&base));
+        gamma.withdraw();
+        assert_eq!(
+            next(&mut events).await,
+            LivenessEvent::Unwatched { url: base.clone() }
+        );
+        assert!(watching.urls().is_empty());
+    });
+}

@@ -124,3 +124,106 @@ async fn agents_from_a_registry_are_watched() {
         other => panic!("{other:?}"),
     }
 }
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// No event arrives within `window`.
+async fn quiet_for(events: &mut tokio::sync::mpsc::Receiver<LivenessEvent>, window: Duration) {
+    if let Ok(event) = tokio::time::timeout(window, events.recv()).await {
+        panic!("expected no event, got {event:?}");
+    }
+}
+
+#[tokio::test]
+async fn agents_are_added_and_removed_while_watching() {
+    let addr = free_addr();
+    let stop = serve_on(addr).await;
+    let url = format!("http://{addr}");
+    let (mut events, watching) = Watcher::new()
+        .min_interval(Duration::from_millis(100))
+        .start();
+    assert!(watching.urls().is_empty());
+    assert!(watching.watch(&format!("{url}/")), "a new agent");
+    assert!(
+        !watching.watch(&url),
+        "already watched: counted, not doubled"
+    );
+    assert_eq!(watching.urls(), std::slice::from_ref(&url));
+    assert!(matches!(next(&mut events).await, LivenessEvent::Up { url: u, .. } if u == url));
+
+    assert!(!watching.unwatch(&url).await, "still asked for once");
+    assert!(watching.unwatch(&url).await);
+    assert_eq!(
+        next(&mut events).await,
+        LivenessEvent::Unwatched { url: url.clone() }
+    );
+    assert!(watching.urls().is_empty());
+    assert!(!watching.unwatch(&url).await, "not watched any more");
+    // Once unwatched, its going away is nobody's concern.
+    let _ = stop.send(());
+    quiet_for(&mut events, Duration::from_millis(1500)).await;
+}
+
+fn registry_document(addrs: &[std::net::SocketAddr]) -> String {
+    let agents: Vec<serde_json::Value> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            serde_json::json!({"id": format!("urn:asap:agent:a{i}"), "name": "A",
+                "description": "a", "asap_version": "0.1",
+                "endpoints": {"http": format!("http://{addr}/asap")}})
+        })
+        .collect();
+    serde_json::json!({"version": "1.0", "updated_at": "2026-11-30T00:00:00Z", "agents": agents})
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_followed_registry_adds_and_removes_agents() {
+    let (a, b) = (free_addr(), free_addr());
+    let (_stop_a, _stop_b) = (serve_on(a).await, serve_on(b).await);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("registry.json");
+    std::fs::write(&file, registry_document(&[a])).unwrap();
+
+    let (mut events, watching) = Watcher::new().start();
+    watching.follow_registry(
+        asap_protocol::discovery::RegistryClient::new(),
+        file.to_str().unwrap(),
+        Duration::from_millis(100),
+    );
+    assert!(
+        matches!(next(&mut events).await, LivenessEvent::Up { url, .. } if url == format!("http://{a}"))
+    );
+
+    // b joins and a leaves in one update.
+    std::fs::write(&file, registry_document(&[b])).unwrap();
+    let mut seen = [next(&mut events).await, next(&mut events).await];
+    seen.sort_by_key(|e| matches!(e, LivenessEvent::Up { .. }));
+    assert_eq!(
+        seen[0],
+        LivenessEvent::Unwatched {
+            url: format!("http://{a}")
+        }
+    );
+    assert!(matches!(&seen[1], LivenessEvent::Up { url, .. } if *url == format!("http://{b}")));
+    assert_eq!(watching.urls(), [format!("http://{b}")]);
+
+    // A registry that cannot be read leaves the agents last read watched.
+    std::fs::write(&file, "{ not json").unwrap();
+    quiet_for(&mut events, Duration::from_millis(800)).await;
+    assert_eq!(watching.urls(), [format!("http://{b}")]);
+
+    // Dropping the handle stops the follower and every check.
+    drop(watching);
+    std::fs::write(&file, registry_document(&[a, b])).unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await
+        .expect("the channel closes");
+    assert_eq!(closed, None);
+}

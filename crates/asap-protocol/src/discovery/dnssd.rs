@@ -256,6 +256,12 @@ fn unescape(label: &str) -> String {
     out
 }
 
+impl Drop for Browser {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 impl Browser {
     /// Starts browsing `_asap._tcp.local.`.
     pub fn start() -> Result<Self, DnsSdError> {
@@ -306,7 +312,7 @@ impl Browser {
         agents
     }
 
-    /// Stops browsing.
+    /// Stops browsing (also done when the browser is dropped).
     pub fn stop(&self) {
         let _ = self.daemon.shutdown();
     }

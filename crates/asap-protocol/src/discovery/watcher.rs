@@ -2,11 +2,14 @@
 //! asks for (`ttl_seconds`), reports up/down transitions, and backs off from agents
 //! that stay down.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use super::registry::LiteRegistry;
+use super::registry::{LiteRegistry, RegistryClient, RegistryEntry};
 use crate::model::HealthStatus;
 
 /// A change in an agent's liveness.
@@ -27,16 +30,27 @@ pub enum LivenessEvent {
         /// Why.
         reason: String,
     },
+    /// The agent is no longer watched (unwatched by hand, gone from a followed
+    /// registry, or withdrawn from the local network).
+    Unwatched {
+        /// Its base URL.
+        url: String,
+    },
 }
 
 /// Watches a set of agents.
 ///
+/// The set can change while it runs: [`Watching::watch`] and [`Watching::unwatch`]
+/// by hand, [`Watching::follow_registry`] to track a registry's agents, and
+/// [`Watching::follow_local`] (feature `mdns`) to track agents on the local network.
+///
 /// ```no_run
 /// # async fn run() {
 /// use asap_protocol::discovery::{LivenessEvent, Watcher};
-/// let (mut events, _watching) = Watcher::new()
+/// let (mut events, watching) = Watcher::new()
 ///     .agent("http://127.0.0.1:8000")
 ///     .start();
+/// watching.watch("http://127.0.0.1:8001");
 /// while let Some(event) = events.recv().await {
 ///     if let LivenessEvent::Down { url, reason } = event { eprintln!("{url} down: {reason}"); }
 /// }
@@ -57,15 +71,202 @@ impl Default for Watcher {
     }
 }
 
-/// The running watch; stops when dropped.
-#[derive(Debug)]
-pub struct Watching(Vec<tokio::task::JoinHandle<()>>);
+/// The running watch: a handle to change what is watched. Clones share one watch,
+/// which stops (every check and every follower) when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Watching(Arc<Shared>);
 
-impl Drop for Watching {
+#[derive(Debug)]
+struct Shared {
+    config: Watcher,
+    http: reqwest::Client,
+    events: mpsc::Sender<LivenessEvent>,
+    /// Base URL to its checking task and how many sources asked for it.
+    checks: Mutex<HashMap<String, (JoinHandle<()>, usize)>>,
+    followers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
     fn drop(&mut self) {
-        for task in &self.0 {
+        for (task, _) in lock(&self.checks).values() {
             task.abort();
         }
+        for task in lock(&self.followers).iter() {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn normalize(base_url: &str) -> String {
+    base_url.trim_end_matches('/').to_owned()
+}
+
+/// The base URL to watch for a registry entry: its `http` endpoint without `/asap`,
+/// else its manifest URL without the well-known path.
+fn registry_base_url(entry: &RegistryEntry) -> Option<String> {
+    let endpoint = |name: &str| entry.endpoints.get(name).and_then(|v| v.as_str());
+    endpoint("http")
+        .map(|u| u.trim_end_matches('/').trim_end_matches("/asap").to_owned())
+        .or_else(|| {
+            endpoint("manifest").map(|u| {
+                u.trim_end_matches("/.well-known/asap/manifest.json")
+                    .to_owned()
+            })
+        })
+}
+
+impl Watching {
+    /// Starts watching the agent at `base_url`; `false` when it was already watched
+    /// (it then needs one more [`unwatch`](Self::unwatch) to stop).
+    pub fn watch(&self, base_url: &str) -> bool {
+        self.0.watch(normalize(base_url))
+    }
+
+    /// Stops watching the agent at `base_url` once every [`watch`](Self::watch) of it
+    /// is undone, and reports [`LivenessEvent::Unwatched`]; `false` when it is still
+    /// watched (or never was).
+    pub async fn unwatch(&self, base_url: &str) -> bool {
+        self.0.unwatch(&normalize(base_url)).await
+    }
+
+    /// The base URLs being watched, sorted.
+    pub fn urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = lock(&self.0.checks).keys().cloned().collect();
+        urls.sort();
+        urls
+    }
+
+    /// Watches the agents of the registry at `source` (a URL or a file, read through
+    /// `client`, so its cache applies) and re-reads it every `every`: agents that join
+    /// are watched, agents that leave are unwatched. While the registry cannot be read,
+    /// the agents last read stay watched.
+    pub fn follow_registry(&self, client: RegistryClient, source: &str, every: Duration) {
+        let (shared, source) = (Arc::downgrade(&self.0), source.to_owned());
+        let task = tokio::spawn(async move {
+            let mut mine: HashSet<String> = HashSet::new();
+            loop {
+                match client.fetch(&source).await {
+                    Ok(registry) => {
+                        let Some(shared) = shared.upgrade() else {
+                            return;
+                        };
+                        let now: HashSet<String> = registry
+                            .agents
+                            .iter()
+                            .filter_map(registry_base_url)
+                            .collect();
+                        shared.sync(&mut mine, now).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "registry not read; watching the agents last read")
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+        lock(&self.0.followers).push(task);
+    }
+
+    /// Watches the agents that `browser` finds on the local network for as long as
+    /// they are advertised.
+    #[cfg(feature = "mdns")]
+    pub fn follow_local(&self, mut browser: super::Browser) {
+        use super::DnsSdEvent;
+        let shared = Arc::downgrade(&self.0);
+        let task = tokio::spawn(async move {
+            // Full service name to base URL, for the agents this browser added.
+            let mut found: HashMap<String, String> = HashMap::new();
+            while let Some(event) = browser.next().await {
+                let Some(shared) = shared.upgrade() else {
+                    break;
+                };
+                match event {
+                    DnsSdEvent::Appeared(agent) => {
+                        let url = normalize(&agent.base_url());
+                        match found.insert(agent.fullname.clone(), url.clone()) {
+                            // The same advertisement again (or a changed TXT record).
+                            Some(old) if old == url => {}
+                            Some(old) => {
+                                shared.watch(url);
+                                shared.unwatch(&old).await;
+                            }
+                            None => {
+                                shared.watch(url);
+                            }
+                        }
+                    }
+                    DnsSdEvent::Disappeared(fullname) => {
+                        if let Some(url) = found.remove(&fullname) {
+                            shared.unwatch(&url).await;
+                        }
+                    }
+                }
+            }
+            browser.stop();
+        });
+        lock(&self.0.followers).push(task);
+    }
+}
+
+impl Shared {
+    fn watch(self: &Arc<Self>, url: String) -> bool {
+        let mut checks = lock(&self.checks);
+        if let Some((_, count)) = checks.get_mut(&url) {
+            *count += 1;
+            return false;
+        }
+        let task = tokio::spawn(self.config.clone().watch(
+            url.clone(),
+            self.http.clone(),
+            self.events.clone(),
+        ));
+        checks.insert(url, (task, 1));
+        true
+    }
+
+    async fn unwatch(&self, url: &str) -> bool {
+        let stopped = {
+            let mut checks = lock(&self.checks);
+            match checks.get_mut(url) {
+                Some((_, count)) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => {
+                    if let Some((task, _)) = checks.remove(url) {
+                        task.abort();
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        if stopped {
+            let _ = self
+                .events
+                .send(LivenessEvent::Unwatched {
+                    url: url.to_owned(),
+                })
+                .await;
+        }
+        stopped
+    }
+
+    /// Moves one source's set of URLs (`mine`) to `now`.
+    async fn sync(self: &Arc<Self>, mine: &mut HashSet<String>, now: HashSet<String>) {
+        for url in now.difference(mine) {
+            self.watch(url.clone());
+        }
+        for url in mine.difference(&now) {
+            self.unwatch(url).await;
+        }
+        *mine = now;
     }
 }
 
@@ -84,37 +285,20 @@ impl Watcher {
 
     /// Watches the agent at `base_url`.
     pub fn agent(mut self, base_url: impl Into<String>) -> Self {
-        self.agents
-            .push(base_url.into().trim_end_matches('/').to_owned());
+        self.agents.push(normalize(&base_url.into()));
         self
     }
 
-    /// Watches every agent of a registry (by its `http` endpoint, else its manifest URL).
+    /// Watches every agent of a registry (by its `http` endpoint, else its manifest
+    /// URL), as read now; [`Watching::follow_registry`] follows its changes.
     pub fn registry(mut self, registry: &LiteRegistry) -> Self {
-        for entry in &registry.agents {
-            let base = entry
-                .endpoints
-                .get("http")
-                .and_then(|v| v.as_str())
-                .map(|u| u.trim_end_matches('/').trim_end_matches("/asap").to_owned())
-                .or_else(|| {
-                    entry
-                        .endpoints
-                        .get("manifest")
-                        .and_then(|v| v.as_str())
-                        .map(|u| {
-                            u.trim_end_matches("/.well-known/asap/manifest.json")
-                                .to_owned()
-                        })
-                });
-            if let Some(base) = base {
-                self.agents.push(base);
-            }
-        }
+        self.agents
+            .extend(registry.agents.iter().filter_map(registry_base_url));
         self
     }
 
-    /// Watches an agent found on the local network.
+    /// Watches an agent found on the local network; [`Watching::follow_local`] follows
+    /// them as they come and go.
     #[cfg(feature = "mdns")]
     pub fn discovered(self, agent: &super::AgentInfo) -> Self {
         self.agent(agent.base_url())
@@ -138,6 +322,12 @@ impl Watcher {
         self
     }
 
+    /// The time allowed for one manifest or health request (10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Starts one checking task per agent; events arrive on the receiver.
     pub fn start(self) -> (mpsc::Receiver<LivenessEvent>, Watching) {
         let (tx, rx) = mpsc::channel(256);
@@ -149,16 +339,21 @@ impl Watcher {
             .pool_max_idle_per_host(0)
             .build()
             .unwrap_or_default();
-        let tasks = self
-            .agents
-            .iter()
-            .map(|url| {
-                let (url, tx, http, watcher) =
-                    (url.clone(), tx.clone(), http.clone(), self.clone());
-                tokio::spawn(async move { watcher.watch(url, http, tx).await })
-            })
-            .collect();
-        (rx, Watching(tasks))
+        let agents = self.agents.clone();
+        let shared = Arc::new(Shared {
+            config: Watcher {
+                agents: Vec::new(),
+                ..self
+            },
+            http,
+            events: tx,
+            checks: Mutex::new(HashMap::new()),
+            followers: Mutex::new(Vec::new()),
+        });
+        for url in agents {
+            shared.watch(url);
+        }
+        (rx, Watching(shared))
     }
 
     async fn watch(self, url: String, http: reqwest::Client, events: mpsc::Sender<LivenessEvent>) {
