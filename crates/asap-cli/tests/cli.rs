@@ -3,6 +3,8 @@
 #[path = "../../asap-protocol/tests/common/idp.rs"]
 mod idp;
 mod support;
+#[path = "../../asap-protocol/tests/common/tls.rs"]
+mod tls;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -552,4 +554,56 @@ fn serve_refuses_inconsistent_discovery_and_webhook_flags() {
     );
     assert_eq!(memory.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&memory.stderr).contains("needs SQLite storage"));
+}
+
+#[test]
+fn send_trusts_a_private_ca_given_with_ca_cert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_agent, url) = support::asap_serve(&["--storage", "memory"], dir.path());
+    let backend = url.trim_start_matches("http://").parse().unwrap();
+    let pki = tls::Pki::new();
+    let port = tls::TlsTerminator::start(&pki, backend).port;
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    for url in [
+        format!("https://localhost:{port}"),
+        format!("wss://localhost:{port}"),
+    ] {
+        let send = |extra: &[&str]| {
+            let mut args = vec![
+                "send",
+                &url,
+                "--skill",
+                "echo",
+                "--input",
+                r#"{"tls": true}"#,
+            ];
+            args.extend_from_slice(extra);
+            asap(&args, None)
+        };
+        let sent = send(&["--ca-cert", ca.to_str().unwrap()]);
+        assert!(
+            sent.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+        let reply: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+        assert_eq!(reply["payload"]["result"]["echoed"]["tls"], true, "{url}");
+
+        let refused = send(&["--attempts", "1"]);
+        assert!(!refused.status.success(), "{url}: no trust without the CA");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("UnknownIssuer"), "{url}: {stderr}");
+    }
+    let missing = asap(&["send", &url, "--ca-cert", "no-such.pem"], None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--ca-cert no-such.pem"));
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let malformed = asap(&["send", &url, "--ca-cert", ca.to_str().unwrap()], None);
+    assert!(!malformed.status.success());
+    assert!(
+        String::from_utf8_lossy(&malformed.stderr).contains("no CERTIFICATE block"),
+        "{}",
+        String::from_utf8_lossy(&malformed.stderr)
+    );
 }

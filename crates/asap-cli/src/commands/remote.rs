@@ -30,6 +30,10 @@ pub struct Connection {
     /// `http`, `ws` (WebSocket) or `auto` (by the URL's scheme; also when empty).
     #[arg(long, default_value = "auto")]
     transport: String,
+    /// Also trust the root certificates in this PEM file, for https:// and wss://
+    /// (agents behind a private CA).
+    #[arg(long, env = "ASAP_CA_CERT", value_name = "PEM")]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(flatten)]
     oauth2: OAuth2Args,
 }
@@ -100,6 +104,11 @@ impl Connection {
                 "ws" | "wss" | "websocket" => TransportMode::WebSocket,
                 other => anyhow::bail!("--transport must be http, ws or auto, not {other:?}"),
             });
+        if let Some(path) = &self.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--ca-cert {}: {e}", path.display()))?;
+            builder = builder.root_certificates_pem(pem);
+        }
         if let Some(token) = &self.token {
             builder = builder.bearer_token(token);
         }

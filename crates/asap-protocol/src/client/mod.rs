@@ -19,6 +19,7 @@
 mod breaker;
 mod discovery;
 mod retry;
+mod tls;
 mod websocket;
 
 use std::io::Write;
@@ -135,6 +136,9 @@ pub enum ClientError {
     /// The WebSocket connection could not be opened, or closed for good.
     #[error("WebSocket: {0}")]
     WebSocket(String),
+    /// The TLS settings cannot be used (a malformed root certificate, no trust store).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// No answer within the time allowed.
     #[error("no answer within {} s", .0.as_secs_f64())]
     Timeout(Duration),
@@ -180,6 +184,7 @@ pub struct ClientBuilder {
     require_https: bool,
     transport: TransportMode,
     websocket: WebSocketOptions,
+    root_certificates: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for dyn TokenSource {
@@ -201,6 +206,7 @@ impl Default for ClientBuilder {
             require_https: true,
             transport: TransportMode::Auto,
             websocket: WebSocketOptions::default(),
+            root_certificates: Vec::new(),
         }
     }
 }
@@ -267,19 +273,46 @@ impl ClientBuilder {
         self
     }
 
+    /// Also trusts the root certificates in `pem` (one or more `CERTIFICATE` blocks),
+    /// for `https://` and `wss://` alike: for agents behind a private CA. The platform's
+    /// trust store still applies. A malformed document fails [`build`](Self::build).
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = asap_protocol::client::Client::builder()
+    ///     .root_certificates_pem(std::fs::read("corporate-ca.pem")?)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
+        let mut extra_roots = Vec::new();
+        for pem in &self.root_certificates {
+            extra_roots.extend(tls::certificates_from_pem(pem)?);
+        }
+        let mut http = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
-            .user_agent(concat!("asap-protocol-rs/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("asap-protocol-rs/", env!("CARGO_PKG_VERSION")));
+        if !extra_roots.is_empty() {
+            let certificates = extra_roots
+                .iter()
+                .map(|der| reqwest::Certificate::from_der(der))
+                .collect::<Result<Vec<_>, _>>()?;
+            http = http.tls_certs_merge(certificates);
+        }
+        let http = http.build()?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 breakers: self.breaker.clone().map(CircuitBreakers::new),
                 discovery: DiscoveryCache::default(),
-                sockets: websocket::Pool::default(),
+                sockets: websocket::Pool::new(extra_roots),
                 next_id: AtomicU64::new(1),
                 config: self,
             }),

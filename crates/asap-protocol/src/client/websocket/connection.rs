@@ -59,14 +59,17 @@ enum Outgoing {
 const PONG: &str = r#"{"type": "pong"}"#;
 
 impl Connection {
-    /// Connects to `url` (a `ws://` or `wss://` URL of `/asap/ws`) and starts the task.
+    /// Connects to `url` (a `ws://` or `wss://` URL of `/asap/ws`; `tls` configures
+    /// the latter) and starts the task.
     pub(crate) async fn open(
         url: String,
+        tls: Option<Arc<rustls::ClientConfig>>,
         credentials: Credentials,
         options: WebSocketOptions,
     ) -> Result<Self, ClientError> {
+        let dialer = Dialer { url, tls };
         let token = credentials.token().await?;
-        let socket = dial(&url, token.as_deref(), options.open_timeout).await?;
+        let socket = dialer.dial(token.as_deref(), options.open_timeout).await?;
         let shared = Arc::new(Shared {
             waiting: Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
@@ -79,7 +82,7 @@ impl Connection {
         let (outgoing, queue) = mpsc::unbounded_channel();
         tokio::spawn(run(
             socket,
-            url,
+            dialer,
             credentials,
             options,
             shared.clone(),
@@ -212,31 +215,44 @@ impl Drop for Connection {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn dial(url: &str, bearer: Option<&str>, timeout: Duration) -> Result<Socket, ClientError> {
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| ClientError::InvalidRequest(format!("{url}: {e}")))?;
-    if let Some(token) = bearer {
-        let value = format!("Bearer {token}").parse().map_err(|_| {
-            ClientError::InvalidRequest("the bearer token is not a valid header value".into())
-        })?;
-        request.headers_mut().insert("authorization", value);
-    }
-    match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request)).await {
-        Err(_) => Err(ClientError::Timeout(timeout)),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
-            let status = response.status().as_u16();
-            let body = response
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            Err(ClientError::Http { status, body })
+/// Where a connection goes, again on every reconnection.
+struct Dialer {
+    url: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Dialer {
+    async fn dial(&self, bearer: Option<&str>, timeout: Duration) -> Result<Socket, ClientError> {
+        let url = self.url.as_str();
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| ClientError::InvalidRequest(format!("{url}: {e}")))?;
+        if let Some(token) = bearer {
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                ClientError::InvalidRequest("the bearer token is not a valid header value".into())
+            })?;
+            request.headers_mut().insert("authorization", value);
         }
-        Ok(Err(e)) => Err(ClientError::WebSocket(format!(
-            "cannot connect to {url}: {e}"
-        ))),
-        Ok(Ok((socket, _))) => Ok(socket),
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        // Nagle off: frames are small and latency is the point of this transport.
+        let connecting =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
+        match tokio::time::timeout(timeout, connecting).await {
+            Err(_) => Err(ClientError::Timeout(timeout)),
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+                let status = response.status().as_u16();
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err(ClientError::Http { status, body })
+            }
+            Ok(Err(e)) => Err(ClientError::WebSocket(format!(
+                "cannot connect to {url}: {e}"
+            ))),
+            Ok(Ok((socket, _))) => Ok(socket),
+        }
     }
 }
 
@@ -318,7 +334,7 @@ enum Ended {
 
 async fn run(
     mut socket: Socket,
-    url: String,
+    dialer: Dialer,
     credentials: Credentials,
     options: WebSocketOptions,
     shared: Arc<Shared>,
@@ -344,7 +360,7 @@ async fn run(
                 tokio::time::sleep(delay).await;
                 // A fresh token for every handshake: the old one may have expired.
                 let token = credentials.token().await.ok().flatten();
-                if let Ok(fresh) = dial(&url, token.as_deref(), options.open_timeout).await {
+                if let Ok(fresh) = dialer.dial(token.as_deref(), options.open_timeout).await {
                     reconnected = Some(fresh);
                     break;
                 }
