@@ -227,3 +227,30 @@ async fn a_followed_registry_adds_and_removes_agents() {
         .expect("the channel closes");
     assert_eq!(closed, None);
 }
+
+#[tokio::test]
+async fn a_full_event_buffer_delays_events_and_loses_none() {
+    let addrs = [free_addr(), free_addr(), free_addr()];
+    let mut stops = Vec::new();
+    for addr in addrs {
+        stops.push(serve_on(addr).await);
+    }
+    let mut watcher = Watcher::new().event_buffer(1);
+    for addr in addrs {
+        watcher = watcher.agent(format!("http://{addr}"));
+    }
+    let (mut events, _watching) = watcher.start();
+    // Nobody reads while all three agents answer: two checks wait for room.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut up = Vec::new();
+    for _ in 0..3 {
+        match next(&mut events).await {
+            LivenessEvent::Up { url, .. } => up.push(url),
+            other => panic!("{other:?}"),
+        }
+    }
+    up.sort();
+    let mut want: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    want.sort();
+    assert_eq!(up, want);
+}

@@ -63,6 +63,7 @@ pub struct Watcher {
     min_interval: Duration,
     max_backoff: Duration,
     timeout: Duration,
+    event_buffer: usize,
 }
 
 impl Default for Watcher {
@@ -280,6 +281,7 @@ impl Watcher {
             min_interval: Duration::from_secs(1),
             max_backoff: Duration::from_secs(900),
             timeout: Duration::from_secs(10),
+            event_buffer: 256,
         }
     }
 
@@ -322,6 +324,13 @@ impl Watcher {
         self
     }
 
+    /// Events held for a slow receiver (256); when they are all unread, checks (and
+    /// [`Watching::unwatch`]) wait for room rather than drop a transition.
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.event_buffer = events.max(1);
+        self
+    }
+
     /// The time allowed for one manifest or health request (10 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -330,7 +339,7 @@ impl Watcher {
 
     /// Starts one checking task per agent; events arrive on the receiver.
     pub fn start(self) -> (mpsc::Receiver<LivenessEvent>, Watching) {
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, rx) = mpsc::channel(self.event_buffer);
         // A fresh connection per check: a pooled one to an agent that went away can
         // hang until the timeout instead of failing, and says nothing about whether the
         // agent accepts connections now.
