@@ -594,7 +594,28 @@ fn send_trusts_a_private_ca_given_with_ca_cert() {
         assert!(!refused.status.success(), "{url}: no trust without the CA");
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(stderr.contains("UnknownIssuer"), "{url}: {stderr}");
+        // Both transports use the platform's trust store: SSL_CERT_FILE replaces it.
+        let platform = Command::new(env!("CARGO_BIN_EXE_asap"))
+            .args(["send", &url, "--skill", "echo", "--input", "{}"])
+            .env("SSL_CERT_FILE", &ca)
+            .output()
+            .unwrap();
+        assert!(
+            platform.status.success(),
+            "{url} with SSL_CERT_FILE: {}",
+            String::from_utf8_lossy(&platform.stderr)
+        );
     }
+    let empty = Command::new(env!("CARGO_BIN_EXE_asap"))
+        .args(["send", &url, "--skill", "echo", "--input", "{}"])
+        .env("ASAP_CA_CERT", "")
+        .output()
+        .unwrap();
+    assert!(
+        empty.status.success(),
+        "an empty ASAP_CA_CERT counts as unset: {}",
+        String::from_utf8_lossy(&empty.stderr)
+    );
     let missing = asap(&["send", &url, "--ca-cert", "no-such.pem"], None);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--ca-cert no-such.pem"));

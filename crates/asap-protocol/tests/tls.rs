@@ -91,6 +91,11 @@ fn malformed_root_certificates_fail_the_build() {
             "-----BEGIN CERTIFICATE-----\n@@@@\n-----END CERTIFICATE-----\n",
             "root certificates",
         ),
+        // Well-formed PEM and base64, but not a certificate: refused as a root.
+        (
+            "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+            "trust store",
+        ),
     ] {
         match Client::builder().root_certificates_pem(pem).build() {
             Err(ClientError::Tls(message)) => assert!(message.contains(why), "{message}"),

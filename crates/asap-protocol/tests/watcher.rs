@@ -240,8 +240,10 @@ async fn a_full_event_buffer_delays_events_and_loses_none() {
         watcher = watcher.agent(format!("http://{addr}"));
     }
     let (mut events, _watching) = watcher.start();
+    assert_eq!(events.max_capacity(), 1);
     // Nobody reads while all three agents answer: two checks wait for room.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(events.len(), 1);
     let mut up = Vec::new();
     for _ in 0..3 {
         match next(&mut events).await {
@@ -253,4 +255,39 @@ async fn a_full_event_buffer_delays_events_and_loses_none() {
     let mut want: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
     want.sort();
     assert_eq!(up, want);
+}
+
+#[tokio::test]
+async fn unwatching_from_the_reader_never_blocks_and_ends_each_agent_last() {
+    let addrs = [free_addr(), free_addr(), free_addr()];
+    let mut stops = Vec::new();
+    for addr in addrs {
+        stops.push(serve_on(addr).await);
+    }
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let mut watcher = Watcher::new().event_buffer(1);
+    for url in &urls {
+        watcher = watcher.agent(url.clone());
+    }
+    let (mut events, watching) = watcher.start();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(events.len(), 1, "the channel is full");
+    // The reader itself unwatches while the channel is full.
+    for url in &urls {
+        tokio::time::timeout(Duration::from_secs(2), watching.unwatch(url))
+            .await
+            .expect("unwatch does not wait for the reader");
+    }
+    let mut ended = std::collections::HashSet::new();
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+        match event {
+            LivenessEvent::Up { url, .. } => {
+                assert!(!ended.contains(&url), "{url}: Up after Unwatched")
+            }
+            LivenessEvent::Unwatched { url } => assert!(ended.insert(url)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(ended.len(), 3);
+    assert!(watching.urls().is_empty());
 }

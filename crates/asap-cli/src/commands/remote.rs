@@ -30,10 +30,11 @@ pub struct Connection {
     /// `http`, `ws` (WebSocket) or `auto` (by the URL's scheme; also when empty).
     #[arg(long, default_value = "auto")]
     transport: String,
-    /// Also trust the root certificates in this PEM file, for https:// and wss://
-    /// (agents behind a private CA).
+    /// Also trust the root certificates in this PEM file when calling the agent, over
+    /// https:// and wss:// (agents behind a private CA). The OAuth2 token endpoint
+    /// uses the system's trust store, which SSL_CERT_FILE can replace.
     #[arg(long, env = "ASAP_CA_CERT", value_name = "PEM")]
-    ca_cert: Option<std::path::PathBuf>,
+    ca_cert: Option<String>,
     #[command(flatten)]
     oauth2: OAuth2Args,
 }
@@ -104,9 +105,9 @@ impl Connection {
                 "ws" | "wss" | "websocket" => TransportMode::WebSocket,
                 other => anyhow::bail!("--transport must be http, ws or auto, not {other:?}"),
             });
-        if let Some(path) = &self.ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("--ca-cert {}: {e}", path.display()))?;
+        // An empty value counts as not given, as for the other options.
+        if let Some(path) = self.ca_cert.as_deref().filter(|p| !p.is_empty()) {
+            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("--ca-cert {path}: {e}"))?;
             builder = builder.root_certificates_pem(pem);
         }
         if let Some(token) = &self.token {

@@ -295,6 +295,9 @@ impl ClientBuilder {
         for pem in &self.root_certificates {
             extra_roots.extend(tls::certificates_from_pem(pem)?);
         }
+        // Made here, not on the first wss:// call, so a bad root fails the build for
+        // both transports alike.
+        let websocket_tls = tls::websocket_config(&extra_roots)?;
         let mut http = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
@@ -303,7 +306,8 @@ impl ClientBuilder {
             let certificates = extra_roots
                 .iter()
                 .map(|der| reqwest::Certificate::from_der(der))
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ClientError::Tls(format!("root certificates: {e}")))?;
             http = http.tls_certs_merge(certificates);
         }
         let http = http.build()?;
@@ -312,7 +316,7 @@ impl ClientBuilder {
                 http,
                 breakers: self.breaker.clone().map(CircuitBreakers::new),
                 discovery: DiscoveryCache::default(),
-                sockets: websocket::Pool::new(extra_roots),
+                sockets: websocket::Pool::new(websocket_tls),
                 next_id: AtomicU64::new(1),
                 config: self,
             }),

@@ -79,6 +79,8 @@ pub struct Watching(Arc<Shared>);
 
 #[derive(Debug)]
 struct Shared {
+    /// The runtime `start` ran on: the handle may be used from any thread.
+    runtime: tokio::runtime::Handle,
     config: Watcher,
     http: reqwest::Client,
     events: mpsc::Sender<LivenessEvent>,
@@ -112,14 +114,15 @@ fn normalize(base_url: &str) -> String {
 /// else its manifest URL without the well-known path.
 fn registry_base_url(entry: &RegistryEntry) -> Option<String> {
     let endpoint = |name: &str| entry.endpoints.get(name).and_then(|v| v.as_str());
-    endpoint("http")
+    let base = endpoint("http")
         .map(|u| u.trim_end_matches('/').trim_end_matches("/asap").to_owned())
         .or_else(|| {
             endpoint("manifest").map(|u| {
                 u.trim_end_matches("/.well-known/asap/manifest.json")
                     .to_owned()
             })
-        })
+        });
+    base.map(|b| normalize(&b))
 }
 
 impl Watching {
@@ -130,8 +133,11 @@ impl Watching {
     }
 
     /// Stops watching the agent at `base_url` once every [`watch`](Self::watch) of it
-    /// is undone, and reports [`LivenessEvent::Unwatched`]; `false` when it is still
-    /// watched (or never was).
+    /// is undone, and reports [`LivenessEvent::Unwatched`] after any event of its last
+    /// check; `false` when it is still watched (or never was). Followers count as
+    /// watches too: unwatching an agent that a followed registry lists takes away the
+    /// registry's count. Never waits for the event receiver, so it may be called from
+    /// the task that reads the events.
     pub async fn unwatch(&self, base_url: &str) -> bool {
         self.0.unwatch(&normalize(base_url)).await
     }
@@ -144,12 +150,15 @@ impl Watching {
     }
 
     /// Watches the agents of the registry at `source` (a URL or a file, read through
-    /// `client`, so its cache applies) and re-reads it every `every`: agents that join
-    /// are watched, agents that leave are unwatched. While the registry cannot be read,
-    /// the agents last read stay watched.
+    /// `client`) and re-reads it every `every` (a URL no more often than its server's
+    /// `Cache-Control: max-age` allows): agents that join are watched, agents that
+    /// leave are unwatched. While the registry cannot be read, the agents last read
+    /// stay watched.
     pub fn follow_registry(&self, client: RegistryClient, source: &str, every: Duration) {
         let (shared, source) = (Arc::downgrade(&self.0), source.to_owned());
-        let task = tokio::spawn(async move {
+        // Re-read as often as asked, unless the server's Cache-Control says otherwise.
+        let client = client.ttl(every);
+        let task = self.0.runtime.spawn(async move {
             let mut mine: HashSet<String> = HashSet::new();
             loop {
                 match client.fetch(&source).await {
@@ -180,7 +189,7 @@ impl Watching {
     pub fn follow_local(&self, mut browser: super::Browser) {
         use super::DnsSdEvent;
         let shared = Arc::downgrade(&self.0);
-        let task = tokio::spawn(async move {
+        let task = self.0.runtime.spawn(async move {
             // Full service name to base URL, for the agents this browser added.
             let mut found: HashMap<String, String> = HashMap::new();
             while let Some(event) = browser.next().await {
@@ -222,7 +231,7 @@ impl Shared {
             *count += 1;
             return false;
         }
-        let task = tokio::spawn(self.config.clone().watch(
+        let task = self.runtime.spawn(self.config.clone().watch(
             url.clone(),
             self.http.clone(),
             self.events.clone(),
@@ -232,31 +241,32 @@ impl Shared {
     }
 
     async fn unwatch(&self, url: &str) -> bool {
-        let stopped = {
+        let check = {
             let mut checks = lock(&self.checks);
             match checks.get_mut(url) {
                 Some((_, count)) if *count > 1 => {
                     *count -= 1;
-                    false
+                    None
                 }
-                Some(_) => {
-                    if let Some((task, _)) = checks.remove(url) {
-                        task.abort();
-                    }
-                    true
-                }
-                None => false,
+                Some(_) => checks.remove(url).map(|(task, _)| task),
+                None => None,
             }
         };
-        if stopped {
-            let _ = self
-                .events
-                .send(LivenessEvent::Unwatched {
-                    url: url.to_owned(),
-                })
-                .await;
+        let Some(check) = check else {
+            return false;
+        };
+        // Whatever the check was sending goes before the Unwatched event, never after.
+        check.abort();
+        let _ = check.await;
+        let unwatched = LivenessEvent::Unwatched {
+            url: url.to_owned(),
+        };
+        // A full channel must not block the caller, which may be the events' reader.
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(unwatched) {
+            let events = self.events.clone();
+            self.runtime.spawn(async move { events.send(event).await });
         }
-        stopped
+        true
     }
 
     /// Moves one source's set of URLs (`mine`) to `now`.
@@ -337,7 +347,12 @@ impl Watcher {
         self
     }
 
-    /// Starts one checking task per agent; events arrive on the receiver.
+    /// Starts one checking task per agent; events arrive on the receiver. Must be
+    /// called within a Tokio runtime; the returned handle then works from any thread.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
     pub fn start(self) -> (mpsc::Receiver<LivenessEvent>, Watching) {
         let (tx, rx) = mpsc::channel(self.event_buffer);
         // A fresh connection per check: a pooled one to an agent that went away can
@@ -350,6 +365,7 @@ impl Watcher {
             .unwrap_or_default();
         let agents = self.agents.clone();
         let shared = Arc::new(Shared {
+            runtime: tokio::runtime::Handle::current(),
             config: Watcher {
                 agents: Vec::new(),
                 ..self

@@ -147,35 +147,23 @@ pub fn http_base_url(url: &str) -> String {
 }
 
 /// Open connections, one per agent URL.
-#[derive(Default)]
 pub(crate) struct Pool {
     connections: Mutex<HashMap<String, Arc<Connection>>>,
     /// One lock per URL being opened, so concurrent first calls to an agent share one
     /// connection while openings to other agents go ahead.
     opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Root certificates trusted besides the platform's.
-    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
-    /// The TLS configuration of `wss://` connections, made on the first one.
-    tls: Mutex<Option<Arc<rustls::ClientConfig>>>,
+    /// The TLS configuration of `wss://` connections.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Pool {
-    /// A pool whose `wss://` connections also trust `extra_roots`.
-    pub(crate) fn new(extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Self {
+    /// A pool whose `wss://` connections use `tls`.
+    pub(crate) fn new(tls: Arc<rustls::ClientConfig>) -> Self {
         Self {
-            extra_roots,
-            ..Self::default()
+            connections: Mutex::default(),
+            opening: Mutex::default(),
+            tls,
         }
-    }
-
-    fn tls(&self) -> Result<Arc<rustls::ClientConfig>, ClientError> {
-        let mut tls = self.tls.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(config) = tls.as_ref() {
-            return Ok(config.clone());
-        }
-        let config = super::tls::websocket_config(&self.extra_roots)?;
-        *tls = Some(config.clone());
-        Ok(config)
     }
 
     /// The connection to `url`, opened when there is none (or it gave up).
@@ -199,11 +187,7 @@ impl Pool {
         if let Some(found) = self.live(url, options) {
             return Ok(found);
         }
-        let tls = if url.starts_with("wss://") {
-            Some(self.tls()?)
-        } else {
-            None
-        };
+        let tls = url.starts_with("wss://").then(|| self.tls.clone());
         let opened = Connection::open(url.to_owned(), tls, credentials, options.clone()).await;
         self.opening
             .lock()
