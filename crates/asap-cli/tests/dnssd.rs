@@ -90,3 +90,35 @@ fn serve_mdns_and_discover_local() {
     drop(two);
     drop(one);
 }
+
+#[test]
+fn discover_local_resolves_agents_advertised_on_other_addresses() {
+    if netns::outside("discover_local_resolves_agents_advertised_on_other_addresses") {
+        return;
+    }
+    // A second, non-loopback address in the namespace stands for another host on the
+    // LAN: its agent advertises plain http://, as every `asap serve --mdns` does.
+    let added = Command::new("ip")
+        .args(["addr", "add", "10.77.0.1/32", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let dir = tempfile::tempdir().unwrap();
+    let (_lan, url) = support::asap_serve(
+        &[
+            "--storage",
+            "memory",
+            "--host",
+            "10.77.0.1",
+            "--mdns",
+            "--id",
+            "urn:asap:agent:lan",
+        ],
+        dir.path(),
+    );
+    assert!(url.starts_with("http://10.77.0.1:"), "{url}");
+    let agents = discover_local();
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    assert_eq!(agents[0]["id"], "urn:asap:agent:lan", "{agents:?}");
+    assert_eq!(agents[0].get("error"), None, "{agents:?}");
+}

@@ -8,13 +8,13 @@ use asap_protocol::client::Client;
 use asap_protocol::discovery::Browser;
 use serde_json::json;
 
-/// Browses for `seconds`, then prints one line per agent (or JSON objects with `json`).
-pub fn run(seconds: f64, json_lines: bool) -> anyhow::Result<ExitCode> {
+/// Browses for `seconds`, then prints one line per agent (or JSON objects with `json`),
+/// each resolved to its manifest with `client`.
+pub fn run(seconds: f64, json_lines: bool, client: Client) -> anyhow::Result<ExitCode> {
     super::remote::runtime()?.block_on(async move {
         let agents = Browser::start()?
             .collect(Duration::from_secs_f64(seconds.max(0.1)))
             .await;
-        let client = Client::builder().timeout(Duration::from_secs(5)).build()?;
         for agent in agents {
             // Resolve to the manifest: its id, and proof the advertisement is real.
             let manifest = client.discover(&agent.base_url()).await;

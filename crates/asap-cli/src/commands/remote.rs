@@ -90,6 +90,11 @@ impl OAuth2Args {
 
 impl Connection {
     fn client(&self) -> anyhow::Result<Client> {
+        Ok(self.builder()?.build()?)
+    }
+
+    /// The client's settings from these options.
+    fn builder(&self) -> anyhow::Result<asap_protocol::client::ClientBuilder> {
         let mut builder = Client::builder()
             .timeout(std::time::Duration::from_secs_f64(
                 self.timeout.unwrap_or(60.0).max(0.001),
@@ -116,7 +121,7 @@ impl Connection {
         if let Some(source) = self.oauth2.source() {
             builder = builder.token_source(std::sync::Arc::new(source));
         }
-        Ok(builder.build()?)
+        Ok(builder)
     }
 }
 
@@ -269,7 +274,7 @@ pub struct DiscoverArgs {
     #[arg(long, conflicts_with = "url")]
     local: bool,
     /// With `--local`: one JSON object per agent.
-    #[arg(long)]
+    #[arg(long, requires = "local")]
     json: bool,
     #[command(flatten)]
     connection: Connection,
@@ -277,8 +282,16 @@ pub struct DiscoverArgs {
 
 /// Runs `asap discover`: prints the manifest, or the agents on the local network.
 pub fn discover(args: DiscoverArgs) -> anyhow::Result<ExitCode> {
-    let Some(url) = args.url.clone().filter(|_| !args.local) else {
-        return super::local::run(args.connection.timeout.unwrap_or(2.0), args.json);
+    let Some(url) = args.url else {
+        // Agents on the local network advertise plain http:// URLs (as `asap serve
+        // --mdns` does); their manifests are fetched as advertised.
+        let client = args
+            .connection
+            .builder()?
+            .require_https(false)
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        return super::local::run(args.connection.timeout.unwrap_or(2.0), args.json, client);
     };
     let args = UrlArgs {
         url,

@@ -170,9 +170,8 @@ pub fn run(action: WebhookAction) -> anyhow::Result<ExitCode> {
                 let running = queue.clone();
                 let stop = async move {
                     if until_empty {
-                        while !matches!(running.drained(Duration::from_secs(3600)).await, Ok(true))
-                        {
-                        }
+                        // A storage error ends the wait too: `run` then reports it.
+                        while let Ok(false) = running.drained(Duration::from_secs(3600)).await {}
                     } else {
                         asap_protocol::server::shutdown_signal().await;
                     }

@@ -72,10 +72,7 @@ pub fn asap_serve(flags: &[&str], data: &Path) -> (Guard, String) {
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let guard = Guard(child);
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "asap serve said {line:?}"
-    );
+    assert!(url.starts_with("http://"), "asap serve said {line:?}");
     (guard, url)
 }
 

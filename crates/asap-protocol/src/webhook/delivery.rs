@@ -99,7 +99,8 @@ pub(crate) fn http_client(
             " webhook"
         ))
         .build()
-        .unwrap_or_default()
+        // Never fall back to a default client: it would skip the guarded resolver.
+        .expect("the webhook HTTP client's settings are valid")
 }
 
 /// How an attempt ended.

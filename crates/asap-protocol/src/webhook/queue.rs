@@ -307,6 +307,10 @@ impl WebhookQueue {
             if taken == 0
                 && self.shared.slots.available_permits() == self.shared.config.max_in_flight.max(1)
             {
+                // Idle: forget rate-limit state of URLs not seen lately, so the limiter
+                // does not grow with every URL ever delivered to.
+                self.shared.limiter.retain_recent();
+                self.shared.limiter.shrink_to_fit();
                 self.shared.idle.notify_waiters();
             }
             let wait = self.next_wait().await?;

@@ -188,12 +188,25 @@ impl Pool {
             return Ok(found);
         }
         let tls = url.starts_with("wss://").then(|| self.tls.clone());
-        let opened = Connection::open(url.to_owned(), tls, credentials, options.clone()).await;
-        self.opening
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(url);
-        let connection = Arc::new(opened?);
+        let opened = Connection::open(url.to_owned(), tls, credentials, options.clone())
+            .await
+            .map(|connection| self.insert(url, Arc::new(connection), options));
+        // Only now, with the connection pooled (or the attempt failed) and the gate
+        // still held, may a newcomer find no gate: it then finds the connection.
+        let mut opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
+        if opening.get(url).is_some_and(|g| Arc::ptr_eq(g, &gate)) {
+            opening.remove(url);
+        }
+        opened
+    }
+
+    /// Pools `connection` for `url`, evicting the longest idle one when full.
+    fn insert(
+        &self,
+        url: &str,
+        connection: Arc<Connection>,
+        options: &WebSocketOptions,
+    ) -> Arc<Connection> {
         let mut connections = self
             .connections
             .lock()
@@ -211,7 +224,7 @@ impl Pool {
             }
         }
         connections.insert(url.to_owned(), connection.clone());
-        Ok(connection)
+        connection
     }
 
     /// A usable pooled connection; closes idle and dead ones on the way.
