@@ -195,3 +195,54 @@ fn an_entry_from_a_manifest() {
         json!({"http": "https://demo.example/asap", "ws": "wss://demo.example/asap/ws", "manifest": "https://demo.example/.well-known/asap/manifest.json"})
     );
 }
+
+#[test]
+fn an_entry_knows_its_base_url_and_endpoints_must_be_strings() {
+    let entry = |endpoints: Value| {
+        LiteRegistry::parse(
+            json!({"version": "1.0", "updated_at": "2026-11-30T00:00:00Z", "agents": [
+                {"id": "urn:asap:agent:a", "name": "A", "description": "a",
+                 "asap_version": "0.1", "endpoints": endpoints}]})
+            .to_string()
+            .as_bytes(),
+            "inline",
+        )
+        .map(|r| r.agents[0].clone())
+    };
+    let both = entry(
+        json!({"manifest": "https://m.example/x/.well-known/asap/manifest.json",
+        "http": "https://a.example/base/asap"}),
+    )
+    .unwrap();
+    assert_eq!(both.base_url().as_deref(), Some("https://a.example/base"));
+    let manifest_only =
+        entry(json!({"manifest": "https://m.example/x/.well-known/asap/manifest.json"})).unwrap();
+    assert_eq!(
+        manifest_only.base_url().as_deref(),
+        Some("https://m.example/x")
+    );
+    assert_eq!(
+        entry(json!({"ws": "wss://a.example/asap/ws"}))
+            .unwrap()
+            .base_url(),
+        None
+    );
+    // The base URL is the inverse of the conventional endpoints.
+    let conventional = RegistryEntry {
+        endpoints: RegistryEntry::endpoints_for("https://demo.example/")
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+        ..both
+    };
+    assert_eq!(
+        conventional.base_url().as_deref(),
+        Some("https://demo.example")
+    );
+    match entry(json!({"http": 8000})).unwrap_err() {
+        RegistryError::Invalid { reason, .. } => {
+            assert!(reason.contains("\"http\" is not a string"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use asap_protocol::discovery::{DEFAULT_REGISTRY_URL, RegistryClient, RegistryEntry};
+use asap_protocol::discovery::{
+    DEFAULT_REGISTRY_URL, RegistryClient, RegistryEntry, agent_base_url,
+};
 use asap_protocol::model::{Manifest, Model};
 use clap::Subcommand;
 
@@ -68,15 +70,7 @@ pub fn run(action: RegistryAction) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("reading {}", manifest.display()))?
             };
             let manifest = Manifest::from_json(&bytes).context("the manifest is invalid")?;
-            let base = match base_url {
-                Some(base) => base,
-                None => manifest
-                    .endpoints
-                    .asap
-                    .trim_end_matches('/')
-                    .trim_end_matches("/asap")
-                    .to_owned(),
-            };
+            let base = base_url.unwrap_or_else(|| agent_base_url(&manifest.endpoints.asap));
             let entry =
                 RegistryEntry::from_manifest(&manifest, RegistryEntry::endpoints_for(&base));
             println!("{}", serde_json::to_string(&entry)?);

@@ -33,8 +33,9 @@ pub struct DiscoveryCache {
     health: Mutex<HashMap<String, CachedHealth>>,
 }
 
-/// `max-age` of a `Cache-Control` value; `None` for `no-store`/`no-cache` or absent.
-fn max_age(value: Option<&str>) -> Option<Duration> {
+/// `max-age` of a `Cache-Control` value; zero for `no-store`/`no-cache`; `None` when
+/// absent.
+pub(crate) fn max_age(value: Option<&str>) -> Option<Duration> {
     let value = value?;
     let directives: Vec<String> = value
         .split(',')
@@ -61,6 +62,31 @@ fn max_age(value: Option<&str>) -> Option<Duration> {
 /// accepted for forward compatibility.
 fn compatible(asap_version: &str) -> bool {
     matches!(asap_version.split('.').next(), Some("0" | "1"))
+}
+
+/// The agent's health document, fetched now (a document with a non-2xx status is
+/// still returned: an unhealthy agent answers 503 with one).
+pub(crate) async fn fetch_health(
+    http: &reqwest::Client,
+    base: &str,
+) -> Result<HealthStatus, ClientError> {
+    let response = http
+        .get(format!("{base}/.well-known/asap/health"))
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    let parsed = HealthStatus::from_json(text.as_bytes());
+    match parsed {
+        Ok(h) => Ok(h),
+        Err(_) if !status.is_success() => Err(ClientError::Http {
+            status: status.as_u16(),
+            body: text,
+        }),
+        Err(e) => Err(ClientError::InvalidResponse(format!(
+            "invalid health document: {e}"
+        ))),
+    }
 }
 
 impl DiscoveryCache {
@@ -141,27 +167,7 @@ impl DiscoveryCache {
         {
             return Ok(c.health.clone());
         }
-        let response = http
-            .get(format!("{base}/.well-known/asap/health"))
-            .send()
-            .await?;
-        let status = response.status();
-        let text = response.text().await?;
-        let parsed = HealthStatus::from_json(text.as_bytes());
-        let health = match parsed {
-            Ok(h) => h,
-            Err(_) if !status.is_success() => {
-                return Err(ClientError::Http {
-                    status: status.as_u16(),
-                    body: text,
-                });
-            }
-            Err(e) => {
-                return Err(ClientError::InvalidResponse(format!(
-                    "invalid health document: {e}"
-                )));
-            }
-        };
+        let health = fetch_health(http, base).await?;
         // Cache no longer than the agent's liveness TTL (its manifest's ttl_seconds).
         let ttl = Self::lock(&self.manifests).get(base).map_or(
             Duration::from_secs(crate::model::entities::DEFAULT_MANIFEST_TTL_SECONDS as u64),

@@ -77,9 +77,7 @@ pub struct AgentInfo {
 impl AgentInfo {
     /// The agent's base URL, for [`crate::client::Client::discover`].
     pub fn base_url(&self) -> String {
-        self.manifest_url
-            .trim_end_matches("/.well-known/asap/manifest.json")
-            .to_owned()
+        super::agent_base_url(&self.manifest_url)
     }
 }
 

@@ -22,5 +22,6 @@ pub use dnssd::{
 };
 pub use registry::{
     DEFAULT_REGISTRY_URL, LiteRegistry, RegistryClient, RegistryEntry, RegistryError,
+    agent_base_url,
 };
 pub use watcher::{LivenessEvent, Watcher, Watching};

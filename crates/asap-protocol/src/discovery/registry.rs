@@ -10,6 +10,25 @@ use serde_json::{Map, Value};
 
 use crate::model::{Manifest, Timestamp, validate_agent_urn};
 
+/// An agent's base URL from any of its conventional URLs: its `/asap` endpoint, its
+/// `/asap/ws` endpoint or its well-known manifest URL (anything else is the base).
+///
+/// ```
+/// use asap_protocol::discovery::agent_base_url;
+/// assert_eq!(agent_base_url("http://a:8000/asap"), "http://a:8000");
+/// assert_eq!(agent_base_url("http://a:8000/x/.well-known/asap/manifest.json"), "http://a:8000/x");
+/// assert_eq!(agent_base_url("ws://a:8000/asap/ws"), "ws://a:8000");
+/// assert_eq!(agent_base_url("http://a:8000/asap/asap/"), "http://a:8000/asap");
+/// ```
+pub fn agent_base_url(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    ["/.well-known/asap/manifest.json", "/asap/ws", "/asap"]
+        .iter()
+        .find_map(|suffix| url.strip_suffix(suffix))
+        .unwrap_or(url)
+        .to_owned()
+}
+
 /// Where the reference looks by default.
 pub const DEFAULT_REGISTRY_URL: &str = "https://asap-protocol.github.io/registry/registry.json";
 
@@ -100,6 +119,15 @@ impl RegistryEntry {
         }
     }
 
+    /// The agent's base URL: from its `http` endpoint, else its `manifest` endpoint
+    /// (the inverse of [`endpoints_for`](Self::endpoints_for)).
+    pub fn base_url(&self) -> Option<String> {
+        let endpoint = |name: &str| self.endpoints.get(name).and_then(|v| v.as_str());
+        endpoint("http")
+            .or_else(|| endpoint("manifest"))
+            .map(agent_base_url)
+    }
+
     /// The conventional endpoints of an agent at `base_url`: `http` (its `/asap`), `ws`
     /// and `manifest` (the well-known document).
     pub fn endpoints_for(base_url: &str) -> Vec<(String, String)> {
@@ -152,24 +180,6 @@ impl LiteRegistry {
     pub fn find_by_id(&self, id: &str) -> Option<&RegistryEntry> {
         self.agents.iter().find(|a| a.id == id)
     }
-}
-
-/// `max-age` from `Cache-Control`, or `Some(0)` for `no-store`/`no-cache`.
-fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::CACHE_CONTROL)?
-        .to_str()
-        .ok()?
-        .to_ascii_lowercase();
-    if value.contains("no-store") || value.contains("no-cache") {
-        return Some(Duration::ZERO);
-    }
-    value.split(',').find_map(|part| {
-        part.trim()
-            .strip_prefix("max-age=")
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Duration::from_secs)
-    })
 }
 
 /// Fetches registries from URLs (or files) and caches them: for the HTTP `max-age`
@@ -234,7 +244,11 @@ impl RegistryClient {
         if !response.status().is_success() {
             return Err(fetch_error(format!("HTTP {}", response.status())));
         }
-        let ttl = max_age(response.headers()).unwrap_or(self.ttl);
+        let cache_control = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok());
+        let ttl = crate::client::max_age(cache_control).unwrap_or(self.ttl);
         let text = response
             .bytes()
             .await

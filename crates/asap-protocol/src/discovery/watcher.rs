@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::registry::{LiteRegistry, RegistryClient, RegistryEntry};
+use crate::client::{ClientError, DiscoveryCache, fetch_health};
 use crate::model::HealthStatus;
 
 /// A change in an agent's liveness.
@@ -82,7 +83,7 @@ struct Shared {
     /// The runtime `start` ran on: the handle may be used from any thread.
     runtime: tokio::runtime::Handle,
     config: Watcher,
-    http: reqwest::Client,
+    probe: Probe,
     events: mpsc::Sender<LivenessEvent>,
     /// Base URL to its checking task and how many sources asked for it.
     checks: Mutex<HashMap<String, (JoinHandle<()>, usize)>>,
@@ -108,21 +109,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn normalize(base_url: &str) -> String {
     base_url.trim_end_matches('/').to_owned()
-}
-
-/// The base URL to watch for a registry entry: its `http` endpoint without `/asap`,
-/// else its manifest URL without the well-known path.
-fn registry_base_url(entry: &RegistryEntry) -> Option<String> {
-    let endpoint = |name: &str| entry.endpoints.get(name).and_then(|v| v.as_str());
-    let base = endpoint("http")
-        .map(|u| u.trim_end_matches('/').trim_end_matches("/asap").to_owned())
-        .or_else(|| {
-            endpoint("manifest").map(|u| {
-                u.trim_end_matches("/.well-known/asap/manifest.json")
-                    .to_owned()
-            })
-        });
-    base.map(|b| normalize(&b))
 }
 
 impl Watching {
@@ -169,7 +155,7 @@ impl Watching {
                         let now: HashSet<String> = registry
                             .agents
                             .iter()
-                            .filter_map(registry_base_url)
+                            .filter_map(RegistryEntry::base_url)
                             .collect();
                         shared.sync(&mut mine, now).await;
                     }
@@ -233,7 +219,7 @@ impl Shared {
         }
         let task = self.runtime.spawn(self.config.clone().watch(
             url.clone(),
-            self.http.clone(),
+            self.probe.clone(),
             self.events.clone(),
         ));
         checks.insert(url, (task, 1));
@@ -258,6 +244,7 @@ impl Shared {
         // Whatever the check was sending goes before the Unwatched event, never after.
         check.abort();
         let _ = check.await;
+        self.probe.manifests.invalidate(url);
         let unwatched = LivenessEvent::Unwatched {
             url: url.to_owned(),
         };
@@ -305,7 +292,7 @@ impl Watcher {
     /// URL), as read now; [`Watching::follow_registry`] follows its changes.
     pub fn registry(mut self, registry: &LiteRegistry) -> Self {
         self.agents
-            .extend(registry.agents.iter().filter_map(registry_base_url));
+            .extend(registry.agents.iter().filter_map(RegistryEntry::base_url));
         self
     }
 
@@ -370,7 +357,10 @@ impl Watcher {
                 agents: Vec::new(),
                 ..self
             },
-            http,
+            probe: Probe {
+                http,
+                manifests: Arc::default(),
+            },
             events: tx,
             checks: Mutex::new(HashMap::new()),
             followers: Mutex::new(Vec::new()),
@@ -381,17 +371,17 @@ impl Watcher {
         (rx, Watching(shared))
     }
 
-    async fn watch(self, url: String, http: reqwest::Client, events: mpsc::Sender<LivenessEvent>) {
+    async fn watch(self, url: String, probe: Probe, events: mpsc::Sender<LivenessEvent>) {
         let mut was_up: Option<bool> = None;
         let mut failures: u32 = 0;
         let mut known_interval: Option<Duration> = None;
         loop {
             // The manifest's ttl while it can be read; the last one known while it cannot.
-            known_interval = self.interval_of(&http, &url).await.or(known_interval);
+            known_interval = Self::interval_of(&probe, &url).await.or(known_interval);
             let interval = known_interval
                 .unwrap_or(self.default_interval)
                 .max(self.min_interval);
-            let outcome = health(&http, &url).await;
+            let outcome = health(&probe, &url).await;
             let event = match outcome {
                 Ok(health) => {
                     failures = 0;
@@ -431,35 +421,29 @@ impl Watcher {
         }
     }
 
-    /// The manifest's `ttl_seconds`, if the manifest can be read.
-    async fn interval_of(&self, http: &reqwest::Client, url: &str) -> Option<Duration> {
-        let ttl = async {
-            let response = http
-                .get(format!("{url}/.well-known/asap/manifest.json"))
-                .send()
-                .await
-                .ok()?;
-            let manifest: serde_json::Value = response.json().await.ok()?;
-            manifest.get("ttl_seconds")?.as_u64()
-        }
-        .await;
-        ttl.map(Duration::from_secs)
+    /// The manifest's `ttl_seconds`, if the manifest can be read (cached for its
+    /// `Cache-Control` and revalidated with its ETag, as the client does).
+    async fn interval_of(probe: &Probe, url: &str) -> Option<Duration> {
+        let manifest = probe.manifests.manifest(&probe.http, url).await.ok()?;
+        Some(Duration::from_secs(
+            u64::try_from(manifest.ttl_seconds).unwrap_or(0),
+        ))
     }
 }
 
-async fn health(http: &reqwest::Client, url: &str) -> Result<HealthStatus, String> {
-    let response = http
-        .get(format!("{url}/.well-known/asap/health"))
-        .send()
-        .await
-        .map_err(|e| format!("unreachable: {e}"))?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    let health = <HealthStatus as crate::model::Model>::from_json(&body)
-        .map_err(|e| format!("HTTP {status}, not a health document: {e}"))?;
-    if status.is_success() && health.is_healthy() {
-        Ok(health)
-    } else {
-        Err(format!("HTTP {status}, status {:?}", health.status))
+/// What a check uses: a client without pooled connections, and the manifests read so far.
+#[derive(Debug, Clone)]
+struct Probe {
+    http: reqwest::Client,
+    manifests: Arc<DiscoveryCache>,
+}
+
+/// The agent's health, fetched now; healthy, or the reason it is not.
+async fn health(probe: &Probe, url: &str) -> Result<HealthStatus, String> {
+    match fetch_health(&probe.http, url).await {
+        Ok(health) if health.is_healthy() => Ok(health),
+        Ok(health) => Err(format!("status {:?}", health.status)),
+        Err(ClientError::Transport(e)) => Err(format!("unreachable: {e}")),
+        Err(e) => Err(e.to_string()),
     }
 }
