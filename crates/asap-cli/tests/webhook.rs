@@ -325,3 +325,85 @@ fn serve_sends_task_events_to_registered_callbacks() {
     assert_eq!(blocked.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&blocked.stderr).contains("link-local"));
 }
+
+/// `asap send URL --skill SKILL --input INPUT` against a conformance agent; the reply.
+fn skill(url: &str, skill: &str, input: &str) -> (Output, serde_json::Value) {
+    let out = asap(
+        &[
+            "send",
+            url,
+            "--skill",
+            skill,
+            "--input",
+            input,
+            "--attempts",
+            "1",
+        ],
+        None,
+    );
+    let reply = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (out, reply)
+}
+
+#[test]
+fn conformance_skills_answer_as_the_contract_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_agent, url) = support::asap_serve(&["--conformance"], dir.path());
+
+    let (failed, _) = skill(&url, "fail", "{}");
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("-32603"));
+
+    for version in 1..=2 {
+        let (_, reply) = skill(
+            &url,
+            "checkpoint",
+            r#"{"task_id": "t-cp", "data": {"k": 1}}"#,
+        );
+        assert_eq!(reply["payload"]["result"]["version"], version, "{reply}");
+    }
+
+    let hook = receiver(200, Duration::ZERO);
+    let target = format!("http://127.0.0.1:{}/hook", hook.port);
+    let (_, reply) = skill(
+        &url,
+        "webhook",
+        &format!(r#"{{"url": "{target}", "payload": {{"seq": 9}}}}"#),
+    );
+    assert_eq!(
+        reply["payload"]["result"],
+        serde_json::json!({"delivered": true, "status_code": 200, "attempts": 1}),
+        "{reply}"
+    );
+    assert_eq!(hook.got.lock().unwrap()[0].0, 9);
+
+    // `slow` ends as soon as task.cancel for its task arrives.
+    let started = Instant::now();
+    let slow = {
+        let url = url.clone();
+        std::thread::spawn(move || skill(&url, "slow", r#"{"task_id": "t-slow", "seconds": 20}"#))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let cancel = asap(
+        &[
+            "send",
+            &url,
+            "--payload-type",
+            "task.cancel",
+            "--payload",
+            r#"{"task_id": "t-slow"}"#,
+        ],
+        None,
+    );
+    assert!(
+        cancel.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cancel.stderr)
+    );
+    let (_, reply) = slow.join().unwrap();
+    assert_eq!(reply["payload"]["status"], "cancelled", "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cancelled early"
+    );
+}

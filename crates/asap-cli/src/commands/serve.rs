@@ -152,9 +152,7 @@ fn manifest(args: &ServeArgs, base_url: &str) -> anyhow::Result<Manifest> {
         format!("{base_url}/asap"),
     );
     if args.conformance {
-        for (id, description) in super::conformance::SKILLS {
-            m.capabilities.skills.push(Skill::new(*id, *description));
-        }
+        super::conformance::add_skills(&mut m);
     } else {
         m.capabilities
             .skills
@@ -194,11 +192,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.websocket.stale_after = config.websocket.ping_interval * 3;
     config.websocket.completion_acks = !args.ws_received_acks_only;
     if args.conformance {
-        // The harness's settings (its README, section 4); an explicit --rate-limit wins.
-        config.require_nonce = true;
-        config.websocket.completion_acks = false;
-        if args.rate_limit.is_none() {
-            config.rate_limits = RateLimitRule::parse_list("100000/second;1000000/minute")?;
+        // The harness's settings; an explicit --rate-limit wins.
+        let explicit = args
+            .rate_limit
+            .is_some()
+            .then(|| config.rate_limits.clone());
+        super::conformance::configure(&mut config);
+        if let Some(limits) = explicit {
+            config.rate_limits = limits;
         }
     }
 

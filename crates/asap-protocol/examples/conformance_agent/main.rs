@@ -12,8 +12,8 @@ mod skills;
 
 use std::sync::Arc;
 
-use asap_protocol::model::{Manifest, Skill};
-use asap_protocol::server::{RateLimitRule, Server, ServerConfig, shutdown_signal};
+use asap_protocol::model::Manifest;
+use asap_protocol::server::{Server, ServerConfig, shutdown_signal};
 use asap_protocol::store::SqliteStore;
 
 #[tokio::main]
@@ -27,18 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "The interop harness's test agent",
         format!("{base}/asap"),
     );
-    for (id, description) in skills::SKILLS {
-        manifest
-            .capabilities
-            .skills
-            .push(Skill::new(*id, *description));
-    }
-    let mut config = ServerConfig {
-        require_nonce: true,
-        rate_limits: RateLimitRule::parse_list("100000/second;1000000/minute")?,
-        ..ServerConfig::default()
-    };
-    config.websocket.completion_acks = false;
+    skills::add_skills(&mut manifest);
+    let mut config = ServerConfig::default();
+    skills::configure(&mut config);
     let store = SqliteStore::in_memory().await?;
     let server = Server::builder()
         .manifest(manifest)

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use asap_protocol::json::JsonObject;
 use asap_protocol::model::{
-    Envelope, StateSnapshot, Task, TaskCancel, TaskRequest, TaskResponse, TaskStatus, TaskUpdate,
-    Timestamp, UpdateType, generate_id,
+    Envelope, Manifest, Skill, StateSnapshot, Task, TaskCancel, TaskRequest, TaskResponse,
+    TaskStatus, TaskUpdate, Timestamp, UpdateType, generate_id,
 };
 use asap_protocol::server::{
-    EchoHandler, Handler, HandlerContext, HandlerError, HandlerRegistry, reply_with,
+    EchoHandler, Handler, HandlerContext, HandlerError, HandlerRegistry, RateLimitRule,
+    ServerConfig, reply_with,
 };
 use asap_protocol::webhook::{SystemResolver, UrlPolicy, Webhook, WebhookConfig, deliver_now};
 use async_trait::async_trait;
@@ -41,6 +42,27 @@ pub const SKILLS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The harness's rate limits (its README, section 4): high enough never to interfere.
+pub const RATE_LIMITS: &str = "100000/second;1000000/minute";
+
+/// Lists the conformance skills in `manifest`.
+pub fn add_skills(manifest: &mut Manifest) {
+    for (id, description) in SKILLS {
+        manifest
+            .capabilities
+            .skills
+            .push(Skill::new(*id, *description));
+    }
+}
+
+/// The harness's server settings: nonces required, `received` acks only, its rate
+/// limits.
+pub fn configure(config: &mut ServerConfig) {
+    config.require_nonce = true;
+    config.websocket.completion_acks = false;
+    config.rate_limits = RateLimitRule::parse_list(RATE_LIMITS).expect("RATE_LIMITS parses");
+}
+
 /// The secret the harness verifies webhook signatures with, unless told otherwise.
 pub const DEFAULT_WEBHOOK_SECRET: &str = "interop-webhook-secret";
 
@@ -51,13 +73,17 @@ pub fn registry(webhook_secret: String) -> HandlerRegistry {
         "task.request",
         Arc::new(Skills {
             webhook_secret: webhook_secret.into_bytes(),
+            webhook_policy: UrlPolicy::development(
+                UrlPolicy::parse_allow_list(["127.0.0.0/8", "::1/128"])
+                    .expect("the loopback ranges parse"),
+            ),
         }),
     );
     registry.register("task.cancel", Arc::new(Cancel));
     registry
 }
 
-fn input_str<'a>(input: &'a Value, key: &str) -> Result<&'a str, HandlerError> {
+fn input_str<'a>(input: &'a JsonObject, key: &str) -> Result<&'a str, HandlerError> {
     input
         .get(key)
         .and_then(Value::as_str)
@@ -74,6 +100,8 @@ fn object(value: Value) -> JsonObject {
 /// Every `task.request` skill of the contract.
 struct Skills {
     webhook_secret: Vec<u8>,
+    /// Conformance mode only: the harness's receiver is on loopback.
+    webhook_policy: UrlPolicy,
 }
 
 #[async_trait]
@@ -84,7 +112,7 @@ impl Handler for Skills {
         ctx: &HandlerContext,
     ) -> Result<Envelope, HandlerError> {
         let payload: TaskRequest = request.payload_as()?;
-        let input = Value::Object(payload.input.clone());
+        let input = &payload.input;
         let (task_id, status, result) = match payload.skill_id.as_str() {
             "echo" => return EchoHandler.handle(request, ctx).await,
             "fail" => {
@@ -92,10 +120,10 @@ impl Handler for Skills {
                     "the 'fail' skill always fails".into(),
                 ));
             }
-            "slow" => slow(&input, &payload, ctx).await?,
-            "push" => push(&request, &input, ctx).await?,
-            "checkpoint" => checkpoint(&input, ctx).await?,
-            "webhook" => self.webhook(&input).await?,
+            "slow" => slow(input, &payload, ctx).await?,
+            "push" => push(&request, input, ctx).await?,
+            "checkpoint" => checkpoint(input, ctx).await?,
+            "webhook" => self.webhook(input).await?,
             other => {
                 return Err(HandlerError::Internal(format!("unknown skill '{other}'")));
             }
@@ -107,7 +135,7 @@ impl Handler for Skills {
 
 /// Runs for `input.seconds` unless `task.cancel` for `input.task_id` arrives first.
 async fn slow(
-    input: &Value,
+    input: &JsonObject,
     payload: &TaskRequest,
     ctx: &HandlerContext,
 ) -> Result<(String, TaskStatus, Value), HandlerError> {
@@ -137,7 +165,7 @@ async fn slow(
 /// Pushes `input.count` `task.update` envelopes, then answers.
 async fn push(
     request: &Envelope,
-    input: &Value,
+    input: &JsonObject,
     ctx: &HandlerContext,
 ) -> Result<(String, TaskStatus, Value), HandlerError> {
     let count = input
@@ -156,10 +184,7 @@ async fn push(
             )),
             input_request: None,
         };
-        let mut envelope = Envelope::new(ctx.manifest.id.clone(), request.sender.clone(), update);
-        envelope.correlation_id = Some(request.id.clone());
-        envelope.trace_id.clone_from(&request.trace_id);
-        ctx.push(&envelope)
+        ctx.push(&reply_with(request, ctx, update))
             .await
             .map_err(|e| HandlerError::Internal(e.to_string()))?;
     }
@@ -168,7 +193,7 @@ async fn push(
 
 /// Writes the next snapshot version of `input.task_id` with `input.data`.
 async fn checkpoint(
-    input: &Value,
+    input: &JsonObject,
     ctx: &HandlerContext,
 ) -> Result<(String, TaskStatus, Value), HandlerError> {
     let task_id = input_str(input, "task_id")?.to_owned();
@@ -196,14 +221,14 @@ async fn checkpoint(
 
 impl Skills {
     /// POSTs `input.payload` to `input.url`, signed, with retries when `input.retry`.
-    async fn webhook(&self, input: &Value) -> Result<(String, TaskStatus, Value), HandlerError> {
+    async fn webhook(
+        &self,
+        input: &JsonObject,
+    ) -> Result<(String, TaskStatus, Value), HandlerError> {
         let url = input_str(input, "url")?.to_owned();
         let retry = input.get("retry").and_then(Value::as_bool).unwrap_or(false);
         let config = WebhookConfig {
-            // Conformance mode only: the harness's receiver is on loopback.
-            policy: UrlPolicy::development(
-                UrlPolicy::parse_allow_list(["127.0.0.0/8", "::1/128"]).unwrap_or_default(),
-            ),
+            policy: self.webhook_policy.clone(),
             max_retries: if retry { 5 } else { 0 },
             ..WebhookConfig::default()
         };
