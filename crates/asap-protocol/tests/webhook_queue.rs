@@ -539,17 +539,20 @@ async fn task_status_changes_reach_registered_callbacks() {
             )
         })
         .collect();
-    for expected in [
+    // Exactly these, once each (delivered concurrently, so in any order).
+    let mut events = events;
+    events.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("task.completed", "completed"),
+        ("task.status_changed", "completed"),
         ("task.status_changed", "submitted"),
         ("task.status_changed", "working"),
-        ("task.status_changed", "completed"),
-        ("task.completed", "completed"),
-    ] {
-        assert!(
-            events.contains(&(expected.0.to_owned(), expected.1.to_owned())),
-            "{expected:?} missing from {events:?}"
-        );
-    }
+    ]
+    .iter()
+    .map(|(e, s)| ((*e).to_owned(), (*s).to_owned()))
+    .collect();
+    expected.sort();
+    assert_eq!(events, expected);
     assert!(hooks.unsubscribe(&subscription));
     assert!(!hooks.unsubscribe(&subscription));
 }
@@ -625,4 +628,53 @@ async fn deliver_now_reports_the_outcome_of_its_attempts() {
         blocked.to_string().contains("private (RFC 1918)"),
         "{blocked}"
     );
+}
+
+/// Counts lookups, resolving as [`Names`] does.
+struct Counting(Names, AtomicUsize);
+
+#[async_trait::async_trait]
+impl Resolver for Counting {
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.resolve(host).await
+    }
+}
+
+#[tokio::test]
+async fn task_events_are_queued_without_a_lookup_in_the_request_path() {
+    use asap_protocol::model::{Task, TaskStatus};
+    use asap_protocol::server::TaskEvents;
+    use asap_protocol::webhook::TaskWebhooks;
+
+    let store = SqliteStore::in_memory().await.unwrap();
+    let resolver = Arc::new(Counting(
+        Names {
+            rebind_calls: AtomicUsize::new(0),
+        },
+        AtomicUsize::new(0),
+    ));
+    // Not running: nothing is delivered, so every lookup below is the caller's.
+    let queue = WebhookQueue::with_resolver(&store, config(), resolver.clone());
+    let hooks = TaskWebhooks::new(queue.clone());
+    hooks
+        .subscribe("http://receiver.test/tasks", "s")
+        .await
+        .unwrap();
+    assert_eq!(
+        resolver.1.load(Ordering::SeqCst),
+        1,
+        "checked when subscribed"
+    );
+    let mut task = Task::new("t-1", "c-1");
+    task.transition(TaskStatus::Working).unwrap();
+    hooks.task_changed(&task).await;
+    task.transition(TaskStatus::Completed).unwrap();
+    hooks.task_changed(&task).await;
+    assert_eq!(
+        queue.pending().await.unwrap(),
+        3,
+        "working, completed, task.completed"
+    );
+    assert_eq!(resolver.1.load(Ordering::SeqCst), 1, "no lookup per event");
 }

@@ -119,7 +119,7 @@ impl TaskEvents for TaskWebhooks {
                     secret: Some(subscription.secret.clone()),
                     headers: vec![("X-ASAP-Event".into(), event.into())],
                 };
-                if let Err(error) = self.queue.enqueue(webhook).await {
+                if let Err(error) = self.queue.enqueue_checked(webhook).await {
                     tracing::warn!(%error, url = %subscription.url, event, "task webhook not queued");
                 }
             }

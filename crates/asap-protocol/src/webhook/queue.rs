@@ -217,6 +217,13 @@ impl WebhookQueue {
             self.shared.resolver.as_ref(),
         )
         .await?;
+        self.enqueue_checked(webhook).await
+    }
+
+    /// [`enqueue`](Self::enqueue) for a URL checked already (a subscription's, checked
+    /// when it was made): no DNS lookup in the caller's path. Every attempt checks the
+    /// addresses it connects to all the same.
+    pub(crate) async fn enqueue_checked(&self, webhook: Webhook) -> Result<String, WebhookError> {
         let Prepared {
             id, body, headers, ..
         } = Prepared::new(webhook.payload, webhook.secret.as_deref(), webhook.headers);
