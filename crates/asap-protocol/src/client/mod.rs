@@ -33,6 +33,7 @@ use serde_json::Value;
 pub use breaker::{BreakerConfig, CircuitBreakers};
 pub use discovery::DiscoveryCache;
 pub(crate) use discovery::{fetch_health, max_age};
+pub(crate) use retry::exponential_backoff;
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use websocket::{TransportMode, WebSocketOptions, http_base_url, websocket_url};
 

@@ -40,18 +40,31 @@ impl RetryPolicy {
     /// The delay before attempt `attempt + 1` (attempt 1 is the first try):
     /// `min(base × 2^(attempt-1), max) + uniform(0, jitter)`.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(30);
-        let raw = self
-            .base_delay
-            .saturating_mul(1u32 << exponent)
-            .min(self.max_delay);
-        let extra = if self.jitter > 0.0 {
-            rand::rng().random_range(0.0..=self.jitter)
-        } else {
-            0.0
-        };
-        raw.mul_f64(1.0 + extra)
+        exponential_backoff(
+            self.base_delay,
+            self.max_delay,
+            attempt,
+            1.0..=1.0 + self.jitter.max(0.0),
+        )
     }
+}
+
+/// The backoff every retry loop of the crate uses (requests, WebSocket reconnections,
+/// webhook deliveries): `min(base × 2^(attempt-1), cap)`, times a factor drawn
+/// uniformly from `factor` (an empty-width range such as `1.0..=1.0` for none).
+pub(crate) fn exponential_backoff(
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+    factor: std::ops::RangeInclusive<f64>,
+) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(30);
+    let raw = base.saturating_mul(1u32 << exponent).min(cap);
+    let (low, high) = factor.into_inner();
+    if high <= low {
+        return raw.mul_f64(low.max(0.0));
+    }
+    raw.mul_f64(rand::rng().random_range(low.max(0.0)..=high))
 }
 
 /// `Retry-After`: delta-seconds (fractions allowed, as the reference reads it) or an HTTP-date.
@@ -71,6 +84,26 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_backoff_doubles_caps_and_draws_its_factor_from_the_range() {
+        let ms = Duration::from_millis;
+        let fixed = |attempt| exponential_backoff(ms(100), ms(1600), attempt, 1.0..=1.0);
+        let doubling: Vec<Duration> = (1..=6).map(fixed).collect();
+        assert_eq!(
+            doubling,
+            [ms(100), ms(200), ms(400), ms(800), ms(1600), ms(1600)]
+        );
+        assert_eq!(fixed(u32::MAX), ms(1600), "no overflow for huge attempts");
+        for _ in 0..200 {
+            let d = exponential_backoff(ms(1000), ms(60_000), 2, 0.8..=1.2);
+            assert!((ms(1600)..=ms(2400)).contains(&d), "{d:?}");
+        }
+        let spread: std::collections::HashSet<Duration> = (0..50)
+            .map(|_| exponential_backoff(ms(1000), ms(60_000), 1, 0.8..=1.2))
+            .collect();
+        assert!(spread.len() > 1, "the factor is random within the range");
+    }
 
     #[test]
     fn exponential_with_bounded_jitter() {

@@ -520,16 +520,13 @@ struct Leased {
 
 /// The wait after `failures` failed attempts: `min(base × 2^(failures−1), cap)`, jittered.
 pub(crate) fn backoff(config: &WebhookConfig, failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(20);
-    let wait = config
-        .backoff_base
-        .saturating_mul(1 << exponent)
-        .min(config.backoff_cap);
     let jitter = config.jitter.clamp(0.0, 1.0);
-    if jitter == 0.0 {
-        return wait;
-    }
-    wait.mul_f64(rand::random_range(1.0 - jitter..=1.0 + jitter))
+    crate::client::exponential_backoff(
+        config.backoff_base,
+        config.backoff_cap,
+        failures,
+        1.0 - jitter..=1.0 + jitter,
+    )
 }
 
 async fn deliver(shared: &Shared, leased: Leased) -> Result<(), WebhookError> {

@@ -317,12 +317,12 @@ fn fail_waiting(shared: &Shared, why: &str) {
 
 /// `min(base × 2^(attempt−1), cap)` with ±20 % jitter.
 pub(crate) fn backoff(options: &WebSocketOptions, attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(16);
-    let delay = options
-        .reconnect_base
-        .saturating_mul(1 << exponent)
-        .min(options.reconnect_cap);
-    delay.mul_f64(rand::random_range(0.8..=1.2))
+    crate::client::exponential_backoff(
+        options.reconnect_base,
+        options.reconnect_cap,
+        attempt,
+        0.8..=1.2,
+    )
 }
 
 enum Ended {
