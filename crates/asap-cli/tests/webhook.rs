@@ -407,3 +407,33 @@ fn conformance_skills_answer_as_the_contract_says() {
         "cancelled early"
     );
 }
+
+#[test]
+fn the_queue_commands_use_the_state_file_asap_serve_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("elsewhere.db");
+    let mut args = vec![
+        "webhook",
+        "enqueue",
+        "http://127.0.0.1:9/hook",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend(LOOPBACK);
+    let queued = Command::new(env!("CARGO_BIN_EXE_asap"))
+        .args(&args)
+        .env("ASAP_STORAGE_PATH", &file)
+        .output()
+        .unwrap();
+    assert!(
+        queued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&queued.stderr)
+    );
+    assert!(
+        file.exists(),
+        "ASAP_STORAGE_PATH names the file, as for serve"
+    );
+    assert!(!data.join("asap_state.db").exists());
+}

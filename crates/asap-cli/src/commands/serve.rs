@@ -12,7 +12,7 @@ use asap_protocol::server::{
     default_skills, shutdown_signal,
 };
 use asap_protocol::store::{SqliteStore, StorageConfig};
-use asap_protocol::webhook::{TaskWebhooks, UrlPolicy, WebhookConfig, WebhookQueue};
+use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
 use clap::Args;
 
 /// Arguments of `asap serve`.
@@ -211,12 +211,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut manifest = manifest(&args, &base_url)?;
 
     let storage = if args.storage.trim().eq_ignore_ascii_case("sqlite") {
-        std::fs::create_dir_all(&args.data_dir)
-            .with_context(|| format!("creating {}", args.data_dir.display()))?;
-        let path = std::env::var("ASAP_STORAGE_PATH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| args.data_dir.join("asap_state.db"));
-        StorageConfig::Sqlite(path)
+        StorageConfig::Sqlite(super::state_db(&args.data_dir)?)
     } else {
         StorageConfig::parse(&args.storage, "")?
     };
@@ -328,13 +323,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The webhook delivery settings the flags ask for.
 fn webhook_config(args: &ServeArgs) -> anyhow::Result<WebhookConfig> {
-    let allow = UrlPolicy::parse_allow_list(&args.webhook_allow_private)
-        .map_err(|e| anyhow::anyhow!("--webhook-allow-private: {e}"))?;
     Ok(WebhookConfig {
-        policy: UrlPolicy {
-            allow_http: args.webhook_allow_http,
-            allow,
-        },
+        policy: super::webhook_policy(
+            args.webhook_allow_http,
+            &args.webhook_allow_private,
+            "--webhook-allow-private",
+        )?,
         ..WebhookConfig::default()
     })
 }

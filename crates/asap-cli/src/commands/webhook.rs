@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use asap_protocol::store::SqliteStore;
-use asap_protocol::webhook::{UrlPolicy, Webhook, WebhookConfig, WebhookQueue, verify};
+use asap_protocol::webhook::{Webhook, WebhookConfig, WebhookQueue, verify};
 use clap::{Args, Subcommand};
 
 /// `asap webhook ...`.
@@ -69,7 +69,8 @@ pub enum WebhookAction {
 /// Where the queue is and what it may send to.
 #[derive(Debug, Args)]
 pub struct QueueArgs {
-    /// The agent's data folder (its `asap_state.db` holds the queue).
+    /// The agent's data folder (its `asap_state.db` holds the queue; `ASAP_STORAGE_PATH`
+    /// names the file instead, as for `asap serve`).
     #[arg(long, env = "ASAP_DATA_DIR", default_value = "asap-data")]
     data_dir: PathBuf,
     /// Allow `http://` callbacks (development only).
@@ -88,18 +89,11 @@ pub struct QueueArgs {
 
 impl QueueArgs {
     async fn open(&self) -> anyhow::Result<WebhookQueue> {
-        std::fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("creating {}", self.data_dir.display()))?;
-        let store = SqliteStore::open(self.data_dir.join("asap_state.db"))
+        let store = SqliteStore::open(super::state_db(&self.data_dir)?)
             .await
             .context("opening the state store")?;
-        let allow = UrlPolicy::parse_allow_list(&self.allow_private)
-            .map_err(|e| anyhow::anyhow!("--allow-private: {e}"))?;
         let config = WebhookConfig {
-            policy: UrlPolicy {
-                allow_http: self.allow_http,
-                allow,
-            },
+            policy: super::webhook_policy(self.allow_http, &self.allow_private, "--allow-private")?,
             max_in_flight: self.max_in_flight,
             per_url_rate: self.per_url_rate,
             ..WebhookConfig::default()
