@@ -628,6 +628,44 @@ async fn deliver_now_reports_the_outcome_of_its_attempts() {
         blocked.to_string().contains("private (RFC 1918)"),
         "{blocked}"
     );
+
+    // A redirect is an answer, never followed, and retried like any non-2xx non-4xx.
+    receiver.script(&[(302, None)]);
+    let before = receiver.seen().len();
+    let redirected = deliver_now(
+        Webhook::signed(receiver.url("moved"), json!({}), "s"),
+        &WebhookConfig {
+            max_retries: 0,
+            ..config()
+        },
+        names(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((redirected.delivered, redirected.status_code), (false, 302));
+    assert_eq!(receiver.seen().len(), before + 1);
+
+    // No answer at all (nothing listens): retried, then given up with status 0.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = deliver_now(
+        Webhook::signed(format!("http://receiver.test:{closed}/"), json!({}), "s"),
+        &WebhookConfig {
+            max_retries: 1,
+            ..config()
+        },
+        names(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (refused.delivered, refused.status_code, refused.attempts),
+        (false, 0, 2)
+    );
+    assert!(refused.error.is_some());
 }
 
 /// Counts lookups, resolving as [`Names`] does.

@@ -472,41 +472,58 @@ pub async fn deliver_now(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let (status_code, error, retry_after) =
-            match attempt(&http, &config.policy, &webhook.url, body.clone(), &headers).await {
-                Outcome::Delivered(status) => {
-                    return Ok(DeliveryReport {
-                        delivered: true,
-                        status_code: status,
-                        attempts,
-                        error: None,
-                    });
-                }
-                Outcome::Refused(status) => {
-                    return Ok(DeliveryReport {
-                        delivered: false,
-                        status_code: status,
-                        attempts,
-                        error: Some(format!("HTTP {status} (a 4xx is not retried)")),
-                    });
-                }
-                Outcome::Blocked(reason) => return Err(WebhookError::Blocked(reason)),
-                Outcome::Retry {
-                    status,
-                    error,
-                    retry_after,
-                } => (status.unwrap_or(0), error, retry_after),
-            };
-        if attempts > config.max_retries {
-            return Ok(DeliveryReport {
-                delivered: false,
-                status_code,
-                attempts,
-                error: Some(error),
-            });
+        let outcome = attempt(&http, &config.policy, &webhook.url, body.clone(), &headers).await;
+        let (delivered, status_code, error) = match Step::after(outcome, attempts, config) {
+            Step::Delivered(status) => (true, status, None),
+            Step::Again { wait, .. } => {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            Step::Blocked(reason) => return Err(WebhookError::Blocked(reason)),
+            Step::GiveUp { status, error } => (false, status, Some(error)),
+        };
+        return Ok(DeliveryReport {
+            delivered,
+            status_code,
+            attempts,
+            error,
+        });
+    }
+}
+
+/// What follows an attempt, for the queue and [`deliver_now`] alike.
+enum Step {
+    /// A 2xx.
+    Delivered(u16),
+    /// Worth another attempt after `wait` (the backoff, or `Retry-After` if longer).
+    Again { wait: Duration, error: String },
+    /// The target is not allowed.
+    Blocked(BlockReason),
+    /// Not retried (a 4xx) or out of retries: the last status (0 for none) and why.
+    GiveUp { status: u16, error: String },
+}
+
+impl Step {
+    /// The step after attempt number `attempts` ended with `outcome`.
+    fn after(outcome: Outcome, attempts: u32, config: &WebhookConfig) -> Self {
+        match outcome {
+            Outcome::Delivered(status) => Self::Delivered(status),
+            Outcome::Refused(status) => Self::GiveUp {
+                status,
+                error: format!("HTTP {status} (a 4xx is not retried)"),
+            },
+            Outcome::Blocked(reason) => Self::Blocked(reason),
+            Outcome::Retry {
+                error, retry_after, ..
+            } if attempts <= config.max_retries => Self::Again {
+                wait: backoff(config, attempts).max(retry_after.unwrap_or_default()),
+                error,
+            },
+            Outcome::Retry { status, error, .. } => Self::GiveUp {
+                status: status.unwrap_or(0),
+                error,
+            },
         }
-        let wait = backoff(config, attempts).max(retry_after.unwrap_or_default());
-        tokio::time::sleep(wait).await;
     }
 }
 
@@ -554,8 +571,8 @@ async fn deliver(shared: &Shared, leased: Leased) -> Result<(), WebhookError> {
     )
     .await;
     let attempts = leased.attempts + 1;
-    let failure = match outcome {
-        Outcome::Delivered(status) => {
+    let failure = match Step::after(outcome, attempts, &shared.config) {
+        Step::Delivered(status) => {
             tracing::debug!(id = %leased.id, status, attempts, "webhook delivered");
             sqlx::query("DELETE FROM asap_webhook_deliveries WHERE id = ?")
                 .bind(&leased.id)
@@ -564,12 +581,9 @@ async fn deliver(shared: &Shared, leased: Leased) -> Result<(), WebhookError> {
                 .map_err(storage)?;
             return Ok(());
         }
-        Outcome::Refused(status) => format!("HTTP {status} (a 4xx is not retried)"),
-        Outcome::Blocked(reason) => format!("blocked: {reason}"),
-        Outcome::Retry {
-            error, retry_after, ..
-        } if attempts <= shared.config.max_retries => {
-            let wait = backoff(&shared.config, attempts).max(retry_after.unwrap_or_default());
+        Step::Blocked(reason) => format!("blocked: {reason}"),
+        Step::GiveUp { error, .. } => error,
+        Step::Again { wait, error } => {
             tracing::debug!(id = %leased.id, %error, attempts, wait_ms = wait.as_millis() as u64, "webhook attempt failed; will retry");
             sqlx::query("UPDATE asap_webhook_deliveries SET leased = 0, attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?")
                 .bind(i64::from(attempts))
@@ -581,7 +595,6 @@ async fn deliver(shared: &Shared, leased: Leased) -> Result<(), WebhookError> {
                 .map_err(storage)?;
             return Ok(());
         }
-        Outcome::Retry { error, .. } => error,
     };
     tracing::warn!(id = %leased.id, url = %leased.url, attempts, error = %failure, "webhook moved to the dead letters");
     let mut tx = shared.pool.begin().await.map_err(storage)?;
