@@ -93,6 +93,11 @@ async fn fetch_search_and_cache() {
     tokio::time::sleep(Duration::from_millis(80)).await;
     short.fetch(&url).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 3);
+    // Concurrent first fetches of one source share one request.
+    let fresh = RegistryClient::new();
+    let (a, b, c) = tokio::join!(fresh.fetch(&url), fresh.fetch(&url), fresh.fetch(&url));
+    assert!(a.is_ok() && b.is_ok() && c.is_ok());
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]

@@ -188,8 +188,13 @@ impl LiteRegistry {
 pub struct RegistryClient {
     http: reqwest::Client,
     ttl: Duration,
-    cache: tokio::sync::Mutex<HashMap<String, (Arc<LiteRegistry>, Instant)>>,
+    /// One slot per source: fetches of one source wait for each other (and share the
+    /// answer), fetches of different sources do not.
+    cache: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
 }
+
+/// A registry and until when it is fresh.
+type Cached = (Arc<LiteRegistry>, Instant);
 
 impl Default for RegistryClient {
     fn default() -> Self {
@@ -206,7 +211,7 @@ impl RegistryClient {
                 .build()
                 .unwrap_or_default(),
             ttl: Duration::from_secs(900),
-            cache: tokio::sync::Mutex::new(HashMap::new()),
+            cache: std::sync::Mutex::default(),
         }
     }
 
@@ -228,8 +233,15 @@ impl RegistryClient {
                 .map_err(|e| fetch_error(e.to_string()))?;
             return LiteRegistry::parse(&text, source).map(Arc::new);
         }
-        let mut cache = self.cache.lock().await;
-        if let Some((registry, until)) = cache.get(source)
+        let slot = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(source.to_owned())
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        if let Some((registry, until)) = cached.as_ref()
             && Instant::now() < *until
         {
             return Ok(registry.clone());
@@ -254,11 +266,7 @@ impl RegistryClient {
             .await
             .map_err(|e| fetch_error(e.to_string()))?;
         let registry = Arc::new(LiteRegistry::parse(&text, source)?);
-        if ttl.is_zero() {
-            cache.remove(source);
-        } else {
-            cache.insert(source.to_owned(), (registry.clone(), Instant::now() + ttl));
-        }
+        *cached = (!ttl.is_zero()).then(|| (registry.clone(), Instant::now() + ttl));
         Ok(registry)
     }
 }
