@@ -74,7 +74,7 @@ fn two_agents_advertise_and_one_withdraws() {
         let b = &seen["Beta-Agent-v2.1"];
         assert_eq!((b.version.as_str(), b.port), ("2.1.0", 8102));
         assert_eq!(b.capabilities, ["summarize"]);
-        assert!(b.addresses.contains(&ip));
+        assert!(b.addresses.contains(&std::net::IpAddr::V4(ip)));
 
         // A changed manifest is announced again.
         let alpha = alpha
@@ -143,7 +143,13 @@ fn a_watcher_follows_agents_on_the_local_network() {
         let (mut events, watching) = Watcher::new().start();
         watching.follow_local(Browser::start().unwrap());
         let manifest_url = format!("{base}/.well-known/asap/manifest.json");
-        let gamma = Advertiser::start(&m, &manifest_url, addr.ip(), addr.port()).unwrap();
+        let gamma = Advertiser::start(
+            &m,
+            &manifest_url,
+            std::net::Ipv4Addr::LOCALHOST,
+            addr.port(),
+        )
+        .unwrap();
         let next = async |events: &mut tokio::sync::mpsc::Receiver<LivenessEvent>| {
             tokio::time::timeout(Duration::from_secs(15), events.recv())
                 .await

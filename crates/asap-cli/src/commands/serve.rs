@@ -125,7 +125,7 @@ pub struct ServeArgs {
     /// The IPv4 address to advertise with --mdns (default: the address listened on; needed
     /// when listening on 0.0.0.0).
     #[arg(long, requires = "mdns")]
-    mdns_address: Option<std::net::IpAddr>,
+    mdns_address: Option<std::net::Ipv4Addr>,
     /// Send task events to this callback, signed with SECRET (`URL=SECRET`, repeatable);
     /// needs SQLite storage, which holds the delivery queue.
     #[arg(long = "webhook", value_name = "URL=SECRET")]
@@ -295,14 +295,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("asap: manifest at {base_url}/.well-known/asap/manifest.json; state: {storage:?}");
     tracing::info!(%address, agent = %manifest.id, "serving");
     let advertiser = if args.mdns {
-        let ip = args.mdns_address.unwrap_or(address.ip());
-        anyhow::ensure!(
-            !ip.is_unspecified(),
-            "--mdns: listening on {ip}; say which address to advertise with --mdns-address"
-        );
+        let ip = match (args.mdns_address, address.ip()) {
+            (Some(ip), _) => ip,
+            (None, std::net::IpAddr::V4(ip)) if !ip.is_unspecified() => ip,
+            (None, listening) => anyhow::bail!(
+                "--mdns: listening on {listening}; say which IPv4 address to advertise with --mdns-address"
+            ),
+        };
         let manifest_url = format!(
-            "http://{}/.well-known/asap/manifest.json",
-            std::net::SocketAddr::new(ip, address.port())
+            "http://{ip}:{}/.well-known/asap/manifest.json",
+            address.port()
         );
         let advertiser = Advertiser::start(&manifest, &manifest_url, ip, address.port())?;
         println!(

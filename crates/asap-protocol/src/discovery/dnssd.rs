@@ -3,7 +3,7 @@
 //! and browsers list them as they appear and disappear. IPv4 only, as the reference.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
@@ -109,7 +109,7 @@ pub struct Advertiser {
     /// The name as registered (escaped), for unregistering.
     registered_name: String,
     host: String,
-    ip: IpAddr,
+    ip: Ipv4Addr,
     port: u16,
     instance: String,
 }
@@ -125,11 +125,12 @@ impl std::fmt::Debug for Advertiser {
 }
 
 impl Advertiser {
-    /// Advertises `manifest`'s agent on `ip`:`port`, its manifest at `manifest_url`.
+    /// Advertises `manifest`'s agent on `ip`:`port`, its manifest at `manifest_url`
+    /// (IPv4 only, as the reference advertises).
     pub fn start(
         manifest: &Manifest,
         manifest_url: &str,
-        ip: IpAddr,
+        ip: Ipv4Addr,
         port: u16,
     ) -> Result<Self, DnsSdError> {
         let instance = instance_name(&manifest.name);
@@ -150,7 +151,7 @@ impl Advertiser {
             SERVICE_TYPE,
             &self.instance,
             &self.host,
-            self.ip,
+            IpAddr::V4(self.ip),
             self.port,
             txt(manifest, manifest_url),
         )
@@ -304,7 +305,7 @@ impl Browser {
                 }
             }
         }
-        self.stop();
+        drop(self); // stops browsing
         let mut agents: Vec<AgentInfo> = present.into_values().collect();
         agents.sort_by(|a, b| a.name.cmp(&b.name));
         agents

@@ -204,7 +204,6 @@ impl Watching {
                     }
                 }
             }
-            browser.stop();
         });
         lock(&self.0.followers).push(task);
     }
@@ -294,13 +293,6 @@ impl Watcher {
         self.agents
             .extend(registry.agents.iter().filter_map(RegistryEntry::base_url));
         self
-    }
-
-    /// Watches an agent found on the local network; [`Watching::follow_local`] follows
-    /// them as they come and go.
-    #[cfg(feature = "mdns")]
-    pub fn discovered(self, agent: &super::AgentInfo) -> Self {
-        self.agent(agent.base_url())
     }
 
     /// The interval when the manifest says nothing (300 s).
