@@ -27,6 +27,8 @@
 pub mod auth;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 #[cfg(feature = "client")]
 pub mod discovery;
 pub mod json;
@@ -46,5 +48,5 @@ pub mod webhook;
     feature = "oauth2",
     feature = "mdns"
 ))]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeExamples;

@@ -15,6 +15,11 @@ pub fn run(seconds: f64, json_lines: bool, client: Client) -> anyhow::Result<Exi
         let agents = Browser::start()?
             .collect(Duration::from_secs_f64(seconds.max(0.1)))
             .await;
+        if agents.is_empty() {
+            eprintln!(
+                "asap: no agents found on the local network (listened {seconds} s for _asap._tcp.local.)"
+            );
+        }
         for agent in agents {
             // Resolve to the manifest: its id, and proof the advertisement is real.
             let manifest = client.discover(&agent.base_url()).await;
@@ -28,9 +33,9 @@ pub fn run(seconds: f64, json_lines: bool, client: Client) -> anyhow::Result<Exi
                 if let Some(error) = error {
                     line["error"] = json!(error);
                 }
-                println!("{line}");
+                crate::out!("{line}");
             } else {
-                println!(
+                crate::out!(
                     "{}\t{}\t{}\t{}\t{}",
                     agent.name,
                     id.as_deref().unwrap_or("(manifest unavailable)"),

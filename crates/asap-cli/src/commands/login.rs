@@ -76,10 +76,10 @@ async fn endpoints(args: &LoginArgs) -> anyhow::Result<(String, String)> {
     ))
 }
 
-fn print(token: &AccessToken, json: bool) {
+fn print(token: &AccessToken, json: bool) -> std::io::Result<()> {
     if !json {
-        println!("{}", token.secret);
-        return;
+        crate::out!("{}", token.secret);
+        return Ok(());
     }
     let expires_in = token
         .expires_at
@@ -91,7 +91,8 @@ fn print(token: &AccessToken, json: bool) {
         "expires_in": expires_in,
         "refresh_token": token.refresh_token,
     });
-    println!("{set}");
+    crate::out!("{set}");
+    Ok(())
 }
 
 /// Runs `asap login`.
@@ -126,7 +127,7 @@ pub fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let token = tokens.token().await?;
-        print(&token, args.json);
+        print(&token, args.json)?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,7 +1,5 @@
 //! One module per subcommand; each parses nothing itself and calls the library.
 
-#[path = "../../../asap-protocol/examples/conformance_agent/skills.rs"]
-pub mod conformance;
 pub mod local;
 pub mod login;
 pub mod registry;
@@ -14,6 +12,7 @@ pub mod webhook;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+pub use asap_protocol::conformance;
 
 /// The agent's SQLite file: `ASAP_STORAGE_PATH`, else `asap_state.db` in `data_dir`
 /// (created). `asap serve` and `asap webhook` must agree on it: the file holds the
@@ -37,4 +36,47 @@ pub fn webhook_policy(
     let allow = asap_protocol::webhook::UrlPolicy::parse_allow_list(allow_private)
         .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
     Ok(asap_protocol::webhook::UrlPolicy { allow_http, allow })
+}
+
+/// The parser of boolean options that also come from a variable: `1/0`, `true/false`,
+/// `yes/no`, `on/off` (any case); anything else is a usage error.
+pub fn boolish() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
+}
+
+/// Input the user gave that cannot be used: exits with [`crate::exit::Exit::InvalidInput`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+/// An [`InvalidInput`] error saying `message`.
+pub fn invalid_input(message: impl Into<String>) -> anyhow::Error {
+    InvalidInput(message.into()).into()
+}
+
+/// A secret given as a value (flag or variable) or in a file, for secrets that must
+/// not appear in `ps` or the environment; one trailing newline of the file is dropped.
+/// The file wins when both are given.
+pub fn secret(value: Option<String>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the secret in {}", path.display()))?;
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            Ok(Some(text.strip_suffix('\r').unwrap_or(text).to_owned()))
+        }
+        None => Ok(value),
+    }
+}
+
+/// The lines of a file of values (one per line; blank lines and `#` comments skipped).
+pub fn lines_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
 }

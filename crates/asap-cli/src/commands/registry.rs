@@ -52,7 +52,7 @@ pub fn run(action: RegistryAction) -> anyhow::Result<ExitCode> {
                 (None, None) => unreachable!("clap requires one"),
             };
             for entry in &found {
-                println!("{}", serde_json::to_string(entry)?);
+                crate::out!("{}", serde_json::to_string(entry)?);
             }
             Ok(if found.is_empty() {
                 ExitCode::from(1)
@@ -73,7 +73,7 @@ pub fn run(action: RegistryAction) -> anyhow::Result<ExitCode> {
             let base = base_url.unwrap_or_else(|| agent_base_url(&manifest.endpoints.asap));
             let entry =
                 RegistryEntry::from_manifest(&manifest, RegistryEntry::endpoints_for(&base));
-            println!("{}", serde_json::to_string(&entry)?);
+            crate::out!("{}", serde_json::to_string(&entry)?);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -162,7 +162,9 @@ pub struct SendArgs {
 fn object(text: &str, what: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
     match json::parse(text.as_bytes()).with_context(|| format!("{what} is not JSON"))? {
         Value::Object(map) => Ok(map),
-        _ => anyhow::bail!("{what} must be a JSON object"),
+        _ => Err(super::invalid_input(format!(
+            "{what} must be a JSON object"
+        ))),
     }
 }
 
@@ -173,34 +175,34 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the runtime")
 }
 
-/// Prints a client error as JSON on stdout and picks the exit code: 1 for an answer
-/// that is an error, 2 for no usable answer.
-fn report(error: &ClientError) -> ExitCode {
-    let (code, data) = match error {
-        ClientError::Remote { code, data, .. } => {
-            (json!(code), data.clone().unwrap_or(Value::Null))
-        }
-        ClientError::Http { status, body } => {
-            (Value::Null, json!({"http_status": status, "body": body}))
-        }
-        _ => (Value::Null, Value::Null),
+/// Ends a command on a client error. An error the peer answered with (JSON-RPC or HTTP)
+/// is the command's output: printed once, as JSON on stdout, exit 5 (the harness reads
+/// `error.code` there). Any other failure is returned, and `main` prints it once on
+/// stderr with its exit code.
+fn report(error: ClientError) -> anyhow::Result<ExitCode> {
+    let (code, message, data) = match &error {
+        ClientError::Remote {
+            code,
+            message,
+            data,
+            ..
+        } => (
+            json!(code),
+            message.clone(),
+            data.clone().unwrap_or(Value::Null),
+        ),
+        ClientError::Http { status, body } => (
+            Value::Null,
+            error.to_string(),
+            json!({"http_status": status, "body": body}),
+        ),
+        _ => return Err(error.into()),
     };
-    let message = match error {
-        ClientError::Remote { message, .. } => message.clone(),
-        other => other.to_string(),
-    };
-    println!(
+    crate::out!(
         "{}",
         json::to_compact(&json!({"error": {"code": code, "message": message, "data": data}}))
     );
-    eprintln!("asap: {error}");
-    ExitCode::from(
-        if matches!(error, ClientError::Remote { .. } | ClientError::Http { .. }) {
-            1
-        } else {
-            2
-        },
-    )
+    Ok(crate::exit::of_client_error(&error).code())
 }
 
 /// Runs `asap send`.
@@ -221,7 +223,7 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
                 Some(r) => r.clone(),
                 None => match client.discover(&args.url).await {
                     Ok(m) => m.id,
-                    Err(e) => return Ok(report(&e)),
+                    Err(e) => return report(e),
                 },
             };
             let mut e = match (&args.payload_type, &args.skill) {
@@ -247,10 +249,10 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         };
         match client.send(&args.url, &envelope).await {
             Ok(reply) => {
-                println!("{}", reply.to_json());
+                crate::out!("{}", reply.to_json());
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) => Ok(report(&e)),
+            Err(e) => report(e),
         }
     })
 }
@@ -300,27 +302,27 @@ pub fn discover(args: DiscoverArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         match args.connection.client()?.discover(&args.url).await {
             Ok(m) => {
-                println!("{}", m.to_json());
+                crate::out!("{}", m.to_json());
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) => Ok(report(&e)),
+            Err(e) => report(e),
         }
     })
 }
 
-/// Runs `asap health`: prints the health document; exit 1 when unhealthy.
+/// Runs `asap health`: prints the health document; exit 5 when unhealthy.
 pub fn health(args: UrlArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         match args.connection.client()?.health_check(&args.url).await {
             Ok(h) => {
-                println!("{}", h.to_json());
+                crate::out!("{}", h.to_json());
                 Ok(if h.is_healthy() {
                     ExitCode::SUCCESS
                 } else {
-                    ExitCode::from(1)
+                    crate::exit::Exit::PeerError.code()
                 })
             }
-            Err(e) => Ok(report(&e)),
+            Err(e) => report(e),
         }
     })
 }
@@ -344,7 +346,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
         .context("--token-url, --client-id and --client-secret are required")?;
     let token = runtime()?.block_on(source.token())?;
     if !args.claims {
-        println!("{}", token.secret);
+        crate::out!("{}", token.secret);
         return Ok(ExitCode::SUCCESS);
     }
     let payload = token
@@ -356,7 +358,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
         .decode(payload.trim_end_matches('='))
         .context("the token's payload is not base64url")?;
     let claims = json::parse(&bytes).context("the token's payload is not JSON")?;
-    println!("{}", json::to_compact(&claims));
+    crate::out!("{}", json::to_compact(&claims));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -386,20 +388,19 @@ pub struct ListenArgs {
 
 /// Runs `asap listen`: prints each envelope the agent pushes, one JSON line each.
 pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
-    use std::io::Write as _;
     runtime()?.block_on(async move {
         let client = args.connection.client()?;
         let url = asap_protocol::client::websocket_url(&args.url);
         let mut pushes = match client.subscribe(&url).await {
             Ok(p) => p,
-            Err(e) => return Ok(report(&e)),
+            Err(e) => return report(e),
         };
         let mut task = match &args.skill {
             None => None,
             Some(skill) => {
                 let recipient = match client.discover(&url).await {
                     Ok(m) => m.id,
-                    Err(e) => return Ok(report(&e)),
+                    Err(e) => return report(e),
                 };
                 let input = Value::Object(object(&args.input, "--input")?);
                 let envelope = Envelope::new(
@@ -428,8 +429,8 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 pushed = pushes.recv() => match pushed {
                     Ok(envelope) => {
-                        println!("{}", envelope.to_json());
-                        let _ = std::io::stdout().flush();
+                        crate::out!("{}", envelope.to_json());
+                        crate::output::flush()?;
                         seen += 1;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -442,12 +443,12 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
                         Ok(reply) => {
                             // Pushes sent before the reply are already queued: print them first.
                             while let Ok(envelope) = pushes.try_recv() {
-                                println!("{}", envelope.to_json());
+                                crate::out!("{}", envelope.to_json());
                             }
-                            println!("{}", reply.to_json());
+                            crate::out!("{}", reply.to_json());
                             Ok(ExitCode::SUCCESS)
                         }
-                        Err(e) => Ok(report(&e)),
+                        Err(e) => report(e),
                     };
                 }
                 () = until => return Ok(ExitCode::SUCCESS),

@@ -33,6 +33,6 @@ pub fn run(action: SchemasAction) -> anyhow::Result<ExitCode> {
         text.push('\n');
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    println!("wrote {} schemas to {}", schemas.len(), out.display());
+    crate::out!("wrote {} schemas to {}", schemas.len(), out.display());
     Ok(ExitCode::SUCCESS)
 }

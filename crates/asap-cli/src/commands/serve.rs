@@ -9,132 +9,195 @@ use asap_protocol::discovery::Advertiser;
 use asap_protocol::model::{AuthScheme, Manifest, Model, Skill};
 use asap_protocol::server::{
     HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule, Server, ServerConfig, StaticTokens,
-    default_skills, shutdown_signal,
+    TlsConfig, TrustedProxies, default_skills, shutdown_signal,
 };
 use asap_protocol::store::{SqliteStore, StorageConfig};
 use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
-use clap::Args;
+use clap::{ArgAction, Args};
 
-/// Arguments of `asap serve`.
+use super::{boolish, lines_file, secret};
+
+/// Arguments of `asap serve`. Every option can also come from the `ASAP_*` variable it
+/// names; boolean variables take `1/0`, `true/false`, `yes/no` or `on/off`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (loopback by default).
+    /// Address to listen on (loopback by default; `0.0.0.0` in a container).
     #[arg(long, env = "ASAP_HOST", default_value = "127.0.0.1")]
     host: String,
     /// Port to listen on; 0 picks a free one.
     #[arg(long, env = "ASAP_PORT", default_value_t = 8000)]
     port: u16,
+    /// The base URL clients reach this agent at, advertised in the manifest (default:
+    /// the address listened on). Set it behind a reverse proxy or when listening on
+    /// 0.0.0.0.
+    #[arg(long, env = "ASAP_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, env = "ASAP_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "ASAP_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Believe `Forwarded` / `X-Forwarded-For` from peers in this range (CIDR or
+    /// address; repeatable, or comma-separated in the variable) for the client address
+    /// used by rate limits and logs. Never from anyone else.
+    #[arg(
+        long = "trusted-proxy",
+        env = "ASAP_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
     /// Serve this manifest (JSON file) instead of generating one.
-    #[arg(long)]
+    #[arg(long, env = "ASAP_MANIFEST", value_name = "FILE")]
     manifest: Option<PathBuf>,
     /// The agent's URN in a generated manifest.
-    #[arg(long, default_value = "urn:asap:agent:asap-rs")]
+    #[arg(long, env = "ASAP_AGENT_ID", default_value = "urn:asap:agent:asap-rs")]
     id: String,
     /// The agent's name in a generated manifest.
-    #[arg(long, default_value = "ASAP Rust Agent")]
+    #[arg(long, env = "ASAP_AGENT_NAME", default_value = "ASAP Rust Agent")]
     name: String,
     /// Folder for the agent's state (SQLite); created if missing.
     #[arg(long, env = "ASAP_DATA_DIR", default_value = "asap-data")]
     data_dir: PathBuf,
-    /// `memory` or `sqlite` (default `sqlite`; `ASAP_STORAGE_PATH` overrides the file).
+    /// `memory` or `sqlite` (`ASAP_STORAGE_PATH` names the SQLite file instead of
+    /// `DATA_DIR/asap_state.db`).
     #[arg(long, env = "ASAP_STORAGE_BACKEND", default_value = "sqlite")]
     storage: String,
-    /// Rate limit of POST /asap per client IP (overrides `ASAP_RATE_LIMIT`), e.g. "100/second;1000/minute"; "off" disables it.
-    #[arg(long)]
+    /// Rate limit of POST /asap per client IP, e.g. "100/second;1000/minute"; "off"
+    /// turns it off [default: 10/second;100/minute; 100000/second with --conformance].
+    #[arg(long, env = "ASAP_RATE_LIMIT")]
     rate_limit: Option<String>,
-    /// Largest request body in bytes (overrides `ASAP_MAX_REQUEST_SIZE`).
-    #[arg(long)]
+    /// Largest request body in bytes, before and after decompression [default: 10485760].
+    #[arg(long, env = "ASAP_MAX_REQUEST_SIZE")]
     max_request_size: Option<usize>,
     /// Reject envelopes whose `extensions.nonce` was already seen.
-    #[arg(long)]
+    #[arg(long, env = "ASAP_REQUIRE_NONCE", value_parser = boolish(), action = ArgAction::SetTrue)]
     require_nonce: bool,
-    /// Require `Authorization: Bearer TOKEN` and bind it to an agent: `TOKEN=URN`, repeatable.
-    #[arg(long = "bearer-token", value_name = "TOKEN=URN")]
+    /// Require `Authorization: Bearer TOKEN` and bind it to an agent: `TOKEN=URN`
+    /// (repeatable, or comma-separated in the variable).
+    #[arg(
+        long = "bearer-token",
+        env = "ASAP_BEARER_TOKENS",
+        value_name = "TOKEN=URN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     bearer_tokens: Vec<String>,
+    /// Read `TOKEN=URN` pairs from this file, one per line (kept out of `ps`).
+    #[arg(long, env = "ASAP_BEARER_TOKENS_FILE", value_name = "FILE")]
+    bearer_tokens_file: Option<PathBuf>,
     /// Require OAuth2 bearer JWTs on every path under /asap; keys from this provider's
     /// OIDC discovery document (its issuer must match).
-    #[arg(long, env = "ASAP_AUTH_ISSUER")]
+    #[arg(long, env = "ASAP_AUTH_ISSUER", value_name = "URL")]
     oauth2_issuer: Option<String>,
     /// Require OAuth2 bearer JWTs, with keys from this JWKS URL (overrides discovery).
-    #[arg(long, env = "ASAP_AUTH_JWKS_URI")]
+    #[arg(long, env = "ASAP_AUTH_JWKS_URI", value_name = "URL")]
     oauth2_jwks_uri: Option<String>,
     /// The scope every OAuth2 token must carry ("" for none).
     #[arg(long, env = "ASAP_AUTH_SCOPE", default_value = "asap:execute")]
     oauth2_scope: String,
     /// Scopes per route instead of one for all: `asap:read` for reads such as
     /// /asap/metrics, `asap:execute` for POST /asap; `asap:admin` grants both.
-    #[arg(long, env = "ASAP_AUTH_PER_ROUTE_SCOPES")]
+    #[arg(long, env = "ASAP_AUTH_PER_ROUTE_SCOPES", value_parser = boolish(), action = ArgAction::SetTrue)]
     oauth2_per_route_scopes: bool,
     /// Require each envelope's `sender` to be the token's subject or an agent the
-    /// subject map gives that subject.
-    #[arg(long, env = "ASAP_AUTH_BIND_SENDER")]
+    /// subject map (`ASAP_AUTH_SUBJECT_MAP`) gives that subject.
+    #[arg(long, env = "ASAP_AUTH_BIND_SENDER", value_parser = boolish(), action = ArgAction::SetTrue)]
     oauth2_bind_sender: bool,
     /// Accept opaque tokens through this RFC 7662 introspection endpoint (with
     /// --oauth2-issuer, the discovered one is used when this is not given).
-    #[arg(long, env = "ASAP_AUTH_INTROSPECTION_URL")]
+    #[arg(long, env = "ASAP_AUTH_INTROSPECTION_URL", value_name = "URL")]
     oauth2_introspection_url: Option<String>,
     /// The client id this agent authenticates with at the introspection endpoint.
     #[arg(long, env = "ASAP_AUTH_CLIENT_ID")]
     oauth2_client_id: Option<String>,
     /// The client secret for the introspection endpoint.
-    #[arg(long, env = "ASAP_AUTH_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ASAP_AUTH_CLIENT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "oauth2_client_secret_file"
+    )]
     oauth2_client_secret: Option<String>,
+    /// Read the introspection client secret from this file (kept out of `ps`).
+    #[arg(long, env = "ASAP_AUTH_CLIENT_SECRET_FILE", value_name = "FILE")]
+    oauth2_client_secret_file: Option<PathBuf>,
     /// Require this `aud` in OAuth2 tokens.
     #[arg(long, env = "ASAP_AUTH_AUDIENCE")]
     oauth2_audience: Option<String>,
     /// Production checks the reference does not make: require `exp`, check `nbf`
     /// (30 s leeway), with --oauth2-issuer `iss`, and with `ASAP_AUTH_SUBJECT_MAP` reject
     /// subjects the map does not list for this agent.
-    #[arg(long, env = "ASAP_AUTH_STRICT")]
+    #[arg(long, env = "ASAP_AUTH_STRICT", value_parser = boolish(), action = ArgAction::SetTrue)]
     oauth2_strict: bool,
     /// Compress responses when the client accepts gzip or br (the reference never does).
-    #[arg(long)]
+    #[arg(long, env = "ASAP_COMPRESS_RESPONSES", value_parser = boolish(), action = ArgAction::SetTrue)]
     compress_responses: bool,
     /// Serve only the reference's echo handler for `task.request` (no task records or
     /// snapshots), as the reference echo agent does.
-    #[arg(long)]
+    #[arg(long, env = "ASAP_ECHO_ONLY", value_parser = boolish(), action = ArgAction::SetTrue)]
     echo_only: bool,
     /// Seconds to let requests in flight finish on shutdown.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "ASAP_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
     /// WebSocket messages per second per connection (the burst is as large); 0 turns the
     /// limit off.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "ASAP_WS_RATE_LIMIT", default_value_t = 10)]
     ws_rate_limit: u32,
     /// Most open WebSocket connections.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = "ASAP_WS_MAX_CONNECTIONS", default_value_t = 1024)]
     ws_max_connections: usize,
     /// Seconds between WebSocket heartbeat pings; connections silent for three
     /// intervals are closed.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "ASAP_WS_PING_INTERVAL", default_value_t = 30)]
     ws_ping_interval: u64,
     /// Acknowledge only `received`, as the reference (no `processed`/`rejected` acks).
-    #[arg(long)]
+    #[arg(long, env = "ASAP_WS_RECEIVED_ACKS_ONLY", value_parser = boolish(), action = ArgAction::SetTrue)]
     ws_received_acks_only: bool,
-    /// Run the shared interop harness's test agent: skills echo, slow, push, fail,
+    /// Run the interop harness's test agent: skills echo, slow, push, fail,
     /// checkpoint and webhook; nonce checking on, rate limit 100000/s, WebSocket acks
     /// `received` only (reference parity), loopback webhook targets allowed.
-    #[arg(long)]
+    #[arg(long, env = "ASAP_CONFORMANCE", value_parser = boolish(), action = ArgAction::SetTrue)]
     conformance: bool,
     /// The secret the conformance agent signs webhooks with.
-    #[arg(long, env = "ASAP_WEBHOOK_SECRET", default_value = super::conformance::DEFAULT_WEBHOOK_SECRET, hide_env_values = true)]
+    #[arg(long, env = "ASAP_WEBHOOK_SECRET", default_value = super::conformance::DEFAULT_WEBHOOK_SECRET, hide_env_values = true, hide_default_value = true)]
     webhook_secret: String,
+    /// Read the conformance agent's webhook secret from this file.
+    #[arg(long, env = "ASAP_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    webhook_secret_file: Option<PathBuf>,
     /// Advertise the agent on the local network (DNS-SD `_asap._tcp.local.`) while it runs.
-    #[arg(long)]
+    #[arg(long, env = "ASAP_MDNS", value_parser = boolish(), action = ArgAction::SetTrue)]
     mdns: bool,
     /// The IPv4 address to advertise with --mdns (default: the address listened on; needed
     /// when listening on 0.0.0.0).
-    #[arg(long, requires = "mdns")]
+    #[arg(long, env = "ASAP_MDNS_ADDRESS", requires = "mdns")]
     mdns_address: Option<std::net::Ipv4Addr>,
-    /// Send task events to this callback, signed with SECRET (`URL=SECRET`, repeatable);
-    /// needs SQLite storage, which holds the delivery queue.
-    #[arg(long = "webhook", value_name = "URL=SECRET")]
+    /// Send task events to this callback, signed with SECRET (`URL=SECRET`, repeatable,
+    /// or comma-separated in the variable); needs SQLite storage, which holds the
+    /// delivery queue.
+    #[arg(
+        long = "webhook",
+        env = "ASAP_WEBHOOKS",
+        value_name = "URL=SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     webhooks: Vec<String>,
+    /// Read `URL=SECRET` webhook subscriptions from this file, one per line.
+    #[arg(long, env = "ASAP_WEBHOOKS_FILE", value_name = "FILE")]
+    webhooks_file: Option<PathBuf>,
     /// Allow `http://` webhook callbacks (development only).
-    #[arg(long)]
+    #[arg(long, env = "ASAP_WEBHOOK_ALLOW_HTTP", value_parser = boolish(), action = ArgAction::SetTrue)]
     webhook_allow_http: bool,
-    /// Allow this non-public range for webhook callbacks (CIDR, repeatable).
-    #[arg(long = "webhook-allow-private", value_name = "CIDR")]
+    /// Allow this non-public range for webhook callbacks (CIDR, repeatable, or
+    /// comma-separated in the variable).
+    #[arg(
+        long = "webhook-allow-private",
+        env = "ASAP_WEBHOOK_ALLOW_PRIVATE",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
     webhook_allow_private: Vec<String>,
 }
 
@@ -172,14 +235,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut config = ServerConfig::from_env()?;
+    // The flags carry ASAP_RATE_LIMIT and ASAP_MAX_REQUEST_SIZE; the library reads
+    // ASAP_MAX_THREADS and ASAP_DEBUG.
+    let mut config = ServerConfig::from_lookup(|name| match name {
+        "ASAP_RATE_LIMIT" | "ASAP_MAX_REQUEST_SIZE" => None,
+        other => std::env::var(other).ok(),
+    })?;
     if let Some(limit) = &args.rate_limit {
-        config.rate_limits = if limit.eq_ignore_ascii_case("off") {
-            Vec::new()
-        } else {
-            RateLimitRule::parse_list(limit)?
-        };
+        config.rate_limits = RateLimitRule::parse_setting(limit)
+            .map_err(|e| super::invalid_input(format!("--rate-limit: {e}")))?;
     }
+    config.trusted_proxies = TrustedProxies::parse(&args.trusted_proxies)
+        .map_err(|e| super::invalid_input(format!("--trusted-proxy: {e}")))?;
     if let Some(max) = args.max_request_size {
         config.max_request_size = max;
     }
@@ -203,11 +270,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            TlsConfig::from_pem_files(cert, key)
+                .map_err(|e| super::invalid_input(e.to_string()))?,
+        ),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let address = listener.local_addr()?;
-    let base_url = format!("http://{address}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let listening_url = format!("{scheme}://{address}");
+    let base_url = match &args.public_url {
+        Some(url) => public_url(url)?,
+        None => {
+            if address.ip().is_unspecified() {
+                tracing::warn!(
+                    "listening on {address}: the manifest advertises {listening_url}, which \
+                     clients elsewhere cannot reach; set --public-url"
+                );
+            }
+            listening_url.clone()
+        }
+    };
     let mut manifest = manifest(&args, &base_url)?;
 
     let storage = if args.storage.trim().eq_ignore_ascii_case("sqlite") {
@@ -234,7 +321,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
 
     let registry = if args.conformance {
-        super::conformance::registry(args.webhook_secret.clone())
+        let webhook_secret = secret(
+            Some(args.webhook_secret.clone()),
+            args.webhook_secret_file.as_deref(),
+        )?
+        .unwrap_or_default();
+        super::conformance::registry(webhook_secret)
     } else if args.echo_only {
         HandlerRegistry::echo()
     } else {
@@ -244,13 +336,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .config(config)
         .store(store)
         .registry(registry);
-    if !args.bearer_tokens.is_empty() {
-        let pairs: Vec<(&str, &str)> = args
-            .bearer_tokens
+    let mut bearer_tokens = args.bearer_tokens.clone();
+    if let Some(file) = &args.bearer_tokens_file {
+        bearer_tokens.extend(lines_file(file)?);
+    }
+    if !bearer_tokens.is_empty() {
+        let pairs: Vec<(&str, &str)> = bearer_tokens
             .iter()
             .map(|pair| {
-                pair.split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--bearer-token takes TOKEN=URN, got {pair:?}"))
+                pair.split_once('=').ok_or_else(|| {
+                    super::invalid_input("--bearer-token takes TOKEN=URN, got a value without '='")
+                })
             })
             .collect::<anyhow::Result<_>>()?;
         builder = builder.token_validator(Arc::new(StaticTokens::new(pairs)));
@@ -264,13 +360,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(oauth) = oauth2(&args, &manifest.id).await? {
         builder = builder.oauth2(oauth);
     }
+    let mut webhooks = args.webhooks.clone();
+    if let Some(file) = &args.webhooks_file {
+        webhooks.extend(lines_file(file)?);
+    }
     if let Some(queue) = &webhook_queue {
-        if !args.webhooks.is_empty() {
+        if !webhooks.is_empty() {
             let hooks = Arc::new(TaskWebhooks::new(queue.clone()));
-            for spec in &args.webhooks {
-                let (url, secret) = spec
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--webhook takes URL=SECRET, got {spec:?}"))?;
+            for spec in &webhooks {
+                let (url, secret) = spec.split_once('=').ok_or_else(|| {
+                    super::invalid_input("--webhook takes URL=SECRET, got a value without '='")
+                })?;
                 hooks
                     .subscribe(url, secret)
                     .await
@@ -284,16 +384,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 tracing::error!(%error, "the webhook queue stopped");
             }
         });
-    } else if !args.webhooks.is_empty() {
+    } else if !webhooks.is_empty() {
         anyhow::bail!("--webhook needs SQLite storage (the delivery queue lives there)");
     }
     let server = builder.manifest(manifest.clone()).build()?;
-    println!(
-        "asap: {} ({}) listening on {base_url}",
-        manifest.name, manifest.id
+    let manifest_url = format!("{base_url}/.well-known/asap/manifest.json");
+    let state = match &storage {
+        StorageConfig::Sqlite(path) => format!("sqlite {}", path.display()),
+        StorageConfig::Memory => "memory".to_owned(),
+    };
+    crate::out!(
+        "asap: {} ({}) manifest {manifest_url}, state {state}, listening on {listening_url}",
+        manifest.name,
+        manifest.id
     );
-    println!("asap: manifest at {base_url}/.well-known/asap/manifest.json; state: {storage:?}");
-    tracing::info!(%address, agent = %manifest.id, "serving");
+    tracing::info!(listening = %listening_url, manifest = %manifest_url, %state, agent = %manifest.id, "serving");
     let advertiser = if args.mdns {
         let ip = match (args.mdns_address, address.ip()) {
             (Some(ip), _) => ip,
@@ -307,7 +412,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             address.port()
         );
         let advertiser = Advertiser::start(&manifest, &manifest_url, ip, address.port())?;
-        println!(
+        crate::out!(
             "asap: advertised on the local network as {}",
             advertiser.fullname()
         );
@@ -315,12 +420,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    server.serve(listener, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => server.serve_tls(listener, tls, shutdown_signal()).await?,
+        None => server.serve(listener, shutdown_signal()).await?,
+    }
     if let Some(advertiser) = advertiser {
         advertiser.withdraw();
     }
-    println!("asap: stopped");
+    crate::out!("asap: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--public-url` without its trailing slash; it must be an http(s) URL.
+fn public_url(url: &str) -> anyhow::Result<String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let ok = ["http://", "https://"].iter().any(|scheme| {
+        trimmed.len() > scheme.len() && trimmed[..scheme.len()].eq_ignore_ascii_case(scheme)
+    });
+    if !ok || trimmed.contains(char::is_whitespace) {
+        return Err(super::invalid_input(format!(
+            "--public-url must be an http:// or https:// URL, not {url:?}"
+        )));
+    }
+    Ok(trimmed.to_owned())
 }
 
 /// The webhook delivery settings the flags ask for.
@@ -342,7 +464,10 @@ async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth
         jwks_uri: args.oauth2_jwks_uri.clone(),
         introspection_url: args.oauth2_introspection_url.clone(),
         client_id: args.oauth2_client_id.clone(),
-        client_secret: args.oauth2_client_secret.clone(),
+        client_secret: secret(
+            args.oauth2_client_secret.clone(),
+            args.oauth2_client_secret_file.as_deref(),
+        )?,
         required_scope: Some(args.oauth2_scope.clone()),
         audience: args.oauth2_audience.clone(),
         strict: args.oauth2_strict,

@@ -19,14 +19,14 @@ pub struct ValidateArgs {
     model: String,
 }
 
-/// Checks every file and prints one verdict per file; exit code 1 if any is invalid.
+/// Checks every file and prints one verdict per file; exit code 3 if any is invalid.
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     if validate_named(&args.model, &serde_json::Value::Null).is_none() {
-        anyhow::bail!(
+        return Err(super::invalid_input(format!(
             "unknown model {:?}; known models: {}",
             args.model,
             MODEL_NAMES.join(", ")
-        );
+        )));
     }
     let mut all_valid = true;
     for file in &args.files {
@@ -36,17 +36,17 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             file.display().to_string()
         };
         match check(file, &args.model) {
-            Ok(()) => println!("{label}: ok"),
+            Ok(()) => crate::out!("{label}: ok"),
             Err(report) => {
                 all_valid = false;
-                println!("{label}: {report}");
+                crate::out!("{label}: {report}");
             }
         }
     }
     Ok(if all_valid {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        crate::exit::Exit::InvalidInput.code()
     })
 }
 

@@ -14,12 +14,20 @@ use clap::{Args, Subcommand};
 /// `asap webhook ...`.
 #[derive(Debug, Subcommand)]
 pub enum WebhookAction {
-    /// Check an `X-ASAP-Signature` against a body (FILE, or standard input); exit 1 if it
+    /// Check an `X-ASAP-Signature` against a body (FILE, or standard input); exit 3 if it
     /// does not match.
     Verify {
         /// The shared secret.
-        #[arg(long, env = "ASAP_WEBHOOK_SECRET", hide_env_values = true)]
-        secret: String,
+        #[arg(
+            long,
+            env = "ASAP_WEBHOOK_SECRET",
+            hide_env_values = true,
+            required_unless_present = "secret_file"
+        )]
+        secret: Option<String>,
+        /// Read the shared secret from this file (kept out of `ps`).
+        #[arg(long, env = "ASAP_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+        secret_file: Option<PathBuf>,
         /// The header value, `sha256=<hex>`.
         #[arg(long)]
         signature: String,
@@ -37,6 +45,9 @@ pub enum WebhookAction {
         /// Sign with this secret.
         #[arg(long, env = "ASAP_WEBHOOK_SECRET", hide_env_values = true)]
         secret: Option<String>,
+        /// Read the signing secret from this file (kept out of `ps`).
+        #[arg(long, env = "ASAP_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+        secret_file: Option<PathBuf>,
         /// Queue this many copies (`{"seq": N}` is added to object payloads).
         #[arg(long, default_value_t = 1)]
         count: u32,
@@ -106,10 +117,12 @@ impl QueueArgs {
 pub fn run(action: WebhookAction) -> anyhow::Result<ExitCode> {
     if let WebhookAction::Verify {
         secret,
+        secret_file,
         signature,
         file,
     } = &action
     {
+        let secret = super::secret(secret.clone(), secret_file.as_deref())?.unwrap_or_default();
         let body = match file {
             Some(path) => {
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
@@ -121,11 +134,11 @@ pub fn run(action: WebhookAction) -> anyhow::Result<ExitCode> {
             }
         };
         return Ok(if verify(secret.as_bytes(), &body, signature.trim()) {
-            println!("ok");
+            crate::out!("ok");
             ExitCode::SUCCESS
         } else {
-            println!("signature does not match");
-            ExitCode::from(1)
+            crate::out!("signature does not match");
+            crate::exit::Exit::InvalidInput.code()
         });
     }
     super::remote::runtime()?.block_on(async move {
@@ -135,9 +148,11 @@ pub fn run(action: WebhookAction) -> anyhow::Result<ExitCode> {
                 url,
                 payload,
                 secret,
+                secret_file,
                 count,
                 queue,
             } => {
+                let secret = super::secret(secret, secret_file.as_deref())?;
                 let queue = queue.open().await?;
                 let payload = asap_protocol::json::parse(payload.as_bytes())
                     .context("--payload is not JSON")?;
@@ -155,7 +170,7 @@ pub fn run(action: WebhookAction) -> anyhow::Result<ExitCode> {
                         headers: Vec::new(),
                     };
                     let id = queue.enqueue(webhook).await?;
-                    println!("{id}");
+                    crate::out!("{id}");
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -187,13 +202,13 @@ pub fn run(action: WebhookAction) -> anyhow::Result<ExitCode> {
                         "last_error": letter.last_error,
                         "body": letter.body,
                     });
-                    println!("{line}");
+                    crate::out!("{line}");
                 }
                 Ok(ExitCode::SUCCESS)
             }
             WebhookAction::Replay { id, queue } => {
                 queue.open().await?.replay(&id).await?;
-                println!("requeued {id}");
+                crate::out!("requeued {id}");
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -15,6 +15,13 @@ use crate::json::JsonObject;
 /// The protocol version that asap-protocol 1.1.0 sends and advertises everywhere.
 pub const ASAP_PROTOCOL_VERSION: &str = "0.1";
 
+/// The ASAP release line whose wire format this crate speaks.
+pub const WIRE_RELEASE: &str = "1.1";
+
+/// The version of the reference implementation (the Python package `asap-protocol`)
+/// this crate is byte-compatible with and tested against.
+pub const REFERENCE_VERSION: &str = "1.1.0";
+
 /// Payload types whose envelopes the reference requires to carry a `correlation_id`
 /// when it *receives* them (only these PascalCase spellings).
 const CORRELATED_ON_RECEIVE: [&str; 3] = ["TaskResponse", "McpToolResult", "McpResourceData"];

@@ -45,7 +45,7 @@ pub use entities::{
     StateSnapshot, Task,
 };
 pub use enums::{AckStatus, MessageRole, TaskStatus, UpdateType};
-pub use envelope::{ASAP_PROTOCOL_VERSION, Envelope};
+pub use envelope::{ASAP_PROTOCOL_VERSION, Envelope, REFERENCE_VERSION, WIRE_RELEASE};
 pub use errors::AsapError;
 pub use health::{HealthLoad, HealthStatus};
 pub use ids::generate_id;

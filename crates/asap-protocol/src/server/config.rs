@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::client_addr::TrustedProxies;
 use super::rate_limit::{RateLimitError, RateLimitRule};
 
 /// Default `ASAP_MAX_REQUEST_SIZE`: 10 MiB.
@@ -61,6 +62,9 @@ pub struct ServerConfig {
     pub compress_responses: bool,
     /// The WebSocket binding's limits (`/asap/ws`).
     pub websocket: WebSocketConfig,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client
+    /// for rate limiting and logs (none by default: the peer is the client).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Limits of the WebSocket binding (wire spec section 11). `Default` gives the
@@ -144,6 +148,7 @@ impl Default for ServerConfig {
             compress_responses: false,
             body_read_timeout: Duration::from_secs(30),
             websocket: WebSocketConfig::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -180,7 +185,7 @@ impl ServerConfig {
                     })?;
         }
         if let Some(value) = get("ASAP_RATE_LIMIT") {
-            config.rate_limits = RateLimitRule::parse_list(&value)?;
+            config.rate_limits = RateLimitRule::parse_setting(&value)?;
         }
         if let Some(value) = get("ASAP_MAX_THREADS") {
             let n: usize = value
@@ -218,6 +223,8 @@ mod tests {
         let c = ServerConfig::from_lookup(env).unwrap();
         assert_eq!(c.max_request_size, 1024);
         assert_eq!(c.rate_limits.len(), 1);
+        let off = ServerConfig::from_lookup(|n| (n == "ASAP_RATE_LIMIT").then(|| "OFF".to_owned()));
+        assert!(off.unwrap().rate_limits.is_empty());
         assert!(c.debug);
         assert_eq!(c.max_concurrent_handlers, Some(4));
         let bad = ServerConfig::from_lookup(|n| {

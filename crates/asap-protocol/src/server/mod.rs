@@ -21,6 +21,7 @@
 mod agent;
 mod auth;
 mod body;
+mod client_addr;
 mod config;
 mod discovery;
 mod handler;
@@ -33,6 +34,7 @@ mod pipeline;
 mod rate_limit;
 mod replay;
 mod response;
+mod tls;
 mod trace;
 mod websocket;
 
@@ -48,6 +50,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use http::{HeaderValue, Method, StatusCode, header};
 use tokio::net::TcpListener;
 
@@ -58,6 +61,7 @@ pub use agent::{
 };
 pub use auth::{AuthFailure, AuthenticatedCaller, StaticTokens, TokenValidator, bearer_token};
 pub use body::{BodyRejection, Coding};
+pub use client_addr::{TrustedProxies, TrustedProxyError};
 pub use config::{
     ConfigError, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_RATE_LIMIT, ServerConfig, WebSocketConfig,
     truthy,
@@ -73,6 +77,7 @@ pub use oauth2::{OAuth2, ScopeMode};
 pub use oauth2_settings::{OAuth2Settings, OAuth2SetupError};
 pub use rate_limit::{Limited, RateLimitError, RateLimitRule};
 pub use replay::{NonceStore, check_timestamp};
+pub use tls::{TlsConfig, TlsError};
 pub use trace::ServerSpan;
 
 use crate::model::Manifest;
@@ -300,6 +305,32 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        self.serve_on(listener.tap_io(|_| {}), shutdown).await
+    }
+
+    /// Like [`Server::serve`], over TLS: every connection on `listener` must complete a
+    /// TLS handshake with `tls` (within 10 s) before it is served.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: TlsConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let listener = tls::TlsListener::new(listener, &tls)?;
+        self.serve_on(listener.tap_io(|_| {}), shutdown).await
+    }
+
+    /// Serves on any listener whose connections know their peer's address (a
+    /// [`axum::serve::TapIo`], for which axum provides `ConnectInfo<SocketAddr>`).
+    async fn serve_on<L, F>(
+        self,
+        listener: axum::serve::TapIo<L, F>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError>
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+        F: FnMut(&mut L::Io) + Send + 'static,
+    {
         let state = self.state.clone();
         let grace = state.config.shutdown_grace;
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

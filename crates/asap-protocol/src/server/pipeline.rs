@@ -68,7 +68,8 @@ pub(crate) async fn handle(
         return detail(r.status, r.detail);
     }
     if let Some(limiter) = &state.rate_limiter
-        && let Err(limited) = limiter.check(peer.ip())
+        && let Err(limited) =
+            limiter.check(state.config.trusted_proxies.client_ip(peer.ip(), &headers))
     {
         let mut response = json_response(
             StatusCode::TOO_MANY_REQUESTS,

@@ -43,6 +43,15 @@ const UNITS: [(&str, u64); 6] = [
 ];
 
 impl RateLimitRule {
+    /// Parses a rate-limit setting: `off` (any case) turns limiting off (an empty list);
+    /// anything else is [`RateLimitRule::parse_list`]'s syntax.
+    pub fn parse_setting(expression: &str) -> Result<Vec<Self>, RateLimitError> {
+        if expression.trim().eq_ignore_ascii_case("off") {
+            return Ok(Vec::new());
+        }
+        Self::parse_list(expression)
+    }
+
     /// Parses the `limits` package syntax: `10/second`, `10/2 minutes`, `10 per minute`,
     /// `5 per 2 hours`, several separated by `;` (or `,`).
     ///

@@ -98,11 +98,12 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let peer = state.config.trusted_proxies.client_ip(peer.ip(), &headers);
     if state.shutting_down() {
         return detail(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
     }
     let Some(slot) = take_slot(&state) else {
-        tracing::warn!(%peer, "WebSocket connection refused: too many connections");
+        tracing::warn!(client = %peer, "WebSocket connection refused: too many connections");
         return detail(
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many WebSocket connections",
@@ -115,10 +116,10 @@ pub(crate) async fn upgrade(
         .max_message_size(limits.max_message_size)
         .max_frame_size(limits.max_message_size)
         .on_upgrade(move |socket| async move {
-            tracing::debug!(%peer, "WebSocket connected");
+            tracing::debug!(client = %peer, "WebSocket connected");
             connection::run(socket, state, Arc::new(headers), caller, shutdown).await;
             drop(slot);
-            tracing::debug!(%peer, "WebSocket closed");
+            tracing::debug!(client = %peer, "WebSocket closed");
         })
         .into_response()
 }

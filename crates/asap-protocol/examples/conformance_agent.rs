@@ -1,17 +1,17 @@
 //! The conformance agent: the test agent of the shared interop harness, and the most
 //! complete example of an agent built from the public API (custom `task.request`
 //! skills with cancellation, server push over WebSocket, snapshots, signed webhooks, a
-//! custom `task.cancel`). `asap serve --conformance` runs the same code (`skills.rs`).
+//! custom `task.cancel`). `asap serve --conformance` runs the same code
+//! (`asap_protocol::conformance`, feature `conformance`).
 //!
 //! ```sh
 //! cargo run -p asap-protocol --example conformance_agent      # on 127.0.0.1:8020
 //! asap send ws://127.0.0.1:8020 --skill push --input '{"count": 3}'
 //! ```
 
-mod skills;
-
 use std::sync::Arc;
 
+use asap_protocol::conformance as skills;
 use asap_protocol::model::Manifest;
 use asap_protocol::server::{Server, ServerConfig, shutdown_signal};
 use asap_protocol::store::SqliteStore;

@@ -1,5 +1,6 @@
-//! The test agent of the shared interop harness's contract (`asap serve --conformance`
-//! and the `conformance_agent` example), built only from the library's public API. Skills `echo`, `slow` (cancellable),
+//! The conformance agent (feature `conformance`): the test agent of the cross-implementation
+//! interop harness (`asap serve --conformance` and the `conformance_agent` example),
+//! built only from the library's public API. Skills `echo`, `slow` (cancellable),
 //! `push` (server push over WebSocket), `fail`, `checkpoint` and `webhook` (a signed
 //! delivery reported at once, loopback targets allowed in this mode only), and a
 //! `task.cancel` that answers `cancelled` for any task id.
@@ -7,16 +8,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use asap_protocol::json::JsonObject;
-use asap_protocol::model::{
+use crate::json::JsonObject;
+use crate::model::{
     Envelope, Manifest, Skill, StateSnapshot, Task, TaskCancel, TaskRequest, TaskResponse,
     TaskStatus, TaskUpdate, Timestamp, UpdateType, generate_id,
 };
-use asap_protocol::server::{
+use crate::server::{
     EchoHandler, Handler, HandlerContext, HandlerError, HandlerRegistry, RateLimitRule,
     ServerConfig, reply_with,
 };
-use asap_protocol::webhook::{SystemResolver, UrlPolicy, Webhook, WebhookConfig, deliver_now};
+use crate::webhook::{SystemResolver, UrlPolicy, Webhook, WebhookConfig, deliver_now};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
@@ -68,7 +69,7 @@ pub const DEFAULT_WEBHOOK_SECRET: &str = "interop-webhook-secret";
 
 /// The registry of the conformance agent.
 pub fn registry(webhook_secret: String) -> HandlerRegistry {
-    let mut registry = HandlerRegistry::agent(asap_protocol::server::default_skills());
+    let mut registry = HandlerRegistry::agent(crate::server::default_skills());
     registry.register(
         "task.request",
         Arc::new(Skills {

@@ -1,0 +1,139 @@
+//! The exit codes of `asap`, in one place: each failure is classified from the error
+//! chain, so a command only has to return its error.
+
+use std::process::ExitCode;
+
+use asap_protocol::client::ClientError;
+
+/// How an `asap` command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It did what was asked.
+    Success = 0,
+    /// A local failure not listed below (cannot listen, storage, file system).
+    Failure = 1,
+    /// The command line is wrong (unknown option, missing or malformed value).
+    Usage = 2,
+    /// Input the user gave is invalid: a document that is not JSON or fails the wire
+    /// model (`asap validate` finding one), a malformed option value.
+    InvalidInput = 3,
+    /// No usable connection to the peer: refused, DNS, TLS, timeout, no acknowledgement.
+    Unreachable = 4,
+    /// The peer answered with an error: a JSON-RPC error, an HTTP error status, an
+    /// unhealthy health document, or an answer that is not valid ASAP.
+    PeerError = 5,
+    /// Standard output was closed early (`asap ... | head`): the command stops quietly,
+    /// as if killed by SIGPIPE.
+    BrokenPipe = 141,
+}
+
+impl Exit {
+    /// Every code, for the documentation.
+    pub const ALL: [Exit; 7] = [
+        Exit::Success,
+        Exit::Failure,
+        Exit::Usage,
+        Exit::InvalidInput,
+        Exit::Unreachable,
+        Exit::PeerError,
+        Exit::BrokenPipe,
+    ];
+
+    /// What the code means (the doc comment above, for `docs/configuration.md`).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Success => "It did what was asked.",
+            Exit::Failure => {
+                "A local failure not listed below (cannot listen, storage, file system)."
+            }
+            Exit::Usage => {
+                "The command line is wrong (unknown option, missing or malformed value); clap prints the usage."
+            }
+            Exit::InvalidInput => {
+                "Input you gave is invalid: a document that is not JSON or fails the wire model (`asap validate` finding one), a malformed option value or file."
+            }
+            Exit::Unreachable => {
+                "No usable connection to the peer: refused, DNS, TLS, timeout, no acknowledgement."
+            }
+            Exit::PeerError => {
+                "The peer answered with an error: a JSON-RPC error, an HTTP error status, an unhealthy health document, or an answer that is not valid ASAP."
+            }
+            Exit::BrokenPipe => {
+                "Standard output was closed early (`asap ... | head`): the command stops quietly."
+            }
+        }
+    }
+
+    /// The process exit code.
+    pub fn code(self) -> ExitCode {
+        ExitCode::from(self as u8)
+    }
+}
+
+/// The exit a client error ends a command with.
+pub fn of_client_error(error: &ClientError) -> Exit {
+    match error {
+        ClientError::Remote { .. }
+        | ClientError::Http { .. }
+        | ClientError::InvalidResponse(_)
+        | ClientError::Incompatible(_) => Exit::PeerError,
+        ClientError::InvalidRequest(_) => Exit::InvalidInput,
+        _ => Exit::Unreachable,
+    }
+}
+
+/// The exit for a failed command: the first error in the chain that says.
+pub fn of_error(error: &anyhow::Error) -> Exit {
+    for cause in error.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return Exit::BrokenPipe;
+        }
+        if let Some(client) = cause.downcast_ref::<ClientError>() {
+            return of_client_error(client);
+        }
+        if cause.is::<crate::commands::InvalidInput>()
+            || cause.is::<asap_protocol::model::DecodeError>()
+            || cause.is::<asap_protocol::model::ValidationError>()
+            || cause.is::<serde_json::Error>()
+            || cause.is::<asap_protocol::server::TlsError>()
+            || cause.is::<asap_protocol::server::RateLimitError>()
+            || cause.is::<asap_protocol::server::TrustedProxyError>()
+        {
+            return Exit::InvalidInput;
+        }
+    }
+    Exit::Failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let mut codes: Vec<u8> = Exit::ALL.iter().map(|e| *e as u8).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Exit::ALL.len());
+    }
+
+    #[test]
+    fn errors_are_classified_through_their_context() {
+        let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing");
+        assert_eq!(of_error(&pipe), Exit::BrokenPipe);
+        let remote = anyhow::Error::from(ClientError::Http {
+            status: 500,
+            body: String::new(),
+        })
+        .context("sending");
+        assert_eq!(of_error(&remote), Exit::PeerError);
+        let timeout = anyhow::Error::from(ClientError::Timeout(std::time::Duration::from_secs(1)));
+        assert_eq!(of_error(&timeout), Exit::Unreachable);
+        let bad = crate::commands::invalid_input("nope");
+        assert_eq!(of_error(&bad), Exit::InvalidInput);
+        assert_eq!(of_error(&anyhow::anyhow!("disk full")), Exit::Failure);
+    }
+}

@@ -1,0 +1,208 @@
+//! The client's address behind reverse proxies: `Forwarded` (RFC 7239) or
+//! `X-Forwarded-For`, believed only when the direct peer is a trusted proxy.
+//!
+//! The chain of addresses is read from the right (the hop nearest this server): each
+//! trusted proxy is skipped, and the first address that is not one is the client. A
+//! header from an untrusted peer is ignored, so a client cannot choose the address it
+//! is rate-limited and logged under by sending the header itself.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+/// The networks whose connections may say, in `Forwarded` or `X-Forwarded-For`, which
+/// client they forward for. Empty (the default) trusts no one: the peer's own address
+/// is the client's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// Trusts proxies in `networks`.
+    pub fn new(networks: impl IntoIterator<Item = IpNet>) -> Self {
+        Self(networks.into_iter().collect())
+    }
+
+    /// Parses CIDR ranges (`10.0.0.0/8`) or single addresses (`127.0.0.1`).
+    ///
+    /// ```
+    /// use asap_protocol::server::TrustedProxies;
+    /// let trusted = TrustedProxies::parse(["10.0.0.0/8", "::1"]).unwrap();
+    /// assert!(trusted.trusts("10.1.2.3".parse().unwrap()));
+    /// assert!(!trusted.trusts("192.0.2.1".parse().unwrap()));
+    /// assert!(TrustedProxies::parse(["10.0.0.0/33"]).is_err());
+    /// ```
+    pub fn parse<S: AsRef<str>>(
+        ranges: impl IntoIterator<Item = S>,
+    ) -> Result<Self, TrustedProxyError> {
+        ranges
+            .into_iter()
+            .map(|range| {
+                let range = range.as_ref().trim();
+                range
+                    .parse::<IpNet>()
+                    .or_else(|_| range.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| TrustedProxyError(range.to_owned()))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// Whether no proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's address for a request from `peer` with `headers`: the peer itself
+    /// unless it is trusted; otherwise the nearest address in the forwarded chain that
+    /// is not a trusted proxy (`Forwarded` wins over `X-Forwarded-For`). An entry that
+    /// is not an address (`unknown`, an obfuscated name, garbage) ends the walk at the
+    /// last trusted hop, so such requests are attributed to the proxy, never to an
+    /// address a client wrote.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let chain = forwarded_chain(headers).or_else(|| x_forwarded_for_chain(headers));
+        let Some(chain) = chain else {
+            return peer;
+        };
+        let mut client = peer;
+        for hop in chain.into_iter().rev() {
+            match hop {
+                Some(ip) => {
+                    client = ip.to_canonical();
+                    if !self.trusts(client) {
+                        return client;
+                    }
+                }
+                None => return client,
+            }
+        }
+        client
+    }
+}
+
+/// A trusted proxy range that is neither a CIDR range nor an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid trusted proxy {0:?}: expected a CIDR range such as 10.0.0.0/8 or an address")]
+pub struct TrustedProxyError(String);
+
+/// The `for=` addresses of every `Forwarded` header, in order (`None` for an entry that
+/// names no address); `None` when there is no such header or it does not parse.
+fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
+    let mut chain = Vec::new();
+    for value in headers.get_all(http::header::FORWARDED) {
+        let value = value.to_str().ok()?;
+        for element in rfc7239::parse(value) {
+            let Ok(element) = element else {
+                chain.push(None);
+                continue;
+            };
+            chain.push(element.forwarded_for.and_then(|node| node.ip().copied()));
+        }
+    }
+    (!chain.is_empty()).then_some(chain)
+}
+
+/// The addresses of every `X-Forwarded-For` header, in order (`None` for an entry that
+/// is not an address).
+fn x_forwarded_for_chain(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
+    let mut chain = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(value) = value.to_str() else {
+            chain.push(None);
+            continue;
+        };
+        for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let ip = entry
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()));
+            chain.push(ip);
+        }
+    }
+    (!chain.is_empty()).then_some(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_says() {
+        let trusted = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        let spoof = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
+        assert_eq!(trusted.client_ip(ip("192.0.2.9"), &spoof), ip("192.0.2.9"));
+        assert_eq!(
+            TrustedProxies::default().client_ip(ip("10.0.0.1"), &spoof),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn the_chain_is_walked_from_the_right_past_trusted_proxies() {
+        let trusted = TrustedProxies::parse(["10.0.0.0/8", "127.0.0.1"]).unwrap();
+        // The client prepended a spoofed entry; the proxies appended the real ones.
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.2")]);
+        assert_eq!(trusted.client_ip(ip("127.0.0.1"), &h), ip("203.0.113.7"));
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "203.0.113.7:4711"),
+        ]);
+        assert_eq!(trusted.client_ip(ip("10.9.9.9"), &h), ip("203.0.113.7"));
+        // Forwarded wins over X-Forwarded-For; IPv6 in brackets.
+        let h = headers(&[
+            (
+                "forwarded",
+                "for=\"[2001:db8::7]:80\";proto=https, for=10.0.0.3",
+            ),
+            ("x-forwarded-for", "198.51.100.1"),
+        ]);
+        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("2001:db8::7"));
+        // Every hop trusted: the leftmost.
+        let h = headers(&[("x-forwarded-for", "10.0.0.5, 10.0.0.6")]);
+        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.5"));
+        // No header: the proxy itself.
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.1"), &HeaderMap::new()),
+            ip("10.0.0.1")
+        );
+        // IPv4-mapped IPv6 peers count as their IPv4 address.
+        let h = headers(&[("x-forwarded-for", "203.0.113.8")]);
+        assert_eq!(
+            trusted.client_ip(ip("::ffff:127.0.0.1"), &h),
+            ip("203.0.113.8")
+        );
+    }
+
+    #[test]
+    fn entries_that_are_not_addresses_stop_at_the_last_trusted_hop() {
+        let trusted = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        let h = headers(&[("x-forwarded-for", "203.0.113.7, garbage, 10.0.0.2")]);
+        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.2"));
+        let h = headers(&[("forwarded", "for=unknown")]);
+        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        let h = headers(&[("forwarded", "for=_hidden, for=10.0.0.4")]);
+        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.4"));
+    }
+}
