@@ -10,7 +10,8 @@ use asap_protocol::client::ClientError;
 pub enum Exit {
     /// It did what was asked.
     Success = 0,
-    /// A local failure not listed below (cannot listen, storage, file system).
+    /// Nothing found (`asap registry search`, as grep), or a local failure not listed
+    /// below (cannot listen, storage, file system, an identity provider's refusal).
     Failure = 1,
     /// The command line is wrong (unknown option, missing or malformed value).
     Usage = 2,
@@ -44,7 +45,7 @@ impl Exit {
         match self {
             Exit::Success => "It did what was asked.",
             Exit::Failure => {
-                "A local failure not listed below (cannot listen, storage, file system)."
+                "Nothing found (`asap registry search`, as grep), or a failure not listed below (cannot listen, storage, file system, an identity provider's refusal)."
             }
             Exit::Usage => {
                 "The command line is wrong (unknown option, missing or malformed value); clap prints the usage."

@@ -31,7 +31,7 @@ fn asap(args: &[&str], stdin: Option<&str>) -> Output {
 const VALID: &str = r#"{"asap_version":"0.1","sender":"urn:asap:agent:a","recipient":"urn:asap:agent:b","payload_type":"task.request","payload":{"conversation_id":"c","skill_id":"echo","input":{}}}"#;
 
 #[test]
-fn validate_reports_ok_and_errors_per_file_and_exits_1() {
+fn validate_reports_ok_and_errors_per_file_and_exits_3() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.json");
     let bad = dir.path().join("bad.json");
@@ -48,7 +48,7 @@ fn validate_reports_ok_and_errors_per_file_and_exits_1() {
         None,
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].ends_with("good.json: ok"), "{stdout}");
     assert!(
@@ -71,28 +71,28 @@ fn validate_reads_stdin_and_other_models() {
         &["validate", "--model", "task_cancel", "-"],
         Some(r#"{"task_id": 1}"#),
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8(out.stdout)
             .unwrap()
             .contains("task_id: Input should be a valid string [type=string_type]")
     );
     let out = asap(&["validate", "-"], Some("{not json"));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8(out.stdout)
             .unwrap()
             .starts_with("<stdin>: not valid JSON")
     );
     let out = asap(&["validate", "--model", "nothing", "-"], Some("{}"));
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8(out.stderr)
             .unwrap()
             .contains("unknown model")
     );
     let out = asap(&["validate", "/nonexistent/file.json"], None);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8(out.stdout)
             .unwrap()
@@ -160,13 +160,19 @@ fn serve_with_a_manifest_file_answers_and_stops_on_sigterm() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
+    // One line: the agent, its manifest URL, its storage, where it listens (last).
     assert!(
-        line.starts_with(
-            "asap: From File (urn:asap:agent:from-file) listening on http://127.0.0.1:"
-        ),
+        line.starts_with("asap: From File (urn:asap:agent:from-file) manifest http://127.0.0.1:"),
         "{line}"
     );
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        line.contains(&format!(
+            "{url}/.well-known/asap/manifest.json, state sqlite "
+        )),
+        "{line}"
+    );
+    assert!(line.contains(" listening on http://127.0.0.1:"), "{line}");
 
     let discovered = asap(&["discover", &url], None);
     let m: serde_json::Value = serde_json::from_slice(&discovered.stdout).unwrap();
@@ -195,7 +201,7 @@ fn serve_with_a_manifest_file_answers_and_stops_on_sigterm() {
     let reply: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
     assert_eq!(reply["payload"]["status"], "completed");
     let failed = asap(&["send", &url, "--skill", "no-such-skill"], None);
-    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(failed.status.code(), Some(5));
     let error: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
     assert_eq!(error["error"]["code"], -32602);
 
@@ -232,7 +238,7 @@ fn serve_with_oauth2_requires_a_token() {
         asap(&args, None)
     };
     let unauthenticated = send(&[]);
-    assert_eq!(unauthenticated.status.code(), Some(1));
+    assert_eq!(unauthenticated.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&unauthenticated.stdout).contains("Authentication required"));
     let sent = send(&["--token", &token]);
     assert!(
@@ -326,7 +332,7 @@ fn token_command_and_client_credentials_against_an_oauth2_agent() {
         String::from_utf8_lossy(&flow.stdout)
     );
     let refused = send("asap:read");
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&refused.stdout).contains("Insufficient scope"));
 }
 
@@ -465,7 +471,7 @@ fn login_with_the_authorization_code_and_pkce() {
         ],
         None,
     );
-    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("invalid_grant"));
 }
 
@@ -514,7 +520,7 @@ fn send_and_listen_over_websocket() {
     assert!(quiet.status.success());
     assert!(quiet.stdout.is_empty());
     let nowhere = asap(&["listen", "ws://127.0.0.1:9", "--duration", "1"], None);
-    assert_eq!(nowhere.status.code(), Some(2));
+    assert_eq!(nowhere.status.code(), Some(4));
 }
 
 /// Start-up refusals name what is wrong: nothing to advertise, and webhooks without the
@@ -536,7 +542,7 @@ fn serve_refuses_inconsistent_discovery_and_webhook_flags() {
         ],
         None,
     );
-    assert_eq!(unspecified.status.code(), Some(2));
+    assert_eq!(unspecified.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&unspecified.stderr).contains("--mdns-address"));
     let memory = asap(
         &[
@@ -552,7 +558,7 @@ fn serve_refuses_inconsistent_discovery_and_webhook_flags() {
         ],
         None,
     );
-    assert_eq!(memory.status.code(), Some(2));
+    assert_eq!(memory.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&memory.stderr).contains("needs SQLite storage"));
 }
 

@@ -87,13 +87,13 @@ fn asap_commands_against_the_reference_echo_agent() {
         "--payload",
         r#"{"task_id": "t"}"#,
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(5), "an error answer");
     let error: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(error["error"]["code"], -32601);
     assert_eq!(error["error"]["data"]["payload_type"], "state.query");
 
     let out = asap(&["health", "http://127.0.0.1:9"]);
-    assert_eq!(out.status.code(), Some(2), "nothing listens on port 9");
+    assert_eq!(out.status.code(), Some(4), "nothing listens on port 9");
 }
 
 #[test]

@@ -172,7 +172,7 @@ fn asap_send_against_the_reference_server_with_oauth2() {
             .unwrap()
     };
     let anonymous = send(&[]);
-    assert_eq!(anonymous.status.code(), Some(1));
+    assert_eq!(anonymous.status.code(), Some(5));
     let body: Value = serde_json::from_slice(&anonymous.stdout).unwrap();
     assert_eq!(body["error"]["data"]["http_status"], 401, "{body}");
 

@@ -385,7 +385,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         });
     } else if !webhooks.is_empty() {
-        anyhow::bail!("--webhook needs SQLite storage (the delivery queue lives there)");
+        return Err(super::invalid_input(
+            "--webhook needs SQLite storage (the delivery queue lives there)",
+        ));
     }
     let server = builder.manifest(manifest.clone()).build()?;
     let manifest_url = format!("{base_url}/.well-known/asap/manifest.json");
@@ -401,11 +403,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(listening = %listening_url, manifest = %manifest_url, %state, agent = %manifest.id, "serving");
     let advertiser = if args.mdns {
         let ip = match (args.mdns_address, address.ip()) {
-            (Some(ip), _) => ip,
+            (Some(ip), _) if !ip.is_unspecified() => ip,
             (None, std::net::IpAddr::V4(ip)) if !ip.is_unspecified() => ip,
-            (None, listening) => anyhow::bail!(
-                "--mdns: listening on {listening}; say which IPv4 address to advertise with --mdns-address"
-            ),
+            (_, listening) => {
+                return Err(super::invalid_input(format!(
+                    "--mdns: listening on {listening}; say which IPv4 address (not 0.0.0.0) to advertise with --mdns-address"
+                )));
+            }
         };
         let manifest_url = format!(
             "http://{ip}:{}/.well-known/asap/manifest.json",

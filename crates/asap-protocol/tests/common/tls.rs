@@ -15,6 +15,10 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub struct Pki {
     /// The CA's root certificate, PEM.
     pub ca_pem: String,
+    /// The server certificate, PEM (for servers that terminate TLS themselves).
+    pub leaf_pem: String,
+    /// Its private key, PEM (PKCS#8).
+    pub key_pem: String,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
@@ -35,6 +39,8 @@ impl Pki {
         let leaf = params.signed_by(&key, &issuer).unwrap();
         Self {
             ca_pem: ca.pem(),
+            leaf_pem: leaf.pem(),
+            key_pem: key.serialize_pem(),
             chain: vec![leaf.der().clone()],
             key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         }
