@@ -494,3 +494,81 @@ fn the_configuration_reference_matches_the_command() {
         assert!(documented.contains(needle), "{needle}");
     }
 }
+
+/// A system without CA certificates (a bare container; here `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` naming empty ones): the agent starts and plain HTTP works; HTTPS fails
+/// naming the unknown issuer unless `--ca-cert` gives the root. It used to panic at
+/// start (building the webhook client) and every client refused to build.
+#[test]
+fn a_system_without_ca_certificates_still_works_over_http() {
+    let pki = tls::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let empty_file = dir.path().join("empty.pem");
+    std::fs::write(&empty_file, "").unwrap();
+    let empty_dir = dir.path().join("certs");
+    std::fs::create_dir(&empty_dir).unwrap();
+    let no_roots = [
+        ("SSL_CERT_FILE", empty_file.to_str().unwrap()),
+        ("SSL_CERT_DIR", empty_dir.to_str().unwrap()),
+    ];
+    let data = dir.path().to_str().unwrap();
+    let (_plain, line) = start(&["serve", "--port", "0", "--data-dir", data], &no_roots);
+    let url = listening_url(&line);
+    let with_no_roots = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_asap"))
+            .args(args)
+            .envs(no_roots)
+            .output()
+            .unwrap()
+    };
+    let health = with_no_roots(&["health", &url]);
+    assert_eq!(
+        health.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (cert, key, ca) = (
+        write("cert.pem", &pki.leaf_pem),
+        write("key.pem", &pki.key_pem),
+        write("ca.pem", &pki.ca_pem),
+    );
+    let tls_data = dir.path().join("tls");
+    let (_tls, line) = start(
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            tls_data.to_str().unwrap(),
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        &no_roots,
+    );
+    let https = listening_url(&line).replace("127.0.0.1", "localhost");
+    for target in [https.clone(), https.replace("https://", "wss://")] {
+        let refused = with_no_roots(&["send", &target, "--skill", "echo", "--attempts", "1"]);
+        assert_eq!(refused.status.code(), Some(4), "{target}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("UnknownIssuer"),
+            "{target}: {}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        let trusted = with_no_roots(&["send", &target, "--skill", "echo", "--ca-cert", &ca]);
+        assert_eq!(
+            trusted.status.code(),
+            Some(0),
+            "{target}: {}",
+            String::from_utf8_lossy(&trusted.stderr)
+        );
+    }
+}

@@ -58,7 +58,7 @@ impl TokenIntrospector {
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
     ) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::client::tls::http_builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();

@@ -35,7 +35,7 @@ pub struct JwksCache {
 impl JwksCache {
     /// A cache of `uri` with the default TTL and throttle.
     pub fn new(uri: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::client::tls::http_builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();

@@ -60,7 +60,7 @@ pub struct OidcDiscovery {
 impl OidcDiscovery {
     /// Discovery for `issuer` (a trailing `/` is ignored).
     pub fn new(issuer: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::client::tls::http_builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();

@@ -117,7 +117,7 @@ impl TokenCache {
 
 /// The HTTP client the token endpoint is called with: 10 s timeout, no redirects.
 pub(crate) fn token_http() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::client::tls::http_builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -19,7 +19,7 @@
 mod breaker;
 mod discovery;
 mod retry;
-mod tls;
+pub(crate) mod tls;
 mod websocket;
 
 use std::io::Write;
@@ -300,7 +300,7 @@ impl ClientBuilder {
         // Made here, not on the first wss:// call, so a bad root fails the build for
         // both transports alike.
         let websocket_tls = tls::websocket_config(&extra_roots)?;
-        let mut http = reqwest::Client::builder()
+        let mut http = crate::client::tls::http_builder()
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(concat!("asap-protocol-rs/", env!("CARGO_PKG_VERSION")));

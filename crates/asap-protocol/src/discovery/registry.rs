@@ -206,7 +206,7 @@ impl RegistryClient {
     /// A client with the default TTL (900 s) and a 30 s timeout.
     pub fn new() -> Self {
         Self {
-            http: reqwest::Client::builder()
+            http: crate::client::tls::http_builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap_or_default(),

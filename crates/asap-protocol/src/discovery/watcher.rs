@@ -337,7 +337,7 @@ impl Watcher {
         // A fresh connection per check: a pooled one to an agent that went away can
         // hang until the timeout instead of failing, and says nothing about whether the
         // agent accepts connections now.
-        let http = reqwest::Client::builder()
+        let http = crate::client::tls::http_builder()
             .timeout(self.timeout)
             .pool_max_idle_per_host(0)
             .build()

@@ -84,7 +84,7 @@ pub(crate) fn http_client(
     connect_timeout: Duration,
     timeout: Duration,
 ) -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::client::tls::http_builder()
         .dns_resolver(Arc::new(Guarded {
             resolver,
             policy: policy.clone(),
