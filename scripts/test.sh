@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it:
-#   formatting, clippy (all targets, all features, warnings are errors), doc tests,
-#   line coverage (when cargo-llvm-cov is installed, or always with CI=true), and
-#   every unit, integration, property and cross-implementation test under nextest.
+# The whole test suite, as CI runs it; on a fresh machine it first installs what it needs:
+#   tools       cargo-nextest, cargo-llvm-cov and Debian's llvm-19 (where coverage is
+#               measured), iproute2/util-linux (the DNS-SD test's network namespace),
+#               podman (the container test; scripts/container-test.sh installs it)
+#   reference   a Python >= 3.13 virtualenv with asap-protocol 1.1.0 from PyPI
+# then checks formatting, clippy (all targets, all features, warnings are errors), the doc
+# tests, that both crates package and build alone (cargo publish --dry-run), the release
+# workflow (actionlint), the static release binary in a FROM-scratch container, line
+# coverage, and runs every unit, integration, property and cross-implementation test
+# under nextest (its summary line is the last thing printed).
 #
-# The cross-implementation tests create a Python >= 3.13 virtualenv with the
-# reference implementation (asap-protocol 1.1.0 from PyPI) on first use.
+#   scripts/test.sh                       # everything
+#   ASAP_COVERAGE=0 scripts/test.sh       # skip the coverage pass
+#   ASAP_RELEASE_CHECKS=0 scripts/test.sh # skip packaging, workflow lint, static binary
+#                                         # and container (CI always runs them)
 #
-#   scripts/test.sh                  # everything
-#   ASAP_COVERAGE=0 scripts/test.sh  # skip the coverage pass
+# Debian packages are installed with apt-get, which needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+ci() { [ "${CI:-}" = true ]; }
+
+want_coverage="${ASAP_COVERAGE:-auto}"
+if [ "$want_coverage" = auto ]; then
+  if ci || cargo llvm-cov --version >/dev/null 2>&1; then want_coverage=1; else want_coverage=0; fi
+fi
+want_release="${ASAP_RELEASE_CHECKS:-1}"
+ci && want_release=1
+
+step "tools"
+scripts/install-tools.sh "$want_coverage"
 
 step "reference virtualenv"
 scripts/ref-venv.sh
@@ -26,10 +44,24 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "doc tests"
 cargo test --workspace --all-features --doc
 
-want_coverage="${ASAP_COVERAGE:-auto}"
-if [ "$want_coverage" = auto ]; then
-  if [ "${CI:-}" = true ] || cargo llvm-cov --version >/dev/null 2>&1; then want_coverage=1; else want_coverage=0; fi
+if [ "$want_release" = 1 ]; then
+  step "packages (cargo publish --dry-run: each crate built alone from its .crate)"
+  # On CI the checkout is clean; a developer's uncommitted work is packaged as it is.
+  dirty=(); ci || dirty=(--allow-dirty)
+  cargo publish --dry-run --workspace --locked "${dirty[@]}"
+  # The verification builds are not needed again.
+  rm -rf target/package
+
+  step "release workflow (actionlint)"
+  scripts/lint-workflows.sh
+
+  step "static release binary and its container"
+  scripts/release-binary.sh target/dist
+  scripts/container-test.sh target/dist/bin/asap
+  # On CI, free the release build's disk before the test builds.
+  if ci; then rm -rf target/x86_64-unknown-linux-gnu; fi
 fi
+
 if [ "$want_coverage" = 1 ]; then
   step "line coverage (cargo llvm-cov)"
   scripts/coverage.sh
