@@ -31,6 +31,18 @@ fn serve_mdns_and_discover_local() {
     if netns::outside("serve_mdns_and_discover_local") {
         return;
     }
+    // Nothing advertised yet: nothing on stdout, and stderr says so.
+    let none = Command::new(env!("CARGO_BIN_EXE_asap"))
+        .args(["discover", "--local", "--timeout", "1"])
+        .output()
+        .unwrap();
+    assert!(none.status.success());
+    assert!(none.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("no agents found on the local network"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
     let dir = tempfile::tempdir().unwrap();
     let (one, one_url) = support::asap_serve(
         &[
