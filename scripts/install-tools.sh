@@ -11,7 +11,11 @@ coverage="${1:-0}"
 say() { printf 'install-tools: %s\n' "$*" >&2; }
 
 need=()
-if [ "$coverage" = 1 ] && [ ! -x /usr/lib/llvm-19/bin/llvm-cov ]; then need+=(llvm-19); fi
+# llvm-cov and llvm-profdata: LLVM_COV/LLVM_PROFDATA when given (a toolchain's own),
+# else Debian's llvm-19 (rustup components cannot be fetched on these machines).
+if [ "$coverage" = 1 ] && [ -z "${LLVM_COV:-}" ] && [ ! -x /usr/lib/llvm-19/bin/llvm-cov ]; then
+  need+=(llvm-19)
+fi
 command -v ip >/dev/null || need+=(iproute2)        # the DNS-SD test's network namespace
 command -v unshare >/dev/null || need+=(util-linux)
 command -v readelf >/dev/null || need+=(binutils)   # the static binary check

@@ -58,7 +58,7 @@ enum Command {
     /// Check documents against the wire model; prints `ok` or the errors per file.
     Validate(commands::validate::ValidateArgs),
     /// Run an agent: echo skill, task lifecycle, SQLite state; stops on Ctrl-C or SIGTERM.
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// Send an envelope to an agent and print the response envelope as JSON.
     Send(commands::remote::SendArgs),
     /// Fetch and print an agent's manifest, or list the agents on the local network (`--local`).
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Schemas { action } => commands::schemas::run(action),
         Command::Validate(args) => commands::validate::run(&args),
-        Command::Serve(args) => commands::serve::run(args),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Send(args) => commands::remote::send(args),
         Command::Discover(args) => commands::remote::discover(args),
         Command::Health(args) => commands::remote::health(args),
