@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 use asap_protocol::client::ClientError;
+use asap_protocol::discovery::RegistryError;
+use asap_protocol::webhook::WebhookError;
 
 /// How an `asap` command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,9 +18,11 @@ pub enum Exit {
     /// The command line is wrong (unknown option, missing or malformed value).
     Usage = 2,
     /// Input the user gave is invalid: a document that is not JSON or fails the wire
-    /// model (`asap validate` finding one), a malformed option value.
+    /// model (`asap validate` finding one), a malformed option value, a webhook URL the
+    /// SSRF policy refuses, a signature that does not match.
     InvalidInput = 3,
-    /// No usable connection to the peer: refused, DNS, TLS, timeout, no acknowledgement.
+    /// No usable connection to the peer (or registry): refused, DNS, TLS, timeout, no
+    /// acknowledgement.
     Unreachable = 4,
     /// The peer answered with an error: a JSON-RPC error, an HTTP error status, an
     /// unhealthy health document, or an answer that is not valid ASAP.
@@ -51,10 +55,10 @@ impl Exit {
                 "The command line is wrong (unknown option, missing or malformed value); clap prints the usage."
             }
             Exit::InvalidInput => {
-                "Input you gave is invalid: a document that is not JSON or fails the wire model (`asap validate` finding one), a malformed option value or file."
+                "Input you gave is invalid: a document that is not JSON or fails the wire model (`asap validate` finding one), a malformed option value or file, a webhook URL the SSRF policy refuses, a signature that does not match (`asap webhook verify`)."
             }
             Exit::Unreachable => {
-                "No usable connection to the peer: refused, DNS, TLS, timeout, no acknowledgement."
+                "No usable connection to the peer (or a registry): refused, DNS, TLS, timeout, no acknowledgement, a registry file that cannot be read."
             }
             Exit::PeerError => {
                 "The peer answered with an error: a JSON-RPC error, an HTTP error status, an unhealthy health document, or an answer that is not valid ASAP."
@@ -93,6 +97,18 @@ pub fn of_error(error: &anyhow::Error) -> Exit {
         }
         if let Some(client) = cause.downcast_ref::<ClientError>() {
             return of_client_error(client);
+        }
+        if let Some(registry) = cause.downcast_ref::<RegistryError>() {
+            return match registry {
+                RegistryError::Fetch { .. } => Exit::Unreachable,
+                _ => Exit::PeerError,
+            };
+        }
+        if let Some(webhook) = cause.downcast_ref::<WebhookError>() {
+            return match webhook {
+                WebhookError::Blocked(_) | WebhookError::NotFound(_) => Exit::InvalidInput,
+                _ => Exit::Failure,
+            };
         }
         if cause.is::<crate::commands::InvalidInput>()
             || cause.is::<asap_protocol::model::DecodeError>()

@@ -117,6 +117,6 @@ fn entries_from_manifests_validate_with_the_reference_and_search_finds_them() {
         ])
         .status
         .code(),
-        Some(2)
+        Some(4)
     );
 }

@@ -103,7 +103,7 @@ fn verify_checks_signatures_like_the_reference() {
         ],
         Some(body),
     );
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(3));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("body.json");
     std::fs::write(&file, body).unwrap();
@@ -136,7 +136,7 @@ fn enqueue_refuses_blocked_urls_and_dead_letters_can_be_replayed() {
         ],
         None,
     );
-    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(refused.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("link-local"));
 
     let gone = receiver(404, Duration::ZERO);
@@ -179,7 +179,8 @@ fn enqueue_refuses_blocked_urls_and_dead_letters_can_be_replayed() {
         asap(&["webhook", "replay", "nope", "--data-dir", data], None)
             .status
             .code(),
-        Some(2)
+        Some(3),
+        "no such dead letter"
     );
 }
 
@@ -322,7 +323,7 @@ fn serve_sends_task_events_to_registered_callbacks() {
         ],
         None,
     );
-    assert_eq!(blocked.status.code(), Some(2));
+    assert_eq!(blocked.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&blocked.stderr).contains("link-local"));
 }
 
@@ -350,9 +351,9 @@ fn conformance_skills_answer_as_the_contract_says() {
     let dir = tempfile::tempdir().unwrap();
     let (_agent, url) = support::asap_serve(&["--conformance"], dir.path());
 
-    let (failed, _) = skill(&url, "fail", "{}");
-    assert!(!failed.status.success());
-    assert!(String::from_utf8_lossy(&failed.stderr).contains("-32603"));
+    let (failed, answer) = skill(&url, "fail", "{}");
+    assert_eq!(failed.status.code(), Some(5), "an error answer");
+    assert_eq!(answer["error"]["code"], -32603, "printed once, on stdout");
 
     for version in 1..=2 {
         let (_, reply) = skill(
