@@ -176,14 +176,21 @@ fn forwarded_clients_are_believed_only_from_trusted_proxies() {
     assert_ne!(from("203.0.113.1"), 429);
     assert_eq!(from("203.0.113.1"), 429, "the third request of one client");
     assert_ne!(from("203.0.113.2"), 429, "another client has its own limit");
-    // Forwarded (RFC 7239), and a spoofed entry prepended by the client: the nearest
-    // untrusted address counts.
-    let forwarded = |value: &str| post(&url, &[("forwarded", value)]);
-    assert_ne!(forwarded("for=198.51.100.9"), 429);
-    assert_ne!(forwarded("for=198.51.100.9"), 429);
-    assert_eq!(
-        forwarded("for=192.0.2.77, for=198.51.100.9, for=10.1.2.3"),
+    // A spoofed entry prepended by the client: the nearest untrusted address counts;
+    // a client's own Forwarded header is not read (the proxy maintains X-Forwarded-For
+    // and would pass Forwarded through as the client wrote it).
+    let spoofed = |xff: &str, forwarded: &str| {
+        post(&url, &[("x-forwarded-for", xff), ("forwarded", forwarded)])
+    };
+    assert_ne!(spoofed("198.51.100.9", "for=1.1.1.1"), 429);
+    assert_ne!(
+        spoofed("192.0.2.77, 198.51.100.9, 10.1.2.3", "for=1.1.1.2"),
         429
+    );
+    assert_eq!(
+        spoofed("198.51.100.9", "for=1.1.1.3"),
+        429,
+        "one client, whatever Forwarded says"
     );
 
     // The same headers from an untrusted peer: one limit for the peer, whatever it says.

@@ -1,29 +1,73 @@
-//! The client's address behind reverse proxies: `Forwarded` (RFC 7239) or
-//! `X-Forwarded-For`, believed only when the direct peer is a trusted proxy.
+//! The client's address behind reverse proxies: `X-Forwarded-For` (or, when so
+//! configured, `Forwarded`, RFC 7239), believed only when the direct peer is a trusted
+//! proxy.
 //!
 //! The chain of addresses is read from the right (the hop nearest this server): each
 //! trusted proxy is skipped, and the first address that is not one is the client. A
 //! header from an untrusted peer is ignored, so a client cannot choose the address it
-//! is rate-limited and logged under by sending the header itself.
+//! is rate-limited and logged under by sending the header itself. Exactly one header is
+//! read: a proxy appends to the one it maintains and passes the other through as the
+//! client wrote it (nginx forwards a client's own `Forwarded` untouched), so reading
+//! both would let the client pick.
 
 use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
 use ipnet::IpNet;
 
-/// The networks whose connections may say, in `Forwarded` or `X-Forwarded-For`, which
-/// client they forward for. Empty (the default) trusts no one: the peer's own address
-/// is the client's.
+/// Which header trusted proxies maintain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, HAProxy's `option
+    /// forwardfor`, most load balancers): the default.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239) `for=` parameters.
+    Forwarded,
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = TrustedProxyError;
+
+    /// `x-forwarded-for` or `forwarded` (any case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            _ => Err(TrustedProxyError(format!(
+                "{s} (the header is x-forwarded-for or forwarded)"
+            ))),
+        }
+    }
+}
+
+/// The networks whose connections may say, in the [`ForwardedHeader`] they maintain,
+/// which client they forward for. Empty (the default) trusts no one: the peer's own
+/// address is the client's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    networks: Vec<IpNet>,
+    header: ForwardedHeader,
+}
 
 impl TrustedProxies {
-    /// Trusts proxies in `networks`.
+    /// Trusts proxies in `networks`, reading `X-Forwarded-For`.
     pub fn new(networks: impl IntoIterator<Item = IpNet>) -> Self {
-        Self(networks.into_iter().collect())
+        Self {
+            networks: networks.into_iter().collect(),
+            header: ForwardedHeader::default(),
+        }
     }
 
-    /// Parses CIDR ranges (`10.0.0.0/8`) or single addresses (`127.0.0.1`).
+    /// Reads `header` instead of `X-Forwarded-For`.
+    pub fn header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// Parses CIDR ranges (`10.0.0.0/8`) or single addresses (`127.0.0.1`); empty
+    /// entries are skipped.
     ///
     /// ```
     /// use asap_protocol::server::TrustedProxies;
@@ -35,8 +79,9 @@ impl TrustedProxies {
     pub fn parse<S: AsRef<str>>(
         ranges: impl IntoIterator<Item = S>,
     ) -> Result<Self, TrustedProxyError> {
-        ranges
+        let networks = ranges
             .into_iter()
+            .filter(|range| !range.as_ref().trim().is_empty())
             .map(|range| {
                 let range = range.as_ref().trim();
                 range
@@ -44,33 +89,35 @@ impl TrustedProxies {
                     .or_else(|_| range.parse::<IpAddr>().map(IpNet::from))
                     .map_err(|_| TrustedProxyError(range.to_owned()))
             })
-            .collect::<Result<_, _>>()
-            .map(Self)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(networks))
     }
 
     /// Whether no proxy is trusted.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.networks.is_empty()
     }
 
     /// Whether `ip` is a trusted proxy.
     pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.0.iter().any(|net| net.contains(&ip))
+        self.networks.iter().any(|net| net.contains(&ip))
     }
 
     /// The client's address for a request from `peer` with `headers`: the peer itself
     /// unless it is trusted; otherwise the nearest address in the forwarded chain that
-    /// is not a trusted proxy (`Forwarded` wins over `X-Forwarded-For`). An entry that
-    /// is not an address (`unknown`, an obfuscated name, garbage) ends the walk at the
-    /// last trusted hop, so such requests are attributed to the proxy, never to an
-    /// address a client wrote.
+    /// is not a trusted proxy. An entry that is not an address (`unknown`, an
+    /// obfuscated name, garbage) ends the walk at the last trusted hop, so such
+    /// requests are attributed to the proxy, never to an address a client wrote.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();
         if !self.trusts(peer) {
             return peer;
         }
-        let chain = forwarded_chain(headers).or_else(|| x_forwarded_for_chain(headers));
+        let chain = match self.header {
+            ForwardedHeader::XForwardedFor => x_forwarded_for_chain(headers),
+            ForwardedHeader::Forwarded => forwarded_chain(headers),
+        };
         let Some(chain) = chain else {
             return peer;
         };
@@ -170,7 +217,8 @@ mod tests {
             ("x-forwarded-for", "203.0.113.7:4711"),
         ]);
         assert_eq!(trusted.client_ip(ip("10.9.9.9"), &h), ip("203.0.113.7"));
-        // Forwarded wins over X-Forwarded-For; IPv6 in brackets.
+        // One header only: a client's own Forwarded is ignored when the proxy maintains
+        // X-Forwarded-For (nginx passes it through), and the other way round.
         let h = headers(&[
             (
                 "forwarded",
@@ -178,7 +226,9 @@ mod tests {
             ),
             ("x-forwarded-for", "198.51.100.1"),
         ]);
-        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("2001:db8::7"));
+        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("198.51.100.1"));
+        let rfc = trusted.clone().header(ForwardedHeader::Forwarded);
+        assert_eq!(rfc.client_ip(ip("10.0.0.1"), &h), ip("2001:db8::7"));
         // Every hop trusted: the leftmost.
         let h = headers(&[("x-forwarded-for", "10.0.0.5, 10.0.0.6")]);
         assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.5"));
@@ -200,9 +250,15 @@ mod tests {
         let trusted = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
         let h = headers(&[("x-forwarded-for", "203.0.113.7, garbage, 10.0.0.2")]);
         assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.2"));
+        let rfc = trusted.clone().header(ForwardedHeader::Forwarded);
         let h = headers(&[("forwarded", "for=unknown")]);
-        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert_eq!(rfc.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"));
         let h = headers(&[("forwarded", "for=_hidden, for=10.0.0.4")]);
-        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.4"));
+        assert_eq!(rfc.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.4"));
+        assert_eq!(
+            "Forwarded".parse::<ForwardedHeader>(),
+            Ok(ForwardedHeader::Forwarded)
+        );
+        assert!("x-real-ip".parse::<ForwardedHeader>().is_err());
     }
 }
