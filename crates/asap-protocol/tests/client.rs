@@ -103,6 +103,31 @@ async fn rate_limits_honour_retry_after() {
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 
+/// A `Retry-After` longer than the policy's `max_delay` (50 ms here) is waited only that
+/// long: a server cannot hold the caller for a day.
+#[tokio::test]
+async fn retry_after_is_capped_by_the_policy() {
+    let server = MockServer::start().await;
+    let limited = ResponseTemplate::new(429).insert_header("retry-after", "86400");
+    Mock::given(method("POST"))
+        .respond_with(limited)
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success("req-1")))
+        .mount(&server)
+        .await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        client(2).send(&server.uri(), &request()),
+    )
+    .await
+    .expect("the retry waited max_delay, not the day the server asked for")
+    .unwrap();
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn client_errors_and_remote_errors_are_not_retried() {
     let server = MockServer::start().await;

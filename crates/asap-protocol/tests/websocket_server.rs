@@ -505,6 +505,76 @@ async fn graceful_shutdown_finishes_the_message_then_closes_with_1001() {
         .unwrap();
 }
 
+/// Signals when it starts, waits for `release`, and records that it finished.
+struct Gated {
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+    finished: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl Handler for Gated {
+    async fn handle(
+        &self,
+        envelope: Envelope,
+        _ctx: &HandlerContext,
+    ) -> Result<Envelope, HandlerError> {
+        self.started.notify_one();
+        self.release.notified().await;
+        self.finished.store(true, Ordering::SeqCst);
+        Ok(Envelope::response_to(
+            &envelope,
+            TaskResponse::new("task-1", TaskStatus::Completed),
+        ))
+    }
+}
+
+/// The WebSocket drain at shutdown counts its grace from the stop, not from the start:
+/// a server that has run longer than its grace still waits for the message in flight
+/// before it returns (and closes its store). It used to return at once.
+#[tokio::test]
+async fn shutdown_waits_for_websocket_messages_after_a_long_uptime() {
+    let gate = Gated {
+        started: Arc::new(tokio::sync::Notify::new()),
+        release: Arc::new(tokio::sync::Notify::new()),
+        finished: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    let (started, release, finished) = (
+        gate.started.clone(),
+        gate.release.clone(),
+        gate.finished.clone(),
+    );
+    let mut registry = HandlerRegistry::new();
+    registry.register("task.request", Arc::new(gate));
+    let mut config = open_config();
+    config.shutdown_grace = Duration::from_millis(300);
+    let mut server = server_with(config, Some(registry)).await;
+    // Up for longer than the grace (the condition of the defect, not a synchronisation).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut socket = connect(&server).await;
+    socket
+        .send(request("inflight", &echo(false)))
+        .await
+        .unwrap();
+    started.notified().await;
+    server.signal_stop();
+    let releaser = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        release.notify_one();
+    });
+    tokio::time::timeout(Duration::from_secs(10), &mut server.task)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "serve returned while a WebSocket handler was still running"
+    );
+    assert_eq!(next_json(&mut socket).await["id"], "inflight");
+    releaser.await.unwrap();
+}
+
 #[tokio::test]
 async fn manifest_bearer_auth_uses_the_handshake_header() {
     let server = start(

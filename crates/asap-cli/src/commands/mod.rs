@@ -56,7 +56,7 @@ pub fn invalid_input(message: impl Into<String>) -> anyhow::Error {
 
 /// A secret given as a value (flag or variable) or in a file, for secrets that must
 /// not appear in `ps` or the environment; one trailing newline of the file is dropped.
-/// The file wins when both are given.
+/// The file wins over the value (options without a default make the two conflict).
 pub fn secret(value: Option<String>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
     match file {
         Some(path) => {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Args)]
 pub struct Connection {
     /// Send `Authorization: Bearer TOKEN`.
-    #[arg(long, env = "ASAP_TOKEN")]
+    #[arg(long, env = "ASAP_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Seconds to wait for an answer (default 60; with `discover --local`, seconds to
     /// listen, default 2).

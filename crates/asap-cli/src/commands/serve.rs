@@ -8,8 +8,8 @@ use anyhow::Context;
 use asap_protocol::discovery::Advertiser;
 use asap_protocol::model::{AuthScheme, Manifest, Model, Skill};
 use asap_protocol::server::{
-    HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule, Server, ServerConfig, StaticTokens,
-    TlsConfig, TrustedProxies, default_skills, shutdown_signal,
+    AllowedOrigins, ForwardedHeader, HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule,
+    Server, ServerConfig, StaticTokens, TlsConfig, TrustedProxies, default_skills, shutdown_signal,
 };
 use asap_protocol::store::{SqliteStore, StorageConfig};
 use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
@@ -38,9 +38,9 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "ASAP_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Believe `Forwarded` / `X-Forwarded-For` from peers in this range (CIDR or
-    /// address; repeatable, or comma-separated in the variable) for the client address
-    /// used by rate limits and logs. Never from anyone else.
+    /// Believe the forwarding header (--trusted-proxy-header) from peers in this range
+    /// (CIDR or address; repeatable, or comma-separated in the variable) for the client
+    /// address used by rate limits and logs. Never from anyone else.
     #[arg(
         long = "trusted-proxy",
         env = "ASAP_TRUSTED_PROXIES",
@@ -48,6 +48,25 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<String>,
+    /// The header the trusted proxies maintain: `x-forwarded-for` or `forwarded`. Only
+    /// this one is read (a proxy passes the other through as the client wrote it).
+    #[arg(
+        long,
+        env = "ASAP_TRUSTED_PROXY_HEADER",
+        value_name = "HEADER",
+        default_value = "x-forwarded-for"
+    )]
+    trusted_proxy_header: ForwardedHeader,
+    /// Also accept browser requests from this origin (`https://app.example`; repeatable,
+    /// or comma-separated in the variable). Requests with any other `Origin` but the
+    /// agent's own get 403; clients that send no `Origin` are not affected.
+    #[arg(
+        long = "allowed-origin",
+        env = "ASAP_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
     /// Serve this manifest (JSON file) instead of generating one.
     #[arg(long, env = "ASAP_MANIFEST", value_name = "FILE")]
     manifest: Option<PathBuf>,
@@ -245,8 +264,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.rate_limits = RateLimitRule::parse_setting(limit)
             .map_err(|e| super::invalid_input(format!("--rate-limit: {e}")))?;
     }
+    config.allowed_origins = AllowedOrigins::new(&args.allowed_origins);
     config.trusted_proxies = TrustedProxies::parse(&args.trusted_proxies)
-        .map_err(|e| super::invalid_input(format!("--trusted-proxy: {e}")))?;
+        .map_err(|e| super::invalid_input(format!("--trusted-proxy: {e}")))?
+        .header(args.trusted_proxy_header);
     if let Some(max) = args.max_request_size {
         config.max_request_size = max;
     }
@@ -283,7 +304,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listening_url = format!("{scheme}://{address}");
-    let base_url = match &args.public_url {
+    let base_url = match args.public_url.as_deref().filter(|u| !u.trim().is_empty()) {
         Some(url) => public_url(url)?,
         None => {
             if address.ip().is_unspecified() {

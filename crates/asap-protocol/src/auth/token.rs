@@ -18,8 +18,9 @@ pub enum ClientAuth {
     Post,
 }
 
-/// An access token and when it expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An access token and when it expires. Its `Debug` output hides the token and the
+/// refresh token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken {
     /// The token.
     pub secret: String,
@@ -30,6 +31,23 @@ pub struct AccessToken {
     /// The refresh token, when the provider issued one (authorization-code flow).
     pub refresh_token: Option<String>,
 }
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &REDACTED)
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| REDACTED),
+            )
+            .finish()
+    }
+}
+
+/// What `Debug` output shows in place of a secret.
+pub(crate) const REDACTED: &str = "[redacted]";
 
 impl AccessToken {
     pub(crate) fn from_response(

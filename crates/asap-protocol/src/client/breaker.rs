@@ -1,5 +1,7 @@
 //! A circuit breaker per base URL: after `threshold` consecutive failures it opens and
-//! refuses calls for `open_for`, then lets a single probe through (half-open).
+//! refuses calls for `open_for`, then lets a single probe through (half-open). A probe
+//! whose outcome never comes back (its caller timed out or dropped the future) is given
+//! up after another `open_for`, and the next call probes again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,7 +31,7 @@ impl Default for BreakerConfig {
 enum State {
     Closed,
     Open { since: Instant },
-    HalfOpen,
+    HalfOpen { since: Instant },
 }
 
 #[derive(Debug)]
@@ -58,11 +60,15 @@ impl CircuitBreakers {
     pub fn allow(&self, base_url: &str) -> Result<(), AsapError> {
         self.with_circuit(base_url, |circuit| match circuit.state {
             State::Closed => Ok(()),
-            State::Open { since } if since.elapsed() >= self.config.open_for => {
-                circuit.state = State::HalfOpen;
+            State::Open { since } | State::HalfOpen { since }
+                if since.elapsed() >= self.config.open_for =>
+            {
+                circuit.state = State::HalfOpen {
+                    since: Instant::now(),
+                };
                 Ok(())
             }
-            State::Open { .. } | State::HalfOpen => Err(AsapError::CircuitOpen {
+            State::Open { .. } | State::HalfOpen { .. } => Err(AsapError::CircuitOpen {
                 base_url: base_url.to_owned(),
                 consecutive_failures: u64::from(circuit.failures),
             }),
@@ -85,7 +91,9 @@ impl CircuitBreakers {
     pub fn failure(&self, base_url: &str) {
         self.with_circuit(base_url, |circuit| {
             circuit.failures = circuit.failures.saturating_add(1);
-            if circuit.state == State::HalfOpen || circuit.failures >= self.config.threshold {
+            if matches!(circuit.state, State::HalfOpen { .. })
+                || circuit.failures >= self.config.threshold
+            {
                 circuit.state = State::Open {
                     since: Instant::now(),
                 };
@@ -148,6 +156,26 @@ mod tests {
         b.allow(url).unwrap();
         b.success(url);
         assert!(!b.is_open(url));
+        b.allow(url).unwrap();
+    }
+
+    /// A probe whose caller went away (timeout, dropped future) records nothing; the
+    /// circuit used to stay half-open, refusing every call, forever.
+    #[test]
+    fn an_abandoned_probe_is_given_up_after_open_for() {
+        let b = CircuitBreakers::new(BreakerConfig {
+            threshold: 1,
+            open_for: Duration::from_millis(30),
+        });
+        let url = "http://a";
+        b.failure(url);
+        std::thread::sleep(Duration::from_millis(40));
+        b.allow(url).unwrap(); // the probe, whose outcome never arrives
+        assert!(b.allow(url).is_err(), "one probe at a time");
+        std::thread::sleep(Duration::from_millis(40));
+        b.allow(url)
+            .expect("a new probe once the first is given up");
+        b.success(url);
         b.allow(url).unwrap();
     }
 }

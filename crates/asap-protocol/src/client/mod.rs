@@ -341,8 +341,16 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-fn is_loopback(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1") || host.starts_with("127.")
+/// Whether `url` names this machine: a loopback IP literal (`127.0.0.0/8`, `::1`) or
+/// exactly `localhost`. Decided from the parsed host, never from its text: a name that
+/// merely starts with `127.` (`127.evil.com`, `127.0.0.1.evil.com`) is a remote host.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 /// `base_url` without a trailing `/`, checked for scheme; a WebSocket URL stands for
@@ -359,7 +367,7 @@ fn normalize_base(base_url: &str, require_https: bool) -> Result<String, ClientE
         .map_err(|e| ClientError::InvalidRequest(format!("{base_url:?} is not a URL: {e}")))?;
     match url.scheme() {
         "https" => {}
-        "http" if !require_https || url.host_str().is_some_and(is_loopback) => {}
+        "http" if !require_https || is_loopback(&url) => {}
         "http" => {
             return Err(ClientError::InvalidRequest(format!(
                 "{base_url} uses plain HTTP to a remote host; use https:// or turn require_https off"
@@ -524,7 +532,7 @@ impl Client {
                 Err((error, retry_after))
                     if error.is_transient() && attempt < policy.max_attempts.max(1) =>
                 {
-                    let delay = retry_after.unwrap_or_else(|| policy.delay(attempt));
+                    let delay = policy.delay_after(attempt, retry_after);
                     tracing::debug!(%error, attempt, delay_ms = delay.as_millis() as u64, "retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -682,6 +690,23 @@ mod tests {
         );
         assert!(normalize_base("http://localhost:1", true).is_ok());
         assert!(normalize_base("http://[::1]:1", true).is_ok());
+        assert!(normalize_base("http://127.8.9.10:1", true).is_ok());
+        assert!(normalize_base("http://LOCALHOST:1", true).is_ok());
+        // Names that only look like loopback are remote: no token over plain HTTP.
+        for remote in [
+            "http://127.evil.com",
+            "http://127.0.0.1.evil.com",
+            "http://localhost.evil.com",
+            "http://[::ffff:8.8.8.8]",
+        ] {
+            assert!(
+                matches!(
+                    normalize_base(remote, true),
+                    Err(ClientError::InvalidRequest(_))
+                ),
+                "{remote}"
+            );
+        }
         assert!(matches!(
             normalize_base("http://example.com", true),
             Err(ClientError::InvalidRequest(_))

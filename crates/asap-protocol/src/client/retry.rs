@@ -37,6 +37,17 @@ impl RetryPolicy {
         }
     }
 
+    /// The delay before attempt `attempt + 1` when the server asked for `retry_after`
+    /// (a 429's or 503's `Retry-After`): what it asked, but never longer than
+    /// `max_delay`; without it, [`RetryPolicy::delay`]. A server cannot hold a caller
+    /// for longer than its own policy allows (a `Retry-After` of a day used to be waited).
+    pub fn delay_after(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        match retry_after {
+            Some(asked) => asked.min(self.max_delay),
+            None => self.delay(attempt),
+        }
+    }
+
     /// The delay before attempt `attempt + 1` (attempt 1 is the first try):
     /// `min(base × 2^(attempt-1), max) + uniform(0, jitter)`.
     pub fn delay(&self, attempt: u32) -> Duration {
@@ -103,6 +114,18 @@ mod tests {
             .map(|_| exponential_backoff(ms(1000), ms(60_000), 1, 0.8..=1.2))
             .collect();
         assert!(spread.len() > 1, "the factor is random within the range");
+    }
+
+    #[test]
+    fn retry_after_is_capped_by_the_policy() {
+        let p = RetryPolicy::default();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(p.delay_after(1, Some(day)), p.max_delay);
+        assert_eq!(
+            p.delay_after(1, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert!(p.delay_after(1, None) <= Duration::from_millis(1100));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::client_addr::TrustedProxies;
+use super::origin::AllowedOrigins;
 use super::rate_limit::{RateLimitError, RateLimitRule};
 
 /// Default `ASAP_MAX_REQUEST_SIZE`: 10 MiB.
@@ -65,6 +66,9 @@ pub struct ServerConfig {
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client
     /// for rate limiting and logs (none by default: the peer is the client).
     pub trusted_proxies: TrustedProxies,
+    /// Browser origins allowed besides the server's own: a request or WebSocket upgrade
+    /// with any other `Origin` gets 403; requests without `Origin` are not affected.
+    pub allowed_origins: AllowedOrigins,
 }
 
 /// Limits of the WebSocket binding (wire spec section 11). `Default` gives the
@@ -149,6 +153,7 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(30),
             websocket: WebSocketConfig::default(),
             trusted_proxies: TrustedProxies::default(),
+            allowed_origins: AllowedOrigins::default(),
         }
     }
 }

@@ -30,6 +30,7 @@ mod metrics;
 mod oauth2;
 #[cfg(feature = "oauth2")]
 mod oauth2_settings;
+mod origin;
 mod pipeline;
 mod rate_limit;
 mod replay;
@@ -61,7 +62,7 @@ pub use agent::{
 };
 pub use auth::{AuthFailure, AuthenticatedCaller, StaticTokens, TokenValidator, bearer_token};
 pub use body::{BodyRejection, Coding};
-pub use client_addr::{TrustedProxies, TrustedProxyError};
+pub use client_addr::{ForwardedHeader, TrustedProxies, TrustedProxyError};
 pub use config::{
     ConfigError, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_RATE_LIMIT, ServerConfig, WebSocketConfig,
     truthy,
@@ -75,6 +76,7 @@ pub use metrics::{ErrorType, METRICS_CONTENT_TYPE, Metrics};
 pub use oauth2::{OAuth2, ScopeMode};
 #[cfg(feature = "oauth2")]
 pub use oauth2_settings::{OAuth2Settings, OAuth2SetupError};
+pub use origin::AllowedOrigins;
 pub use rate_limit::{Limited, RateLimitError, RateLimitRule};
 pub use replay::{NonceStore, check_timestamp};
 pub use tls::{TlsConfig, TlsError};
@@ -287,7 +289,7 @@ impl Server {
             }
             None => router,
         };
-        if self.state.config.compress_responses {
+        let router = if self.state.config.compress_responses {
             router.layer(
                 tower_http::compression::CompressionLayer::new()
                     .gzip(true)
@@ -295,7 +297,12 @@ impl Server {
             )
         } else {
             router
-        }
+        };
+        // Before anything else: a browser page on a foreign origin gets nothing.
+        router.layer(middleware::from_fn_with_state(
+            self.state.config.allowed_origins.clone(),
+            origin::guard,
+        ))
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops accepting, lets
@@ -333,7 +340,8 @@ impl Server {
     {
         let state = self.state.clone();
         let grace = state.config.shutdown_grace;
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        // When shutdown began: the grace counts from there, for HTTP and WebSocket alike.
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(None::<Instant>);
         let flag = state.clone();
         let app = self
             .router()
@@ -342,7 +350,7 @@ impl Server {
             shutdown.await;
             flag.shutting_down.store(true, Ordering::Relaxed);
             flag.ws.begin_shutdown();
-            let _ = stop_tx.send(true);
+            let _ = stop_tx.send(Some(Instant::now()));
         });
         let sweeper = state.rate_limiter.clone().map(|limiter| {
             tokio::spawn(async move {
@@ -354,10 +362,9 @@ impl Server {
             })
         });
         let mut task = tokio::spawn(serving.into_future());
-        let stopping_since = Instant::now();
         let result = tokio::select! {
             joined = &mut task => joined,
-            () = async { let _stopped = stop_rx.wait_for(|stopped| *stopped).await.is_ok(); } => match tokio::time::timeout(grace, &mut task).await {
+            () = async { let _stopped = stop_rx.wait_for(Option::is_some).await.is_ok(); } => match tokio::time::timeout(grace, &mut task).await {
                 Ok(joined) => joined,
                 Err(_) => {
                     tracing::warn!(grace_seconds = grace.as_secs(), in_flight = state.in_flight(), "shutdown deadline passed; dropping remaining connections");
@@ -371,6 +378,9 @@ impl Server {
         }
         // WebSocket connections are not tracked by the HTTP graceful shutdown: wait for
         // them to finish their message and close (1001), within what is left of the grace.
+        // (The time shutdown began, not serving: a server up for longer than its grace
+        // used to close the store at once, with WebSocket handlers still running.)
+        let stopping_since = (*stop_rx.borrow()).unwrap_or_else(Instant::now);
         let left = grace.saturating_sub(stopping_since.elapsed());
         if tokio::time::timeout(left, state.ws.drained())
             .await

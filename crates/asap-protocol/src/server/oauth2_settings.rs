@@ -23,7 +23,7 @@ use crate::auth::{
 /// assert!(settings.is_enabled() && settings.strict);
 /// assert_eq!(settings.required_scope, None);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct OAuth2Settings {
     /// The provider's issuer (`ASAP_AUTH_ISSUER`): keys and introspection endpoint come
     /// from its OIDC discovery document, whose `issuer` must match.
@@ -50,6 +50,28 @@ pub struct OAuth2Settings {
     pub bind_sender: bool,
     /// The JSON of `ASAP_AUTH_SUBJECT_MAP`.
     pub subject_map: Option<String>,
+}
+
+/// Hides the client secret.
+impl std::fmt::Debug for OAuth2Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2Settings")
+            .field("issuer", &self.issuer)
+            .field("jwks_uri", &self.jwks_uri)
+            .field("introspection_url", &self.introspection_url)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("required_scope", &self.required_scope)
+            .field("audience", &self.audience)
+            .field("strict", &self.strict)
+            .field("per_route_scopes", &self.per_route_scopes)
+            .field("bind_sender", &self.bind_sender)
+            .field("subject_map", &self.subject_map)
+            .finish()
+    }
 }
 
 /// Why the OAuth2 settings cannot protect a server.

@@ -62,8 +62,8 @@ impl Default for WebhookConfig {
     }
 }
 
-/// A webhook to send.
-#[derive(Debug, Clone, PartialEq)]
+/// A webhook to send. Its `Debug` output hides the secret.
+#[derive(Clone, PartialEq)]
 pub struct Webhook {
     /// The callback URL.
     pub url: String,
@@ -73,6 +73,17 @@ pub struct Webhook {
     pub secret: Option<Vec<u8>>,
     /// Extra headers (they may override the standard ones, as in the reference).
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.url)
+            .field("payload", &self.payload)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field("headers", &self.headers)
+            .finish()
+    }
 }
 
 impl Webhook {

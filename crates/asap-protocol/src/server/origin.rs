@@ -1,0 +1,140 @@
+//! Cross-site requests: a browser page on another origin must not drive the agent.
+//!
+//! Browsers send `Origin` with every cross-origin request and WebSocket handshake, and
+//! a `text/plain` POST needs no CORS preflight, so without this check any web page could
+//! run tasks on an agent listening on loopback and read WebSocket answers. A request
+//! whose `Origin` is neither this server's own origin (the `Host` it was sent to) nor in
+//! the allow-list gets 403. Requests without `Origin` (every non-browser client, the
+//! reference's included) pass unchanged: the reference checks neither `Origin` nor
+//! `Content-Type` (wire spec section 9.2).
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{HeaderMap, StatusCode, header};
+
+/// Origins (`scheme://host[:port]`) allowed besides the server's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(Vec<String>);
+
+impl AllowedOrigins {
+    /// Allows these origins (`https://app.example`, `http://localhost:3000`; `null` for
+    /// sandboxed pages). Case and a trailing `/` do not matter.
+    pub fn new<S: AsRef<str>>(origins: impl IntoIterator<Item = S>) -> Self {
+        Self(
+            origins
+                .into_iter()
+                .map(|o| normalize(o.as_ref()))
+                .filter(|o| !o.is_empty())
+                .collect(),
+        )
+    }
+
+    /// Whether a request with these headers may proceed: no `Origin`, the server's own
+    /// origin, or an allowed one.
+    pub fn permits(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let origin = normalize(origin);
+        if self.0.contains(&origin) {
+            return true;
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        same_origin(&origin, host)
+    }
+}
+
+fn normalize(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// Whether `origin` (normalised) names the authority `host` (the `Host` header), with
+/// the scheme's default port when either leaves it out.
+fn same_origin(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme {
+        "http" | "ws" => "80",
+        "https" | "wss" => "443",
+        _ => return false,
+    };
+    let with_port = |authority: &str| -> String {
+        let authority = authority.to_ascii_lowercase();
+        // An IPv6 literal is bracketed; its colons are not a port separator.
+        let has_port = match authority.rfind(']') {
+            Some(end) => authority[end..].contains(':'),
+            None => authority.contains(':'),
+        };
+        if has_port {
+            authority
+        } else {
+            format!("{authority}:{default_port}")
+        }
+    };
+    !host.is_empty() && with_port(authority) == with_port(host.trim())
+}
+
+/// The middleware: 403 `{"detail": "Origin not allowed"}` for a foreign origin.
+pub(crate) async fn guard(
+    State(allowed): State<AllowedOrigins>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if allowed.permits(request.headers()) {
+        return next.run(request).await;
+    }
+    tracing::info!(
+        origin = ?request.headers().get(header::ORIGIN),
+        path = request.uri().path(),
+        "request from a foreign origin refused"
+    );
+    super::response::detail(StatusCode::FORBIDDEN, "Origin not allowed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(header::HOST, host.parse().unwrap());
+        if let Some(origin) = origin {
+            map.insert(header::ORIGIN, origin.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn foreign_origins_are_refused_and_others_pass() {
+        let none = AllowedOrigins::default();
+        assert!(none.permits(&headers(None, "127.0.0.1:8000")), "no Origin");
+        assert!(none.permits(&headers(Some("http://127.0.0.1:8000"), "127.0.0.1:8000")));
+        assert!(none.permits(&headers(Some("HTTP://LOCALHOST"), "localhost:80")));
+        assert!(none.permits(&headers(Some("https://agent.example"), "agent.example:443")));
+        assert!(none.permits(&headers(Some("http://[::1]:8000"), "[::1]:8000")));
+        for foreign in [
+            "http://evil.example",
+            "http://127.0.0.1:9000",
+            "https://127.0.0.1:8000:443",
+            "null",
+            "file://",
+        ] {
+            assert!(
+                !none.permits(&headers(Some(foreign), "127.0.0.1:8000")),
+                "{foreign}"
+            );
+        }
+        let some = AllowedOrigins::new(["https://App.example/", "null"]);
+        assert!(some.permits(&headers(Some("https://app.example"), "127.0.0.1:8000")));
+        assert!(some.permits(&headers(Some("null"), "127.0.0.1:8000")));
+        assert!(!some.permits(&headers(Some("https://app.example:8443"), "127.0.0.1:8000")));
+    }
+}
