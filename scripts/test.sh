@@ -48,6 +48,13 @@ if [ "$want_release" = 1 ]; then
   step "packages (cargo publish --dry-run: each crate built alone from its .crate)"
   # On CI the checkout is clean; a developer's uncommitted work is packaged as it is.
   dirty=(); ci || dirty=(--allow-dirty)
+  # cargo unpacks the packaged asap-protocol for asap-cli's verification into a local
+  # overlay registry under CARGO_HOME (registry/src/-<hash>/), keyed by name and
+  # version only, and reuses it on the next run: a later run would verify asap-cli
+  # against a stale library of the same version. Remove those unpackings first (the
+  # crates.io ones live in registry/src/index.*, untouched).
+  cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+  rm -rf "$cargo_home"/registry/src/-*/asap-protocol-*
   cargo publish --dry-run --workspace --locked "${dirty[@]}"
   # The verification builds are not needed again.
   rm -rf target/package

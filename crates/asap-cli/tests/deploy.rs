@@ -211,21 +211,26 @@ fn forwarded_clients_are_believed_only_from_trusted_proxies() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("10.0.0.0/33"));
 }
 
+/// The PKI's server certificate, key and CA root as files in `dir`: their paths.
+fn pem_files(pki: &tls::Pki, dir: &Path) -> (String, String, String) {
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    (
+        write("cert.pem", &pki.leaf_pem),
+        write("key.pem", &pki.key_pem),
+        write("ca.pem", &pki.ca_pem),
+    )
+}
+
 /// `--tls-cert`/`--tls-key`: the agent itself serves HTTPS and WSS.
 #[test]
 fn serve_terminates_tls_itself() {
     let pki = tls::Pki::new();
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    let (cert, key, ca) = (
-        write("cert.pem", &pki.leaf_pem),
-        write("key.pem", &pki.key_pem),
-        write("ca.pem", &pki.ca_pem),
-    );
+    let (cert, key, ca) = pem_files(&pki, dir.path());
     let data = dir.path().to_str().unwrap();
     let (_agent, line) = start(
         &[
@@ -280,7 +285,9 @@ fn serve_terminates_tls_itself() {
     );
 
     // A key that is not PEM, or a missing file: a clear error, exit 3.
-    let bad_key = write("bad.pem", "not a key");
+    let bad_key = dir.path().join("bad.pem");
+    std::fs::write(&bad_key, "not a key").unwrap();
+    let bad_key = bad_key.to_str().unwrap();
     let refused = asap(&[
         "serve",
         "--port",
@@ -290,7 +297,7 @@ fn serve_terminates_tls_itself() {
         "--tls-cert",
         &cert,
         "--tls-key",
-        &bad_key,
+        bad_key,
     ]);
     assert_eq!(refused.status.code(), Some(3));
     assert!(
@@ -536,16 +543,7 @@ fn a_system_without_ca_certificates_still_works_over_http() {
         String::from_utf8_lossy(&health.stderr)
     );
 
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    let (cert, key, ca) = (
-        write("cert.pem", &pki.leaf_pem),
-        write("key.pem", &pki.key_pem),
-        write("ca.pem", &pki.ca_pem),
-    );
+    let (cert, key, ca) = pem_files(&pki, dir.path());
     let tls_data = dir.path().join("tls");
     let (_tls, line) = start(
         &[

@@ -86,10 +86,10 @@ async fn transient_failures_are_retried_with_the_same_id_and_key() {
     ));
 }
 
-#[tokio::test]
-async fn rate_limits_honour_retry_after() {
+/// A server that answers 429 with `Retry-After: retry_after` once, then succeeds.
+async fn limited_once(retry_after: &str) -> MockServer {
     let server = MockServer::start().await;
-    let limited = ResponseTemplate::new(429).insert_header("retry-after", "0");
+    let limited = ResponseTemplate::new(429).insert_header("retry-after", retry_after);
     Mock::given(method("POST"))
         .respond_with(limited)
         .up_to_n_times(1)
@@ -99,6 +99,12 @@ async fn rate_limits_honour_retry_after() {
         .respond_with(ResponseTemplate::new(200).set_body_json(success("req-1")))
         .mount(&server)
         .await;
+    server
+}
+
+#[tokio::test]
+async fn rate_limits_honour_retry_after() {
+    let server = limited_once("0").await;
     client(2).send(&server.uri(), &request()).await.unwrap();
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
@@ -107,17 +113,7 @@ async fn rate_limits_honour_retry_after() {
 /// long: a server cannot hold the caller for a day.
 #[tokio::test]
 async fn retry_after_is_capped_by_the_policy() {
-    let server = MockServer::start().await;
-    let limited = ResponseTemplate::new(429).insert_header("retry-after", "86400");
-    Mock::given(method("POST"))
-        .respond_with(limited)
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(success("req-1")))
-        .mount(&server)
-        .await;
+    let server = limited_once("86400").await;
     tokio::time::timeout(
         Duration::from_secs(10),
         client(2).send(&server.uri(), &request()),
