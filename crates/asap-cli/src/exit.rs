@@ -81,7 +81,8 @@ pub fn of_client_error(error: &ClientError) -> Exit {
         ClientError::Remote { .. }
         | ClientError::Http { .. }
         | ClientError::InvalidResponse(_)
-        | ClientError::Incompatible(_) => Exit::PeerError,
+        | ClientError::Incompatible(_)
+        | ClientError::ResponseTooLarge { .. } => Exit::PeerError,
         ClientError::InvalidRequest(_) => Exit::InvalidInput,
         _ => Exit::Unreachable,
     }

@@ -366,3 +366,175 @@ async fn health_checks_report_unhealthy_agents_and_cache_healthy_ones() {
         Err(ClientError::Http { status: 500, .. })
     ));
 }
+
+/// JSON-RPC sends follow no redirect: a 307 would re-POST the envelope (and its token)
+/// to wherever it points.
+#[tokio::test]
+async fn sends_follow_no_redirect() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(success("req-1")))
+        .mount(&elsewhere)
+        .await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/asap", elsewhere.uri())),
+        )
+        .mount(&server)
+        .await;
+    let sent = client(1).send(&server.uri(), &request()).await;
+    assert!(
+        matches!(sent, Err(ClientError::Http { status: 307, .. })),
+        "{sent:?}"
+    );
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+}
+
+/// Discovery follows redirects within the agent's origin only: never to another host
+/// (a cloud metadata address, an internal service).
+#[tokio::test]
+async fn discovery_follows_same_origin_redirects_only() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(MANIFEST))
+        .mount(&elsewhere)
+        .await;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/asap/manifest.json"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/m.json", elsewhere.uri())),
+        )
+        .mount(&server)
+        .await;
+    let client = Client::builder().build().unwrap();
+    let refused = client.discover(&server.uri()).await;
+    assert!(
+        matches!(refused, Err(ClientError::Transport(_))),
+        "{refused:?}"
+    );
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+
+    let same = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/asap/manifest.json"))
+        .respond_with(ResponseTemplate::new(301).insert_header("location", "/moved/manifest.json"))
+        .mount(&same)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/moved/manifest.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(MANIFEST))
+        .mount(&same)
+        .await;
+    assert_eq!(
+        client.discover(&same.uri()).await.unwrap().id,
+        "urn:asap:agent:echo"
+    );
+}
+
+/// Serves each request: `head`, then chunks of 64 KiB (chunked encoding,
+/// no length), until the client hangs up. Bounded: at most 1,024 chunks (64 MiB).
+async fn endless(head: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("10000\r\n{}\r\n", "a".repeat(0x10000));
+                for _ in 0..1024 {
+                    if socket.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Bodies beyond the limits are refused while they stream (no Content-Length), and at
+/// once when Content-Length says so; the limits are settings.
+#[tokio::test]
+async fn response_bodies_are_capped_while_streaming() {
+    const CHUNKED: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    let url = endless(CHUNKED).await;
+    let client = Client::builder()
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let manifest = client.discover(&url).await;
+    assert!(
+        matches!(
+            manifest,
+            Err(ClientError::ResponseTooLarge {
+                what: "manifest",
+                limit: 1_048_576
+            })
+        ),
+        "{manifest:?}"
+    );
+    let health = client.health_check(&url).await;
+    assert!(
+        matches!(
+            health,
+            Err(ClientError::ResponseTooLarge {
+                what: "health document",
+                ..
+            })
+        ),
+        "{health:?}"
+    );
+    let sent = client.send(&url, &request()).await;
+    assert!(
+        matches!(
+            sent,
+            Err(ClientError::ResponseTooLarge {
+                what: "response envelope",
+                ..
+            })
+        ),
+        "{sent:?}"
+    );
+
+    // Declared too large: refused before reading.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(MANIFEST))
+        .mount(&server)
+        .await;
+    let tight = Client::builder()
+        .response_limits(asap_protocol::client::ResponseLimits::all(64))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        tight.discover(&server.uri()).await,
+        Err(ClientError::ResponseTooLarge { limit: 64, .. })
+    ));
+}
+
+/// The identity documents a server fetches (JWKS, OIDC discovery) are capped too: a
+/// provider streaming gigabytes of "keys" used to take `asap serve` past 2.5 GB.
+#[tokio::test]
+async fn identity_documents_are_capped() {
+    const CHUNKED: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    let url = endless(CHUNKED).await;
+    let keys = asap_protocol::auth::JwksCache::new(format!("{url}/jwks"))
+        .keys()
+        .await;
+    let error = keys.unwrap_err().to_string();
+    assert!(error.contains("larger than 1048576 bytes"), "{error}");
+    let oidc = asap_protocol::auth::OidcDiscovery::new(&url).config().await;
+    let error = oidc.unwrap_err().to_string();
+    assert!(error.contains("larger than 1048576 bytes"), "{error}");
+}

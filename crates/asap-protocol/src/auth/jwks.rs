@@ -86,10 +86,15 @@ impl JwksCache {
                 response.status()
             )));
         }
-        let set: JwkSet = response
-            .json()
-            .await
-            .map_err(|e| JwksError(format!("not a JWK set: {e}")))?;
+        let body = crate::client::body::read_capped(
+            response,
+            crate::client::MAX_IDENTITY_DOCUMENT,
+            "JWK set",
+        )
+        .await
+        .map_err(|e| JwksError(e.to_string()))?;
+        let set: JwkSet =
+            serde_json::from_slice(&body).map_err(|e| JwksError(format!("not a JWK set: {e}")))?;
         Ok(Arc::new(set))
     }
 

@@ -101,10 +101,15 @@ impl OidcDiscovery {
         if !response.status().is_success() {
             return Err(fail(format!("HTTP {}", response.status())));
         }
-        let config: OidcConfig = response
-            .json()
-            .await
-            .map_err(|e| fail(format!("invalid document: {e}")))?;
+        let body = crate::client::body::read_capped(
+            response,
+            crate::client::MAX_IDENTITY_DOCUMENT,
+            "OIDC discovery document",
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+        let config: OidcConfig =
+            serde_json::from_slice(&body).map_err(|e| fail(format!("invalid document: {e}")))?;
         if config.issuer.trim_end_matches('/') != self.issuer {
             return Err(OidcError::IssuerMismatch {
                 expected: self.issuer.clone(),

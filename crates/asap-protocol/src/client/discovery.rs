@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 
-use super::ClientError;
+use super::{ClientError, ResponseLimits};
 use crate::model::{HealthStatus, Manifest, Model};
 
 /// Freshness when a manifest response has no `Cache-Control: max-age`.
@@ -31,6 +31,7 @@ struct CachedHealth {
 pub struct DiscoveryCache {
     manifests: Mutex<HashMap<String, CachedManifest>>,
     health: Mutex<HashMap<String, CachedHealth>>,
+    limits: ResponseLimits,
 }
 
 /// `max-age` of a `Cache-Control` value; zero for `no-store`/`no-cache`; `None` when
@@ -69,13 +70,14 @@ fn compatible(asap_version: &str) -> bool {
 pub(crate) async fn fetch_health(
     http: &reqwest::Client,
     base: &str,
+    limit: usize,
 ) -> Result<HealthStatus, ClientError> {
     let response = http
         .get(format!("{base}/.well-known/asap/health"))
         .send()
         .await?;
     let status = response.status();
-    let text = response.text().await?;
+    let text = super::body::read_capped_text(response, limit, "health document").await?;
     let parsed = HealthStatus::from_json(text.as_bytes());
     match parsed {
         Ok(h) => Ok(h),
@@ -90,6 +92,14 @@ pub(crate) async fn fetch_health(
 }
 
 impl DiscoveryCache {
+    /// An empty cache that reads bodies up to `limits`.
+    pub fn new(limits: ResponseLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -131,7 +141,8 @@ impl DiscoveryCache {
             Self::lock(&self.manifests).insert(base.to_owned(), c.clone());
             return Ok(c.manifest);
         }
-        let text = response.text().await?;
+        let text =
+            super::body::read_capped_text(response, self.limits.manifest, "manifest").await?;
         if !status.is_success() {
             return Err(ClientError::Http {
                 status: status.as_u16(),
@@ -167,7 +178,7 @@ impl DiscoveryCache {
         {
             return Ok(c.health.clone());
         }
-        let health = fetch_health(http, base).await?;
+        let health = fetch_health(http, base, self.limits.health).await?;
         // Cache no longer than the agent's liveness TTL (its manifest's ttl_seconds).
         let ttl = Self::lock(&self.manifests).get(base).map_or(
             Duration::from_secs(crate::model::entities::DEFAULT_MANIFEST_TTL_SECONDS as u64),

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod body;
 mod breaker;
 mod discovery;
 mod retry;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
+pub use body::{MAX_IDENTITY_DOCUMENT, MAX_REGISTRY_DOCUMENT, ResponseLimits};
 pub use breaker::{BreakerConfig, CircuitBreakers};
 pub use discovery::DiscoveryCache;
 pub(crate) use discovery::{fetch_health, max_age};
@@ -141,6 +143,14 @@ pub enum ClientError {
     /// The TLS settings cannot be used (a malformed root certificate, no trust store).
     #[error("TLS: {0}")]
     Tls(String),
+    /// The peer's answer was larger than the client reads ([`ResponseLimits`]).
+    #[error("the {what} is larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// What was being read (`response envelope`, `manifest`, `health document`).
+        what: &'static str,
+        /// The cap it passed.
+        limit: usize,
+    },
     /// No answer within the time allowed.
     #[error("no answer within {} s", .0.as_secs_f64())]
     Timeout(Duration),
@@ -187,6 +197,7 @@ pub struct ClientBuilder {
     transport: TransportMode,
     websocket: WebSocketOptions,
     root_certificates: Vec<Vec<u8>>,
+    limits: ResponseLimits,
 }
 
 impl std::fmt::Debug for dyn TokenSource {
@@ -209,6 +220,7 @@ impl Default for ClientBuilder {
             transport: TransportMode::Auto,
             websocket: WebSocketOptions::default(),
             root_certificates: Vec::new(),
+            limits: ResponseLimits::default(),
         }
     }
 }
@@ -291,6 +303,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The largest response bodies the client reads (default [`ResponseLimits::default`]:
+    /// 16 MiB answers, 1 MiB manifests, 64 KiB health documents).
+    pub fn response_limits(mut self, limits: ResponseLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, ClientError> {
         let mut extra_roots = Vec::new();
@@ -300,24 +319,33 @@ impl ClientBuilder {
         // Made here, not on the first wss:// call, so a bad root fails the build for
         // both transports alike.
         let websocket_tls = tls::websocket_config(&extra_roots)?;
-        let mut http = crate::client::tls::http_builder()
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout)
-            .user_agent(concat!("asap-protocol-rs/", env!("CARGO_PKG_VERSION")));
-        if !extra_roots.is_empty() {
-            let certificates = extra_roots
-                .iter()
-                .map(|der| reqwest::Certificate::from_der(der))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ClientError::Tls(format!("root certificates: {e}")))?;
-            http = http.tls_certs_merge(certificates);
-        }
-        let http = http.build()?;
+        let certificates = extra_roots
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Tls(format!("root certificates: {e}")))?;
+        let make = |redirects: reqwest::redirect::Policy| {
+            let http = crate::client::tls::http_builder()
+                .timeout(self.timeout)
+                .connect_timeout(self.connect_timeout)
+                .user_agent(concat!("asap-protocol-rs/", env!("CARGO_PKG_VERSION")))
+                .redirect(redirects);
+            if certificates.is_empty() {
+                http
+            } else {
+                http.tls_certs_merge(certificates.clone())
+            }
+        };
+        // JSON-RPC sends follow no redirect (a 307 would re-POST the envelope, and its
+        // token, elsewhere); discovery and health follow same-origin redirects only.
+        let http = make(reqwest::redirect::Policy::none()).build()?;
+        let fetch = make(same_origin_redirects()).build()?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                fetch,
                 breakers: self.breaker.clone().map(CircuitBreakers::new),
-                discovery: DiscoveryCache::default(),
+                discovery: DiscoveryCache::new(self.limits),
                 sockets: websocket::Pool::new(websocket_tls),
                 next_id: AtomicU64::new(1),
                 config: self,
@@ -328,6 +356,8 @@ impl ClientBuilder {
 
 struct Inner {
     http: reqwest::Client,
+    /// The client for discovery and health: same-origin redirects.
+    fetch: reqwest::Client,
     breakers: Option<CircuitBreakers>,
     discovery: DiscoveryCache,
     sockets: websocket::Pool,
@@ -339,6 +369,28 @@ struct Inner {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+}
+
+/// Follows a redirect only to the origin (scheme, host, port) of the first URL, at most
+/// five times: a manifest or health document is never fetched from another host (a
+/// cross-host redirect could point at a cloud metadata address or an internal service).
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.stop();
+        };
+        let same = first.scheme() == attempt.url().scheme()
+            && first.host() == attempt.url().host()
+            && first.port_or_known_default() == attempt.url().port_or_known_default();
+        if !same {
+            let refusal = format!("redirect to another origin refused: {}", attempt.url());
+            attempt.error(refusal)
+        } else if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// Whether `url` names this machine: a loopback IP literal (`127.0.0.0/8`, `::1`) or
@@ -610,11 +662,12 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let text = response
-            .text()
+        let limit = self.inner.config.limits.envelope;
+        let text = body::read_capped_text(response, limit, "response envelope")
             .await
-            .map_err(|e| (ClientError::Transport(e), None))?;
-        if status >= 400 {
+            .map_err(|e| (e, None))?;
+        // Anything but 2xx is an HTTP error, redirects included (sends follow none).
+        if !(200..300).contains(&status) {
             return Err((ClientError::Http { status, body: text }, retry_after));
         }
         parse_response(&text, id).map_err(|e| (e, None))
@@ -625,7 +678,10 @@ impl Client {
     /// manifest is invalid or speaks another major protocol version.
     pub async fn discover(&self, base_url: &str) -> Result<crate::model::Manifest, ClientError> {
         let base = normalize_base(base_url, self.inner.config.require_https)?;
-        self.inner.discovery.manifest(&self.inner.http, &base).await
+        self.inner
+            .discovery
+            .manifest(&self.inner.fetch, &base)
+            .await
     }
 
     /// The agent's health, cached for at most the manifest's `ttl_seconds`. An
@@ -635,7 +691,7 @@ impl Client {
         base_url: &str,
     ) -> Result<crate::model::HealthStatus, ClientError> {
         let base = normalize_base(base_url, self.inner.config.require_https)?;
-        self.inner.discovery.health(&self.inner.http, &base).await
+        self.inner.discovery.health(&self.inner.fetch, &base).await
     }
 }
 

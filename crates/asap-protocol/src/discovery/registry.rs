@@ -261,10 +261,13 @@ impl RegistryClient {
             .get(reqwest::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok());
         let ttl = crate::client::max_age(cache_control).unwrap_or(self.ttl);
-        let text = response
-            .bytes()
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
+        let text = crate::client::body::read_capped(
+            response,
+            crate::client::MAX_REGISTRY_DOCUMENT,
+            "registry",
+        )
+        .await
+        .map_err(|e| fetch_error(e.to_string()))?;
         let registry = Arc::new(LiteRegistry::parse(&text, source)?);
         *cached = (!ttl.is_zero()).then(|| (registry.clone(), Instant::now() + ttl));
         Ok(registry)

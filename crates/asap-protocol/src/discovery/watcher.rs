@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::registry::{LiteRegistry, RegistryClient, RegistryEntry};
-use crate::client::{ClientError, DiscoveryCache, fetch_health};
+use crate::client::{ClientError, DiscoveryCache, ResponseLimits, fetch_health};
 use crate::model::HealthStatus;
 
 /// A change in an agent's liveness.
@@ -432,7 +432,7 @@ struct Probe {
 
 /// The agent's health, fetched now; healthy, or the reason it is not.
 async fn health(probe: &Probe, url: &str) -> Result<HealthStatus, String> {
-    match fetch_health(&probe.http, url).await {
+    match fetch_health(&probe.http, url, ResponseLimits::default().health).await {
         Ok(health) if health.is_healthy() => Ok(health),
         Ok(health) => Err(format!("status {:?}", health.status)),
         Err(ClientError::Transport(e)) => Err(format!("unreachable: {e}")),
