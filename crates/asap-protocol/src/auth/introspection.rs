@@ -101,15 +101,9 @@ impl TokenIntrospector {
         if !response.status().is_success() {
             return Err(IntrospectionError(format!("HTTP {}", response.status())));
         }
-        let body = crate::client::body::read_capped(
-            response,
-            crate::client::MAX_IDENTITY_DOCUMENT,
-            "introspection answer",
-        )
-        .await
-        .map_err(|e| IntrospectionError(e.to_string()))?;
-        let body: Value = serde_json::from_slice(&body)
-            .map_err(|e| IntrospectionError(format!("not JSON: {e}")))?;
+        let body: Value = crate::client::body::read_identity_json(response, "introspection answer")
+            .await
+            .map_err(IntrospectionError)?;
         let answer = (body.get("active") == Some(&Value::Bool(true))).then(|| TokenInfo {
             subject: text(body.get("sub")),
             scopes: match body.get("scope") {

@@ -86,15 +86,9 @@ impl JwksCache {
                 response.status()
             )));
         }
-        let body = crate::client::body::read_capped(
-            response,
-            crate::client::MAX_IDENTITY_DOCUMENT,
-            "JWK set",
-        )
-        .await
-        .map_err(|e| JwksError(e.to_string()))?;
-        let set: JwkSet =
-            serde_json::from_slice(&body).map_err(|e| JwksError(format!("not a JWK set: {e}")))?;
+        let set: JwkSet = crate::client::body::read_identity_json(response, "JWK set")
+            .await
+            .map_err(JwksError)?;
         Ok(Arc::new(set))
     }
 

@@ -101,15 +101,10 @@ impl OidcDiscovery {
         if !response.status().is_success() {
             return Err(fail(format!("HTTP {}", response.status())));
         }
-        let body = crate::client::body::read_capped(
-            response,
-            crate::client::MAX_IDENTITY_DOCUMENT,
-            "OIDC discovery document",
-        )
-        .await
-        .map_err(|e| fail(e.to_string()))?;
         let config: OidcConfig =
-            serde_json::from_slice(&body).map_err(|e| fail(format!("invalid document: {e}")))?;
+            crate::client::body::read_identity_json(response, "OIDC discovery document")
+                .await
+                .map_err(fail)?;
         if config.issuer.trim_end_matches('/') != self.issuer {
             return Err(OidcError::IssuerMismatch {
                 expected: self.issuer.clone(),
