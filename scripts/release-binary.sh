@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the release `asap` for x86_64 Linux as a static binary (glibc, +crt-static:
+# Builds the release `asap` for this machine's Linux target as a static binary (glibc, +crt-static:
 # no dynamic loader, no shared libraries), installed with `cargo install --path` into
 # DIR/bin, and checks that it is static, stripped, and runs.
 #
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="${1:?usage: scripts/release-binary.sh DIR}"
-target=x86_64-unknown-linux-gnu
+target="$(rustc -vV | sed -n 's/^host: //p')"   # x86_64 or aarch64 Linux
 
 RUSTFLAGS="-C target-feature=+crt-static" \
   cargo install --path crates/asap-cli --locked --force --quiet \

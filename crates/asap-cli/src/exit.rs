@@ -83,7 +83,9 @@ pub fn of_client_error(error: &ClientError) -> Exit {
         | ClientError::InvalidResponse(_)
         | ClientError::Incompatible(_)
         | ClientError::ResponseTooLarge { .. } => Exit::PeerError,
-        ClientError::InvalidRequest(_) => Exit::InvalidInput,
+        // TLS errors come from the client's own settings (a malformed --ca-cert); a
+        // failed handshake is a transport error.
+        ClientError::InvalidRequest(_) | ClientError::Tls(_) => Exit::InvalidInput,
         _ => Exit::Unreachable,
     }
 }
@@ -118,6 +120,7 @@ pub fn of_error(error: &anyhow::Error) -> Exit {
             || cause.is::<asap_protocol::server::TlsError>()
             || cause.is::<asap_protocol::server::RateLimitError>()
             || cause.is::<asap_protocol::server::TrustedProxyError>()
+            || cause.is::<asap_protocol::server::ConfigError>()
         {
             return Exit::InvalidInput;
         }

@@ -62,6 +62,18 @@ async fn foreign_origins_are_refused_and_clients_without_origin_are_not() {
     );
     assert_eq!(post(&server.base, Some("http://evil.example")).await, 403);
     assert_eq!(post(&server.base, Some("null")).await, 403);
+    // DNS rebinding: the attacker's name in Host and Origin alike is still foreign.
+    let port = server.addr.port();
+    let rebound = reqwest::Client::new()
+        .post(format!("{}/asap", server.base))
+        .header("host", format!("rebind.attacker:{port}"))
+        .header("origin", format!("http://rebind.attacker:{port}"))
+        .header("content-type", "text/plain")
+        .body(TASK.replace("AGENT", AGENT))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status().as_u16(), 403);
     assert_eq!(upgrade(server.addr, "http://evil.example").await, Err(403));
     assert_eq!(upgrade(server.addr, &own).await, Ok(()));
     server.stop().await;

@@ -43,6 +43,14 @@ fn debug_output_never_shows_secrets() {
     };
     assert_hidden(format!("{settings:?}"), &["client-s3cret"]);
 
+    let builder = asap_protocol::client::Client::builder().bearer_token("builder-s3cret");
+    assert_hidden(format!("{builder:?}"), &["builder-s3cret"]);
+    let mut with_header = Webhook::signed("https://hooks.example/x", serde_json::json!({}), "s");
+    with_header
+        .headers
+        .push(("Authorization".into(), "Bearer header-s3cret".into()));
+    assert_hidden(format!("{with_header:?}"), &["header-s3cret"]);
+
     let tokens = StaticTokens::new([("bearer-s3cret", "urn:asap:agent:a")]);
     let debug = format!("{tokens:?}");
     assert_hidden(debug.clone(), &["bearer-s3cret"]);

@@ -34,7 +34,7 @@ pub fn webhook_policy(
     flag: &str,
 ) -> anyhow::Result<asap_protocol::webhook::UrlPolicy> {
     let allow = asap_protocol::webhook::UrlPolicy::parse_allow_list(allow_private)
-        .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        .map_err(|e| invalid_input(format!("{flag}: {e}")))?;
     Ok(asap_protocol::webhook::UrlPolicy { allow_http, allow })
 }
 

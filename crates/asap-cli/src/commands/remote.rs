@@ -108,11 +108,16 @@ impl Connection {
                 "" | "auto" => TransportMode::Auto,
                 "http" | "https" => TransportMode::Http,
                 "ws" | "wss" | "websocket" => TransportMode::WebSocket,
-                other => anyhow::bail!("--transport must be http, ws or auto, not {other:?}"),
+                other => {
+                    return Err(super::invalid_input(format!(
+                        "--transport must be http, ws or auto, not {other:?}"
+                    )));
+                }
             });
         // An empty value counts as not given, as for the other options.
         if let Some(path) = self.ca_cert.as_deref().filter(|p| !p.is_empty()) {
-            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("--ca-cert {path}: {e}"))?;
+            let pem = std::fs::read(path)
+                .map_err(|e| super::invalid_input(format!("--ca-cert {path}: {e}")))?;
             builder = builder.root_certificates_pem(pem);
         }
         if let Some(token) = &self.token {

@@ -264,7 +264,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.rate_limits = RateLimitRule::parse_setting(limit)
             .map_err(|e| super::invalid_input(format!("--rate-limit: {e}")))?;
     }
-    config.allowed_origins = AllowedOrigins::new(&args.allowed_origins);
     config.trusted_proxies = TrustedProxies::parse(&args.trusted_proxies)
         .map_err(|e| super::invalid_input(format!("--trusted-proxy: {e}")))?
         .header(args.trusted_proxy_header);
@@ -316,6 +315,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             listening_url.clone()
         }
     };
+    // Browser pages of the agent's own public origin are not foreign.
+    let public_origin = args.public_url.as_ref().map(|_| origin_of(&base_url));
+    config.allowed_origins = AllowedOrigins::new(args.allowed_origins.iter().chain(&public_origin));
     let mut manifest = manifest(&args, &base_url)?;
 
     let storage = if args.storage.trim().eq_ignore_ascii_case("sqlite") {
@@ -433,7 +435,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let manifest_url = format!(
-            "http://{ip}:{}/.well-known/asap/manifest.json",
+            "{scheme}://{ip}:{}/.well-known/asap/manifest.json",
             address.port()
         );
         let advertiser = Advertiser::start(&manifest, &manifest_url, ip, address.port())?;
@@ -454,6 +456,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     crate::out!("asap: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `scheme://host[:port]` of an http(s) URL.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{authority}")
 }
 
 /// `--public-url` without its trailing slash; it must be an http(s) URL.

@@ -184,7 +184,7 @@ impl ClientError {
 }
 
 /// Configures a [`Client`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,
@@ -198,6 +198,32 @@ pub struct ClientBuilder {
     websocket: WebSocketOptions,
     root_certificates: Vec<Vec<u8>>,
     limits: ResponseLimits,
+}
+
+/// Hides the bearer token.
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .field("compression", &self.compression)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "token_source",
+                &self.token_source.as_ref().map(|_| "TokenSource"),
+            )
+            .field("require_https", &self.require_https)
+            .field("transport", &self.transport)
+            .field("websocket", &self.websocket)
+            .field("root_certificates", &self.root_certificates.len())
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for dyn TokenSource {
@@ -374,7 +400,7 @@ pub struct Client {
 /// Follows a redirect only to the origin (scheme, host, port) of the first URL, at most
 /// five times: a manifest or health document is never fetched from another host (a
 /// cross-host redirect could point at a cloud metadata address or an internal service).
-fn same_origin_redirects() -> reqwest::redirect::Policy {
+pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let Some(first) = attempt.previous().first() else {
             return attempt.stop();

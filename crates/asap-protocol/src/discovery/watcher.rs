@@ -340,6 +340,8 @@ impl Watcher {
         let http = crate::client::tls::http_builder()
             .timeout(self.timeout)
             .pool_max_idle_per_host(0)
+            // Agents named by a registry must not redirect the checks to other hosts.
+            .redirect(crate::client::same_origin_redirects())
             .build()
             .unwrap_or_default();
         let agents = self.agents.clone();

@@ -316,7 +316,8 @@ impl Server {
     }
 
     /// Like [`Server::serve`], over TLS: every connection on `listener` must complete a
-    /// TLS handshake with `tls` (within 10 s) before it is served.
+    /// TLS handshake with `tls` (within 5 s; at most 512 in progress, further
+    /// connections are closed at once) before it is served.
     pub async fn serve_tls(
         self,
         listener: TcpListener,

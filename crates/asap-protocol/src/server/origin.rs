@@ -3,8 +3,12 @@
 //! Browsers send `Origin` with every cross-origin request and WebSocket handshake, and
 //! a `text/plain` POST needs no CORS preflight, so without this check any web page could
 //! run tasks on an agent listening on loopback and read WebSocket answers. A request
-//! whose `Origin` is neither this server's own origin (the `Host` it was sent to) nor in
-//! the allow-list gets 403. Requests without `Origin` (every non-browser client, the
+//! whose `Origin` is neither this server's own origin nor in the allow-list gets 403.
+//! "Own origin" means the `Host` the request was sent to, and only when that host is an
+//! IP literal or `localhost`: under DNS rebinding a page's own name resolves to this
+//! server, so a page at `http://rebind.attacker:8000` sends a matching `Host` and
+//! `Origin`. An agent reached by name must list its origin (`asap serve` adds the
+//! origin of `--public-url`). Requests without `Origin` (every non-browser client, the
 //! reference's included) pass unchanged: the reference checks neither `Origin` nor
 //! `Content-Type` (wire spec section 9.2).
 
@@ -79,7 +83,20 @@ fn same_origin(origin: &str, host: &str) -> bool {
             format!("{authority}:{default_port}")
         }
     };
-    !host.is_empty() && with_port(authority) == with_port(host.trim())
+    let host = host.trim();
+    !host.is_empty()
+        && names_this_machine_or_an_address(host)
+        && with_port(authority) == with_port(host)
+}
+
+/// Whether the host part of a `Host` value is an IP literal or `localhost`: names that
+/// DNS rebinding cannot give to an attacker.
+fn names_this_machine_or_an_address(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// The middleware: 403 `{"detail": "Origin not allowed"}` for a foreign origin.
@@ -118,7 +135,15 @@ mod tests {
         assert!(none.permits(&headers(None, "127.0.0.1:8000")), "no Origin");
         assert!(none.permits(&headers(Some("http://127.0.0.1:8000"), "127.0.0.1:8000")));
         assert!(none.permits(&headers(Some("HTTP://LOCALHOST"), "localhost:80")));
-        assert!(none.permits(&headers(Some("https://agent.example"), "agent.example:443")));
+        // A name is not its own proof: under DNS rebinding the attacker's page sends
+        // its own name as Host and Origin alike.
+        assert!(!none.permits(&headers(
+            Some("http://rebind.attacker:8000"),
+            "rebind.attacker:8000"
+        )));
+        assert!(!none.permits(&headers(Some("https://agent.example"), "agent.example:443")));
+        let named = AllowedOrigins::new(["https://agent.example"]);
+        assert!(named.permits(&headers(Some("https://agent.example"), "agent.example")));
         assert!(none.permits(&headers(Some("http://[::1]:8000"), "[::1]:8000")));
         for foreign in [
             "http://evil.example",

@@ -81,7 +81,15 @@ impl std::fmt::Debug for Webhook {
             .field("url", &self.url)
             .field("payload", &self.payload)
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
-            .field("headers", &self.headers)
+            // Names only: a header may carry a credential.
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
