@@ -142,40 +142,45 @@ impl TrustedProxies {
 #[error("invalid trusted proxy {0:?}: expected a CIDR range such as 10.0.0.0/8 or an address")]
 pub struct TrustedProxyError(String);
 
-/// The `for=` addresses of every `Forwarded` header, in order (`None` for an entry that
-/// names no address); `None` when there is no such header or it does not parse.
+/// The comma-separated entries of every `name` header, in order, each as text when it
+/// is (an entry that is not UTF-8 spoils itself only, not the whole header: otherwise
+/// a client could blank a proxy's header and be counted as the proxy).
+fn entries<'h>(headers: &'h HeaderMap, name: &str) -> Vec<Option<&'h str>> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(|entry| std::str::from_utf8(entry).ok().map(str::trim))
+        .filter(|entry| entry != &Some(""))
+        .collect()
+}
+
+/// The `for=` addresses of every `Forwarded` header, in order (`None` for an element
+/// that names no address or does not parse); `None` when there is no such header.
 fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
-    let mut chain = Vec::new();
-    for value in headers.get_all(http::header::FORWARDED) {
-        let value = value.to_str().ok()?;
-        for element in rfc7239::parse(value) {
-            let Ok(element) = element else {
-                chain.push(None);
-                continue;
-            };
-            chain.push(element.forwarded_for.and_then(|node| node.ip().copied()));
-        }
-    }
+    let chain: Vec<Option<IpAddr>> = entries(headers, http::header::FORWARDED.as_str())
+        .into_iter()
+        .map(|element| {
+            let element = rfc7239::parse(element?).next()?.ok()?;
+            element.forwarded_for.and_then(|node| node.ip().copied())
+        })
+        .collect();
     (!chain.is_empty()).then_some(chain)
 }
 
 /// The addresses of every `X-Forwarded-For` header, in order (`None` for an entry that
 /// is not an address).
 fn x_forwarded_for_chain(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
-    let mut chain = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        let Ok(value) = value.to_str() else {
-            chain.push(None);
-            continue;
-        };
-        for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let ip = entry
+    let chain: Vec<Option<IpAddr>> = entries(headers, "x-forwarded-for")
+        .into_iter()
+        .map(|entry| {
+            let entry = entry?;
+            entry
                 .parse::<IpAddr>()
                 .ok()
-                .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()));
-            chain.push(ip);
-        }
-    }
+                .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        })
+        .collect();
     (!chain.is_empty()).then_some(chain)
 }
 
@@ -243,6 +248,26 @@ mod tests {
             trusted.client_ip(ip("::ffff:127.0.0.1"), &h),
             ip("203.0.113.8")
         );
+    }
+
+    /// A byte that is not UTF-8 spoils its own entry only: the client cannot blank the
+    /// proxy's header and be counted as the proxy.
+    #[test]
+    fn a_non_utf8_entry_does_not_hide_the_rest_of_the_header() {
+        let trusted = TrustedProxies::parse(["127.0.0.1"]).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff, 203.0.113.7").unwrap(),
+        );
+        assert_eq!(trusted.client_ip(ip("127.0.0.1"), &h), ip("203.0.113.7"));
+        let rfc = trusted.header(ForwardedHeader::Forwarded);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "forwarded",
+            http::HeaderValue::from_bytes(b"for=\xff, for=203.0.113.8").unwrap(),
+        );
+        assert_eq!(rfc.client_ip(ip("127.0.0.1"), &h), ip("203.0.113.8"));
     }
 
     #[test]
