@@ -7,28 +7,16 @@ use asap_protocol::client::ClientError;
 use asap_protocol::discovery::RegistryError;
 use asap_protocol::webhook::WebhookError;
 
-/// How an `asap` command ended.
+/// How an `asap` command ended; [`Exit::meaning`] says what each code means (the
+/// documentation's table is generated from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// It did what was asked.
     Success = 0,
-    /// Nothing found (`asap registry search`, as grep), or a local failure not listed
-    /// below (cannot listen, storage, file system, an identity provider's refusal).
     Failure = 1,
-    /// The command line is wrong (unknown option, missing or malformed value).
     Usage = 2,
-    /// Input the user gave is invalid: a document that is not JSON or fails the wire
-    /// model (`asap validate` finding one), a malformed option value, a webhook URL the
-    /// SSRF policy refuses, a signature that does not match.
     InvalidInput = 3,
-    /// No usable connection to the peer (or registry): refused, DNS, TLS, timeout, no
-    /// acknowledgement.
     Unreachable = 4,
-    /// The peer answered with an error: a JSON-RPC error, an HTTP error status, an
-    /// unhealthy health document, or an answer that is not valid ASAP.
     PeerError = 5,
-    /// Standard output was closed early (`asap ... | head`): the command stops quietly,
-    /// as if killed by SIGPIPE.
     BrokenPipe = 141,
 }
 
@@ -44,7 +32,7 @@ impl Exit {
         Exit::BrokenPipe,
     ];
 
-    /// What the code means (the doc comment above, for `docs/configuration.md`).
+    /// What the code means (for `--help` readers and `docs/configuration.md`).
     pub fn meaning(self) -> &'static str {
         match self {
             Exit::Success => "It did what was asked.",

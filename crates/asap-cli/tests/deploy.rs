@@ -131,6 +131,22 @@ fn serve_is_configured_from_the_environment_alone() {
     );
 }
 
+/// A public URL that is not http(s) is refused at start with exit 3.
+#[test]
+fn a_public_url_must_be_http_or_https() {
+    let out = asap(&[
+        "serve",
+        "--port",
+        "0",
+        "--storage",
+        "memory",
+        "--public-url",
+        "ftp://agents.example",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--public-url must be an http"));
+}
+
 /// A boolean variable that is not a boolean word is a usage error naming the option.
 #[test]
 fn a_boolean_variable_takes_only_boolean_words() {

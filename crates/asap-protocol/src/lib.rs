@@ -40,6 +40,11 @@ pub mod store;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 
+/// What `Debug` output shows in place of a secret (tokens, client secrets, webhook
+/// secrets).
+#[allow(dead_code)] // unused when no feature with secrets is on
+pub(crate) const REDACTED: &str = "[redacted]";
+
 /// The README's Rust examples, compiled as doc tests so they cannot drift from the API.
 #[cfg(all(
     doctest,

@@ -35,19 +35,16 @@ pub struct AccessToken {
 impl std::fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessToken")
-            .field("secret", &REDACTED)
+            .field("secret", &crate::REDACTED)
             .field("token_type", &self.token_type)
             .field("expires_at", &self.expires_at)
             .field(
                 "refresh_token",
-                &self.refresh_token.as_ref().map(|_| REDACTED),
+                &self.refresh_token.as_ref().map(|_| crate::REDACTED),
             )
             .finish()
     }
 }
-
-/// What `Debug` output shows in place of a secret.
-pub(crate) const REDACTED: &str = "[redacted]";
 
 impl AccessToken {
     pub(crate) fn from_response(

@@ -211,7 +211,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("compression", &self.compression)
             .field(
                 "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "[redacted]"),
+                &self.bearer_token.as_ref().map(|_| crate::REDACTED),
             )
             .field(
                 "token_source",

@@ -62,7 +62,7 @@ impl std::fmt::Debug for OAuth2Settings {
             .field("client_id", &self.client_id)
             .field(
                 "client_secret",
-                &self.client_secret.as_ref().map(|_| "[redacted]"),
+                &self.client_secret.as_ref().map(|_| crate::REDACTED),
             )
             .field("required_scope", &self.required_scope)
             .field("audience", &self.audience)

@@ -15,6 +15,7 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use http::uri::Authority;
 use http::{HeaderMap, StatusCode, header};
 
 /// Origins (`scheme://host[:port]`) allowed besides the server's own.
@@ -60,43 +61,30 @@ fn normalize(origin: &str) -> String {
 }
 
 /// Whether `origin` (normalised) names the authority `host` (the `Host` header), with
-/// the scheme's default port when either leaves it out.
+/// the scheme's default port when either leaves it out, and `host` is an IP literal or
+/// `localhost`: names that DNS rebinding cannot give to an attacker.
 fn same_origin(origin: &str, host: &str) -> bool {
-    let Some((scheme, authority)) = origin.split_once("://") else {
+    let Ok(origin) = origin.parse::<http::Uri>() else {
         return false;
     };
-    let default_port = match scheme {
-        "http" | "ws" => "80",
-        "https" | "wss" => "443",
+    let default_port = match origin.scheme_str() {
+        Some("http" | "ws") => 80,
+        Some("https" | "wss") => 443,
         _ => return false,
     };
-    let with_port = |authority: &str| -> String {
-        let authority = authority.to_ascii_lowercase();
-        // An IPv6 literal is bracketed; its colons are not a port separator.
-        let has_port = match authority.rfind(']') {
-            Some(end) => authority[end..].contains(':'),
-            None => authority.contains(':'),
-        };
-        if has_port {
-            authority
-        } else {
-            format!("{authority}:{default_port}")
-        }
+    let (Some(origin), Ok(host)) = (origin.authority(), host.trim().parse::<Authority>()) else {
+        return false;
     };
-    let host = host.trim();
-    !host.is_empty()
-        && names_this_machine_or_an_address(host)
-        && with_port(authority) == with_port(host)
-}
-
-/// Whether the host part of a `Host` value is an IP literal or `localhost`: names that
-/// DNS rebinding cannot give to an attacker.
-fn names_this_machine_or_an_address(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+    let name = host.host();
+    let local = name.eq_ignore_ascii_case("localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok();
+    local
+        && origin.host().eq_ignore_ascii_case(name)
+        && origin.port_u16().unwrap_or(default_port) == host.port_u16().unwrap_or(default_port)
 }
 
 /// The middleware: 403 `{"detail": "Origin not allowed"}` for a foreign origin.

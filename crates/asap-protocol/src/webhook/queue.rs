@@ -80,7 +80,7 @@ impl std::fmt::Debug for Webhook {
         f.debug_struct("Webhook")
             .field("url", &self.url)
             .field("payload", &self.payload)
-            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field("secret", &self.secret.as_ref().map(|_| crate::REDACTED))
             // Names only: a header may carry a credential.
             .field(
                 "headers",
