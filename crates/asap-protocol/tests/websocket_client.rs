@@ -387,10 +387,12 @@ async fn a_bearer_token_goes_on_the_upgrade_and_refusals_are_http_errors() {
     let authed = Client::builder().bearer_token("s3cret").build().unwrap();
     authed.send(&url, &task(1)).await.unwrap();
     let anonymous = Client::builder().build().unwrap();
+    // The server refuses a tokenless upgrade itself (the reference accepts it and
+    // refuses each message), so the slot stays free: an HTTP 401.
     match anonymous.send(&url, &task(1)).await.unwrap_err() {
-        ClientError::Remote { code, data, .. } => {
-            assert_eq!(code, -32600);
-            assert_eq!(data.unwrap()["status_code"], 401);
+        ClientError::Http { status, body } => {
+            assert_eq!(status, 401);
+            assert_eq!(body, r#"{"detail":"Authentication required"}"#);
         }
         other => panic!("{other:?}"),
     }

@@ -577,9 +577,11 @@ async fn shutdown_waits_for_websocket_messages_after_a_long_uptime() {
 
 #[tokio::test]
 async fn manifest_bearer_auth_uses_the_handshake_header() {
+    let mut config = open_config();
+    config.websocket.max_connections = 2;
     let server = start(
         Options {
-            config: open_config(),
+            config,
             ..Options::default()
         }
         .bearer_tokens(&[("s3cret", "urn:asap:agent:client")]),
@@ -608,12 +610,43 @@ async fn manifest_bearer_auth_uses_the_handshake_header() {
         next_json(&mut authed).await["error"]["data"]["status_code"],
         403
     );
-    let mut anonymous = tokio_tungstenite::connect_async(&url).await.unwrap().0;
-    anonymous.send(request("anon", &echo(false))).await.unwrap();
-    let answer = next_json(&mut anonymous).await;
+    // Without a token, or with a wrong one, the upgrade itself is refused (401), so
+    // tokenless peers cannot take the connection slots (1,024 of them used to).
+    let refused = tokio_tungstenite::connect_async(&url).await.unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(response) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(response.status(), 401);
+    let mut wrong = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        url.as_str(),
+    )
+    .unwrap();
+    wrong
+        .headers_mut()
+        .insert("authorization", "Bearer guess".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(wrong).await.unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(response) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(response.status(), 401);
     assert_eq!(
-        answer["error"],
-        json!({"code": -32600, "message": "Invalid request", "data": {"error": "Authentication required", "status_code": 401}})
+        String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()),
+        r#"{"detail":"Invalid authentication token"}"#
     );
+    // Refused upgrades took no slot: the second of two slots is still free.
+    for _ in 0..5 {
+        assert!(tokio_tungstenite::connect_async(&url).await.is_err());
+    }
+    let mut second =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url.as_str(),
+        )
+        .unwrap();
+    second
+        .headers_mut()
+        .insert("authorization", "Bearer s3cret".parse().unwrap());
+    let (mut second, _) = tokio_tungstenite::connect_async(second).await.unwrap();
+    second.send(request("two", &echo(false))).await.unwrap();
+    assert!(next_json(&mut second).await.get("result").is_some());
     server.stop().await;
 }

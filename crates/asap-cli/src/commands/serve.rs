@@ -93,6 +93,34 @@ pub struct ServeArgs {
     /// Reject envelopes whose `extensions.nonce` was already seen.
     #[arg(long, env = "ASAP_REQUIRE_NONCE", value_parser = boolish(), action = ArgAction::SetTrue)]
     require_nonce: bool,
+    /// With --require-nonce, also reject envelopes that carry no nonce (the reference
+    /// accepts them).
+    #[arg(long, env = "ASAP_REJECT_MISSING_NONCE", value_parser = boolish(), action = ArgAction::SetTrue, requires = "require_nonce")]
+    reject_missing_nonce: bool,
+    /// Reject an envelope whose id was already seen within the nonce window (600 s; the
+    /// reference does not check ids).
+    #[arg(long, env = "ASAP_REJECT_REPEATED_IDS", value_parser = boolish(), action = ArgAction::SetTrue)]
+    reject_repeated_ids: bool,
+    /// Seconds a client has to send a request's headers (also the longest a kept-alive
+    /// connection may wait for its next request).
+    #[arg(long, env = "ASAP_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout: u64,
+    /// Seconds a connection may stay open with no byte moving while no request is being
+    /// handled (for example a client that stopped reading its response).
+    #[arg(long, env = "ASAP_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Most HTTP connections open at once; further connections are closed at once
+    /// (WebSocket connections count against --ws-max-connections).
+    #[arg(long, env = "ASAP_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Most request body bytes held in memory across all requests; a request beyond it
+    /// gets 503.
+    #[arg(long, env = "ASAP_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_buffered_bytes: u64,
+    /// With bearer tokens, the most bytes of body read from a request whose token is
+    /// missing or wrong before answering with the authentication error.
+    #[arg(long, env = "ASAP_UNAUTHENTICATED_BODY_LIMIT", default_value_t = 64 * 1024)]
+    unauthenticated_body_limit: u64,
     /// Require `Authorization: Bearer TOKEN` and bind it to an agent: `TOKEN=URN`
     /// (repeatable, or comma-separated in the variable).
     #[arg(
@@ -271,6 +299,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.max_request_size = max;
     }
     config.require_nonce = args.require_nonce;
+    config.reject_missing_nonce = args.reject_missing_nonce;
+    config.reject_repeated_ids = args.reject_repeated_ids;
+    config.header_read_timeout = std::time::Duration::from_secs(args.header_read_timeout);
+    config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
+    config.max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
+    config.max_buffered_bytes = usize::try_from(args.max_buffered_bytes).unwrap_or(usize::MAX);
+    config.unauthenticated_body_limit =
+        usize::try_from(args.unauthenticated_body_limit).unwrap_or(usize::MAX);
     config.compress_responses = args.compress_responses;
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace);
     config.websocket.message_rate = Some(args.ws_rate_limit).filter(|r| *r > 0);

@@ -2,10 +2,12 @@
 //! (wire spec section 9.5).
 
 use std::io::Read;
+use std::sync::Arc;
 
 use axum::body::Body;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A body refused before JSON parsing, with its HTTP status and `detail` message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +70,61 @@ pub fn coding(headers: &HeaderMap) -> Result<Coding, BodyRejection> {
     }
 }
 
-/// Step 5: reads the body, refusing it as soon as more than `max` bytes arrived.
-pub async fn read_limited(body: Body, max: usize) -> Result<Vec<u8>, BodyRejection> {
+/// Bytes of request bodies held in memory across all requests at once
+/// (`ServerConfig::max_buffered_bytes`): each request takes its share as bytes arrive
+/// and gives it back when it is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyBudget {
+    bytes: Arc<Semaphore>,
+    max: usize,
+}
+
+/// The share of a [`BodyBudget`] one request holds.
+#[derive(Debug, Default)]
+pub(crate) struct HeldBytes(Option<OwnedSemaphorePermit>);
+
+impl BodyBudget {
+    pub(crate) fn new(max: usize) -> Self {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            bytes: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// Takes `n` more bytes for `held`, or refuses (503) when the budget is spent.
+    pub(crate) fn take(&self, held: &mut HeldBytes, n: usize) -> Result<(), BodyRejection> {
+        if n == 0 {
+            return Ok(());
+        }
+        let permit = u32::try_from(n)
+            .ok()
+            .and_then(|n| self.bytes.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(|| {
+                reject(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "Server busy: request bodies in memory would exceed {} bytes",
+                        self.max
+                    ),
+                )
+            })?;
+        match &mut held.0 {
+            Some(existing) => existing.merge(permit),
+            None => held.0 = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// Step 5: reads the body, refusing it as soon as more than `max` bytes arrived, and
+/// charging what it holds to `budget`.
+pub(crate) async fn read_limited(
+    body: Body,
+    max: usize,
+    budget: &BodyBudget,
+    held: &mut HeldBytes,
+) -> Result<Vec<u8>, BodyRejection> {
     let mut body = body;
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -80,10 +135,11 @@ pub async fn read_limited(body: Body, max: usize) -> Result<Vec<u8>, BodyRejecti
             )
         })?;
         if let Ok(data) = frame.into_data() {
-            out.extend_from_slice(&data);
-            if out.len() > max {
-                return Err(too_large(out.len(), max));
+            if out.len() + data.len() > max {
+                return Err(too_large(out.len() + data.len(), max));
             }
+            budget.take(held, data.len())?;
+            out.extend_from_slice(&data);
         }
     }
     Ok(out)
@@ -91,26 +147,53 @@ pub async fn read_limited(body: Body, max: usize) -> Result<Vec<u8>, BodyRejecti
 
 /// Step 6: decompresses, refusing invalid data (400) and output beyond `max` (413).
 pub fn decode(raw: Vec<u8>, coding: Coding, max: usize) -> Result<Vec<u8>, BodyRejection> {
-    let mut out = Vec::new();
+    decode_charged(raw, coding, max, |_| Ok(()))
+}
+
+/// [`decode`], charging the decompressed bytes to `budget` as they are produced.
+pub(crate) fn decode_within(
+    raw: Vec<u8>,
+    coding: Coding,
+    max: usize,
+    budget: &BodyBudget,
+    held: &mut HeldBytes,
+) -> Result<Vec<u8>, BodyRejection> {
+    decode_charged(raw, coding, max, |n| budget.take(held, n))
+}
+
+fn decode_charged(
+    raw: Vec<u8>,
+    coding: Coding,
+    max: usize,
+    mut charge: impl FnMut(usize) -> Result<(), BodyRejection>,
+) -> Result<Vec<u8>, BodyRejection> {
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    let result = match coding {
+    let reader: Box<dyn Read + '_> = match coding {
         Coding::Identity => return Ok(raw),
-        Coding::Gzip => flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .take(limit)
-            .read_to_end(&mut out),
-        Coding::Brotli => brotli::Decompressor::new(raw.as_slice(), 4096)
-            .take(limit)
-            .read_to_end(&mut out),
+        Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw.as_slice())),
+        Coding::Brotli => Box::new(brotli::Decompressor::new(raw.as_slice(), 4096)),
     };
-    if let Err(e) = result {
-        let reason = match coding {
-            Coding::Brotli => format!("Brotli decompression failed: {e}"),
-            _ => e.to_string(),
+    let mut reader = reader.take(limit);
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let reason = match coding {
+                    Coding::Brotli => format!("Brotli decompression failed: {e}"),
+                    _ => e.to_string(),
+                };
+                return Err(reject(
+                    StatusCode::BAD_REQUEST,
+                    format!("Invalid compressed data: {reason}"),
+                ));
+            }
         };
-        return Err(reject(
-            StatusCode::BAD_REQUEST,
-            format!("Invalid compressed data: {reason}"),
-        ));
+        charge(n)?;
+        out.extend_from_slice(&chunk[..n]);
     }
     if out.len() > max {
         return Err(reject(
@@ -197,19 +280,42 @@ mod tests {
             "Request size (11 bytes) exceeds maximum (10 bytes)"
         );
         assert!(check_declared_length(&h, 11).is_ok());
+        let budget = BodyBudget::new(1000);
+        let mut held = HeldBytes::default();
+        let read = read_limited(Body::from(vec![0u8; 10]), 10, &budget, &mut held).await;
+        assert_eq!(read.unwrap().len(), 10);
+        let mut held = HeldBytes::default();
+        let read = read_limited(Body::from(vec![0u8; 11]), 10, &budget, &mut held).await;
+        assert_eq!(read.unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn the_budget_bounds_bytes_held_across_requests() {
+        let budget = BodyBudget::new(100);
+        let mut first = HeldBytes::default();
+        let body = read_limited(Body::from(vec![b'a'; 60]), 1000, &budget, &mut first).await;
+        assert_eq!(body.unwrap().len(), 60);
+        // A second request finds 40 bytes left.
+        let mut second = HeldBytes::default();
+        let refused = read_limited(Body::from(vec![b'b'; 60]), 1000, &budget, &mut second)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
-            read_limited(Body::from(vec![0u8; 10]), 10)
-                .await
-                .unwrap()
-                .len(),
-            10
+            refused.detail,
+            "Server busy: request bodies in memory would exceed 100 bytes"
         );
-        assert_eq!(
-            read_limited(Body::from(vec![0u8; 11]), 10)
-                .await
-                .unwrap_err()
-                .status,
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
+        // Decompression is charged as it goes: 100 compressed bytes cannot become 10 kB.
+        let mut third = HeldBytes::default();
+        let bomb = gzip(&[b'c'; 10_000]);
+        let small = BodyBudget::new(bomb.len() + 1000);
+        small.take(&mut third, bomb.len()).unwrap();
+        let refused = decode_within(bomb, Coding::Gzip, 1_000_000, &small, &mut third);
+        assert_eq!(refused.unwrap_err().status, StatusCode::SERVICE_UNAVAILABLE);
+        // Dropping a request gives its bytes back.
+        drop(first);
+        let mut fourth = HeldBytes::default();
+        let body = read_limited(Body::from(vec![b'd'; 60]), 1000, &budget, &mut fourth).await;
+        assert_eq!(body.unwrap().len(), 60);
     }
 }

@@ -58,6 +58,34 @@ pub struct ServerConfig {
     pub trace_injection: bool,
     /// Longest time to receive a request body; a slower client gets 408.
     pub body_read_timeout: Duration,
+    /// Longest time to receive a request's headers (10 s), counted from when the server
+    /// starts waiting for them: a connection that has not sent a complete request head
+    /// by then is closed (slowloris). On a kept-alive connection the wait for the next
+    /// request counts too, so this also closes keep-alive connections idle this long.
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moves in either direction for this long, while no
+    /// request is being handled, is closed (60 s): for example a client that stopped
+    /// reading its response. WebSocket connections follow `websocket.stale_after`.
+    pub idle_timeout: Duration,
+    /// Most HTTP connections open at once (10 000); further connections are closed as
+    /// soon as they are accepted. Upgraded WebSocket connections count against
+    /// `websocket.max_connections` instead.
+    pub max_connections: usize,
+    /// Most request body bytes held in memory across all requests at once (256 MiB),
+    /// received and decompressed alike; a request that would go beyond it gets 503.
+    pub max_buffered_bytes: usize,
+    /// When the server requires a bearer token (manifest `auth` with a validator), the
+    /// largest body read from a request whose token is missing or refused (64 KiB): the
+    /// token is checked before the body is read, and a larger body is not read at all
+    /// but answered with the authentication error. The reference reads the whole body
+    /// first; set this to `max_request_size` to do the same.
+    pub unauthenticated_body_limit: usize,
+    /// Refuse envelopes without `extensions.nonce` when `require_nonce` is on (off: the
+    /// reference accepts them and only checks the nonces it is given).
+    pub reject_missing_nonce: bool,
+    /// Refuse an envelope whose `id` was already seen within the nonce window (off: the
+    /// reference does not check ids).
+    pub reject_repeated_ids: bool,
     /// Compress responses (gzip or Brotli, as `Accept-Encoding` allows). Off by default:
     /// the reference never compresses responses.
     pub compress_responses: bool,
@@ -151,6 +179,13 @@ impl Default for ServerConfig {
             trace_injection: true,
             compress_responses: false,
             body_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_buffered_bytes: 256 * 1024 * 1024,
+            unauthenticated_body_limit: 64 * 1024,
+            reject_missing_nonce: false,
+            reject_repeated_ids: false,
             websocket: WebSocketConfig::default(),
             trusted_proxies: TrustedProxies::default(),
             allowed_origins: AllowedOrigins::default(),

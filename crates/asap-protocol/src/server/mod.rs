@@ -23,6 +23,7 @@ mod auth;
 mod body;
 mod client_addr;
 mod config;
+mod connections;
 mod discovery;
 mod handler;
 mod metrics;
@@ -51,7 +52,6 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt as _;
 use http::{HeaderValue, Method, StatusCode, header};
 use tokio::net::TcpListener;
 
@@ -107,6 +107,9 @@ pub(crate) struct Inner {
     pub(crate) config: ServerConfig,
     pub(crate) rate_limiter: Option<rate_limit::ClientRateLimiter>,
     pub(crate) nonces: NonceStore,
+    pub(crate) body_budget: body::BodyBudget,
+    /// Envelope ids seen in the nonce window (`reject_repeated_ids`).
+    pub(crate) seen_ids: Option<NonceStore>,
     pub(crate) metrics: Metrics,
     pub(crate) token_validator: Option<Arc<dyn TokenValidator>>,
     pub(crate) started: Instant,
@@ -138,6 +141,22 @@ impl Inner {
 
     pub(crate) fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// The client's address for rate limiting and logs: the peer, or the client a
+    /// trusted proxy names. Without `ConnectInfo` (the router nested in an app served
+    /// without it) the peer is unknown and every caller counts as `0.0.0.0`.
+    pub(crate) fn client_ip(
+        &self,
+        connect_info: Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>,
+        headers: &http::HeaderMap,
+    ) -> std::net::IpAddr {
+        match connect_info {
+            Some(axum::Extension(axum::extract::ConnectInfo(peer))) => {
+                self.config.trusted_proxies.client_ip(peer.ip(), headers)
+            }
+            None => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        }
     }
 }
 
@@ -212,6 +231,10 @@ impl ServerBuilder {
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             rate_limiter: rate_limit::ClientRateLimiter::new(&config.rate_limits),
             nonces: NonceStore::new(config.nonce_ttl, config.nonce_capacity),
+            body_budget: body::BodyBudget::new(config.max_buffered_bytes),
+            seen_ids: config
+                .reject_repeated_ids
+                .then(|| NonceStore::new(config.nonce_ttl, config.nonce_capacity)),
             metrics: Metrics::new(),
             token_validator: self.token_validator,
             started: Instant::now(),
@@ -265,7 +288,13 @@ impl Server {
         &self.state.metrics
     }
 
-    /// The axum router with every route (serve it with `ConnectInfo<SocketAddr>`).
+    /// The axum router with every route, to serve yourself or nest in your own app.
+    ///
+    /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so rate limits
+    /// and logs know each client; without `ConnectInfo` it still answers every route,
+    /// but all callers share one rate-limit bucket (as `0.0.0.0`). [`Server::serve`]
+    /// adds what the router cannot: the connection cap and the header, idle and shutdown
+    /// timeouts.
     pub fn router(&self) -> Router {
         let mut router = Router::new().route("/asap", post(pipeline::handle));
         if self.state.config.websocket.enabled {
@@ -312,7 +341,7 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        self.serve_on(listener.tap_io(|_| {}), shutdown).await
+        self.serve_on(listener, shutdown).await
     }
 
     /// Like [`Server::serve`], over TLS: every connection on `listener` must complete a
@@ -325,34 +354,29 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let listener = tls::TlsListener::new(listener, &tls)?;
-        self.serve_on(listener.tap_io(|_| {}), shutdown).await
+        self.serve_on(listener, shutdown).await
     }
 
-    /// Serves on any listener whose connections know their peer's address (a
-    /// [`axum::serve::TapIo`], for which axum provides `ConnectInfo<SocketAddr>`).
-    async fn serve_on<L, F>(
+    /// Serves on any listener whose connections know their peer's address.
+    async fn serve_on<L>(
         self,
-        listener: axum::serve::TapIo<L, F>,
+        listener: L,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError>
     where
         L: axum::serve::Listener<Addr = SocketAddr>,
-        F: FnMut(&mut L::Io) + Send + 'static,
     {
         let state = self.state.clone();
         let grace = state.config.shutdown_grace;
+        let limits = connections::ConnectionLimits {
+            max_connections: state.config.max_connections.max(1),
+            header_read_timeout: state.config.header_read_timeout,
+            idle_timeout: state.config.idle_timeout,
+        };
         // When shutdown began: the grace counts from there, for HTTP and WebSocket alike.
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(None::<Instant>);
-        let flag = state.clone();
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            flag.shutting_down.store(true, Ordering::Relaxed);
-            flag.ws.begin_shutdown();
-            let _ = stop_tx.send(Some(Instant::now()));
-        });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut stopping_since = None::<Instant>;
+        let router = self.router();
         let sweeper = state.rate_limiter.clone().map(|limiter| {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -362,27 +386,32 @@ impl Server {
                 }
             })
         });
-        let mut task = tokio::spawn(serving.into_future());
+        let mut task = tokio::spawn(connections::serve(listener, router, limits, stop_rx));
         let result = tokio::select! {
             joined = &mut task => joined,
-            () = async { let _stopped = stop_rx.wait_for(Option::is_some).await.is_ok(); } => match tokio::time::timeout(grace, &mut task).await {
-                Ok(joined) => joined,
-                Err(_) => {
-                    tracing::warn!(grace_seconds = grace.as_secs(), in_flight = state.in_flight(), "shutdown deadline passed; dropping remaining connections");
-                    task.abort();
-                    Ok(Ok(()))
+            () = shutdown => {
+                state.shutting_down.store(true, Ordering::Relaxed);
+                state.ws.begin_shutdown();
+                stopping_since = Some(Instant::now());
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(grace, &mut task).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        tracing::warn!(grace_seconds = grace.as_secs(), in_flight = state.in_flight(), "shutdown deadline passed; dropping remaining connections");
+                        task.abort();
+                        Ok(())
+                    }
                 }
-            },
+            }
         };
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }
         // WebSocket connections are not tracked by the HTTP graceful shutdown: wait for
-        // them to finish their message and close (1001), within what is left of the grace.
-        // (The time shutdown began, not serving: a server up for longer than its grace
-        // used to close the store at once, with WebSocket handlers still running.)
-        let stopping_since = (*stop_rx.borrow()).unwrap_or_else(Instant::now);
-        let left = grace.saturating_sub(stopping_since.elapsed());
+        // them to finish their message and close (1001), within what is left of the grace
+        // counted from when shutdown began (not from when serving began: a server up for
+        // longer than its grace used to close the store with WebSocket handlers running).
+        let left = grace.saturating_sub(stopping_since.unwrap_or_else(Instant::now).elapsed());
         if tokio::time::timeout(left, state.ws.drained())
             .await
             .is_err()
@@ -394,7 +423,7 @@ impl Server {
         }
         state.store.close().await;
         match result {
-            Ok(served) => served.map_err(ServerError::Io),
+            Ok(()) => Ok(()),
             Err(join) if join.is_cancelled() => Ok(()),
             Err(join) => Err(ServerError::Io(std::io::Error::other(join))),
         }

@@ -13,8 +13,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{AuthenticatedCaller, authenticate};
-use super::body::{check_declared_length, coding, decode, read_limited};
+use super::auth::{AuthFailure, AuthenticatedCaller, authenticate};
+use super::body::{HeldBytes, check_declared_length, coding, decode_within, read_limited};
 use super::handler::{HandlerContext, HandlerError, Push};
 use super::metrics::ErrorType;
 use super::replay::check_timestamp;
@@ -57,7 +57,7 @@ fn python_type_name(value: &Value) -> &'static str {
 
 pub(crate) async fn handle(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
     caller: Option<Extension<AuthenticatedCaller>>,
     headers: HeaderMap,
     body: Body,
@@ -68,8 +68,7 @@ pub(crate) async fn handle(
         return detail(r.status, r.detail);
     }
     if let Some(limiter) = &state.rate_limiter
-        && let Err(limited) =
-            limiter.check(state.config.trusted_proxies.client_ip(peer.ip(), &headers))
+        && let Err(limited) = limiter.check(state.client_ip(connect_info, &headers))
     {
         let mut response = json_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -84,9 +83,32 @@ pub(crate) async fn handle(
         Ok(c) => c,
         Err(r) => return detail(r.status, r.detail),
     };
+    // Manifest bearer authentication, before the body is read: a caller without a
+    // valid token gets at most `unauthenticated_body_limit` bytes read (step 11 still
+    // answers in the reference's order for what is read).
+    let bearer = pre_authenticate(&state, &headers).await;
+    let limit = match &bearer {
+        Some(Err(_)) => max.min(state.config.unauthenticated_body_limit),
+        _ => max,
+    };
+    if let Some(Err(failure)) = &bearer
+        && limit < max
+        && check_declared_length(&headers, limit).is_err()
+    {
+        return auth_failure_response(&state, *failure, started);
+    }
+    let mut held = HeldBytes::default();
+    let budget = &state.body_budget;
     let read_timeout = state.config.body_read_timeout;
-    let raw = match tokio::time::timeout(read_timeout, read_limited(body, max)).await {
+    let read = read_limited(body, limit, budget, &mut held);
+    let raw = match tokio::time::timeout(read_timeout, read).await {
         Ok(Ok(raw)) => raw,
+        Ok(Err(r)) if r.status == StatusCode::PAYLOAD_TOO_LARGE && limit < max => {
+            if let Some(Err(failure)) = bearer {
+                return auth_failure_response(&state, failure, started);
+            }
+            return detail(r.status, r.detail);
+        }
         Ok(Err(r)) => return detail(r.status, r.detail),
         Err(_) => {
             let message = format!(
@@ -96,17 +118,54 @@ pub(crate) async fn handle(
             return detail(StatusCode::REQUEST_TIMEOUT, message);
         }
     };
-    let bytes = match decode(raw, coding, max) {
+    let bytes = match decode_within(raw, coding, max, budget, &mut held) {
         Ok(b) => b,
         Err(r) => return detail(r.status, r.detail),
     };
     let caller = caller.map(|Extension(c)| c);
     let input = Input::Raw(&bytes);
-    let (status, body) = respond(&state, &headers, caller.as_ref(), None, input, started).await;
+    let (status, body) = respond_checked(
+        &state,
+        &headers,
+        caller.as_ref(),
+        None,
+        input,
+        started,
+        bearer,
+    )
+    .await;
+    drop(held);
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body))
+        .expect("valid response")
+}
+
+/// Step 11's check, when the server requires a bearer token: `None` when it does not.
+pub(crate) async fn pre_authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Option<Result<String, AuthFailure>> {
+    let validator = state.token_validator.as_ref()?;
+    state.manifest.manifest.auth.as_ref()?;
+    Some(authenticate(&state.manifest.manifest, validator.as_ref(), headers).await)
+}
+
+/// The answer to a request refused for its token before its (too large) body was read:
+/// step 11's error, with no request id to echo.
+fn auth_failure_response(state: &AppState, failure: AuthFailure, started: Instant) -> Response {
+    state.metrics.error(
+        "other",
+        ErrorType::AuthFailed,
+        started.elapsed().as_secs_f64(),
+    );
+    let data = json!({"error": failure.message(), "status_code": 401});
+    let body = JsonRpcErrorResponse::new(JsonRpcError::new(ErrorCode::InvalidRequest, data), None);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json::to_compact(&body)))
         .expect("valid response")
 }
 
@@ -125,6 +184,20 @@ pub(crate) async fn respond(
     push: Option<Push>,
     input: Input<'_>,
     started: Instant,
+) -> (StatusCode, String) {
+    let bearer = pre_authenticate(state, headers).await;
+    respond_checked(state, headers, caller, push, input, started, bearer).await
+}
+
+/// [`respond`] with step 11's outcome already known.
+async fn respond_checked(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Option<&AuthenticatedCaller>,
+    push: Option<Push>,
+    input: Input<'_>,
+    started: Instant,
+    bearer: Option<Result<String, AuthFailure>>,
 ) -> (StatusCode, String) {
     // Bounded concurrency (ASAP_MAX_THREADS): refuse at once when every slot is busy.
     let _slot = match &state.handler_slots {
@@ -147,9 +220,9 @@ pub(crate) async fn respond(
             }
         },
     };
-    state.in_flight.fetch_add(1, Ordering::Relaxed);
-    let outcome = process(state, headers, caller, push, input).await;
-    state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let in_flight = InFlight::new(state);
+    let outcome = process(state, headers, caller, push, input, bearer).await;
+    drop(in_flight);
     let seconds = started.elapsed().as_secs_f64();
     match outcome {
         Ok((response, payload_type)) => {
@@ -171,6 +244,7 @@ async fn process(
     caller: Option<&AuthenticatedCaller>,
     push: Option<Push>,
     input: Input<'_>,
+    bearer: Option<Result<String, AuthFailure>>,
 ) -> Result<(JsonRpcResponse, String), (Failure, String)> {
     let other = || "other".to_owned();
     // 7. UTF-8 and JSON.
@@ -252,8 +326,8 @@ async fn process(
     }
     // 11. Manifest bearer authentication.
     let mut identity = None;
-    if let (Some(validator), Some(_)) = (&state.token_validator, &state.manifest.manifest.auth) {
-        match authenticate(&state.manifest.manifest, validator.as_ref(), headers).await {
+    if let Some(bearer) = bearer {
+        match bearer {
             Ok(who) => identity = Some(who),
             Err(f) => {
                 let data = json!({"error": f.message(), "status_code": 401});
@@ -349,9 +423,19 @@ async fn process(
         ));
     }
     // 15. Nonce.
-    if state.config.require_nonce
-        && let Err(e) = state.nonces.check(&envelope)
-    {
+    let nonce_checked = if !state.config.require_nonce {
+        Ok(())
+    } else if state.config.reject_missing_nonce {
+        state.nonces.check_required(&envelope)
+    } else {
+        state.nonces.check(&envelope)
+    };
+    // Envelope ids seen before (a switch; the reference has no such check).
+    let id_checked = || match &state.seen_ids {
+        Some(ids) => ids.check_id(&envelope),
+        None => Ok(()),
+    };
+    if let Err(e) = nonce_checked.and_then(|()| id_checked()) {
         let error = JsonRpcError::from_asap("Invalid envelope nonce", &e);
         return Err((
             Failure {
@@ -430,5 +514,22 @@ fn handler_failure(error: HandlerError, id: Option<RequestId>, debug: bool) -> F
             };
             failure(ErrorCode::InternalError, data, id, ErrorType::InternalError)
         }
+    }
+}
+
+/// A request counted in `in_flight` (health's `active_tasks`) until dropped, also when
+/// the handler panics or the request is cancelled.
+struct InFlight<'a>(&'a AppState);
+
+impl<'a> InFlight<'a> {
+    fn new(state: &'a AppState) -> Self {
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -143,6 +143,52 @@ impl NonceStore {
                 });
             }
         };
+        if self.remember(nonce) {
+            Ok(())
+        } else {
+            Err(AsapError::InvalidNonce {
+                message: format!("Duplicate nonce detected: {nonce}"),
+                details: details(nonce.clone()),
+            })
+        }
+    }
+
+    /// Like [`NonceStore::check`], but an envelope without a nonce is refused (not in
+    /// the reference, which lets it through: `ServerConfig::reject_missing_nonce`).
+    pub fn check_required(&self, envelope: &Envelope) -> Result<(), AsapError> {
+        let present = envelope
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.contains_key("nonce"));
+        if !present {
+            let mut details = Map::new();
+            details.insert("nonce".into(), Value::Null);
+            details.insert("envelope_id".into(), envelope.id.clone().into());
+            return Err(AsapError::InvalidNonce {
+                message: "Nonce is required: the envelope has no extensions.nonce".to_owned(),
+                details,
+            });
+        }
+        self.check(envelope)
+    }
+
+    /// Records the envelope's `id` and refuses it when it was seen within the window
+    /// (not in the reference: `ServerConfig::reject_repeated_ids`). Give it its own
+    /// store, so ids and nonces do not collide.
+    pub fn check_id(&self, envelope: &Envelope) -> Result<(), AsapError> {
+        if self.remember(&envelope.id) {
+            return Ok(());
+        }
+        let mut details = Map::new();
+        details.insert("envelope_id".into(), envelope.id.clone().into());
+        Err(AsapError::InvalidNonce {
+            message: format!("Duplicate envelope id detected: {}", envelope.id),
+            details,
+        })
+    }
+
+    /// Records `key` and says whether it is new (not seen within the window), atomically.
+    fn remember(&self, key: &str) -> bool {
         let now = Instant::now();
         let mut state = self
             .state
@@ -151,17 +197,14 @@ impl NonceStore {
         self.expire(&mut state, now);
         if state
             .seen
-            .get(nonce)
+            .get(key)
             .is_some_and(|at| now.duration_since(*at) < self.ttl)
         {
-            return Err(AsapError::InvalidNonce {
-                message: format!("Duplicate nonce detected: {nonce}"),
-                details: details(nonce.clone()),
-            });
+            return false;
         }
-        state.seen.insert(nonce.clone(), now);
-        state.order.push_back((now, nonce.clone()));
-        Ok(())
+        state.seen.insert(key.to_owned(), now);
+        state.order.push_back((now, key.to_owned()));
+        true
     }
 
     fn expire(&self, state: &mut NonceState, now: Instant) {

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use super::AppState;
 use super::auth::AuthenticatedCaller;
+use super::pipeline::pre_authenticate;
 use super::response::detail;
 
 pub(crate) use dedup::Dedup;
@@ -93,14 +94,21 @@ fn take_slot(state: &AppState) -> Option<Slot> {
 /// `GET /asap/ws`.
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
     caller: Option<Extension<AuthenticatedCaller>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let peer = state.config.trusted_proxies.client_ip(peer.ip(), &headers);
+    let peer = state.client_ip(connect_info, &headers);
     if state.shutting_down() {
         return detail(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
+    }
+    // A server that requires a bearer token requires it on the upgrade too, so a
+    // tokenless peer cannot take a connection slot (the reference accepts the upgrade
+    // and refuses each message).
+    if let Some(Err(failure)) = pre_authenticate(&state, &headers).await {
+        tracing::debug!(client = %peer, "WebSocket upgrade refused: {}", failure.message());
+        return detail(StatusCode::UNAUTHORIZED, failure.message());
     }
     let Some(slot) = take_slot(&state) else {
         tracing::warn!(client = %peer, "WebSocket connection refused: too many connections");
