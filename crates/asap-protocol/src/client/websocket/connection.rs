@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -128,11 +130,8 @@ impl Connection {
         if self.is_closed() {
             return Err(ClientError::WebSocket("the connection is closed".into()));
         }
-        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        let result = self.exchange(envelope, timeout, options).await;
-        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-        *lock(&self.shared.last_used) = Instant::now();
-        result
+        let mut call = Call::new(self.shared.clone(), &envelope.id);
+        self.exchange(envelope, timeout, options, &mut call).await
     }
 
     async fn exchange(
@@ -140,6 +139,7 @@ impl Connection {
         envelope: &Envelope,
         timeout: Duration,
         options: &WebSocketOptions,
+        call: &mut Call,
     ) -> Result<Value, ClientError> {
         let (tx, mut answer) = oneshot::channel();
         let slot: Slot = Arc::new(Mutex::new(Some(tx)));
@@ -147,8 +147,8 @@ impl Connection {
         if envelope.requires_ack {
             lock(&self.shared.acks).insert(envelope.id.clone(), acked.clone());
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut ids = Vec::new();
+        let deadline = Instant::now() + timeout;
+        let ids = &mut call.ids;
         let mut ack_wait = options.ack_timeout;
         let mut retransmissions = 0;
         let mut is_acked = !envelope.requires_ack;
@@ -165,7 +165,7 @@ impl Connection {
             if self.outgoing.send(Outgoing::Request(id, frame)).is_err() {
                 break Err(ClientError::WebSocket("the connection is closed".into()));
             }
-            let ack_deadline = tokio::time::Instant::now() + ack_wait;
+            let ack_deadline = Instant::now() + ack_wait;
             let retransmit = loop {
                 tokio::select! {
                     got = &mut answer => {
@@ -193,16 +193,43 @@ impl Connection {
                 }
             }
         };
+        outcome
+    }
+}
+
+/// One call on a connection: counted in `in_flight` and its JSON-RPC ids registered
+/// until dropped, whether the call completed, failed, was cancelled (a caller's
+/// timeout or `select!`) or panicked, so the connection can idle out again.
+struct Call {
+    shared: Arc<Shared>,
+    envelope_id: String,
+    ids: Vec<String>,
+}
+
+impl Call {
+    fn new(shared: Arc<Shared>, envelope_id: &str) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self {
+            shared,
+            envelope_id: envelope_id.to_owned(),
+            ids: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
         {
             let mut waiting = lock(&self.shared.waiting);
             let mut written = lock(&self.shared.written);
-            for id in &ids {
+            for id in &self.ids {
                 waiting.remove(id);
                 written.remove(id);
             }
         }
-        lock(&self.shared.acks).remove(&envelope.id);
-        outcome
+        lock(&self.shared.acks).remove(&self.envelope_id);
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        *lock(&self.shared.last_used) = Instant::now();
     }
 }
 
