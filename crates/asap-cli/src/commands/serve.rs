@@ -544,6 +544,7 @@ async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth
         per_route_scopes: args.oauth2_per_route_scopes,
         bind_sender: args.oauth2_bind_sender,
         subject_map: std::env::var("ASAP_AUTH_SUBJECT_MAP").ok(),
+        custom_claim: std::env::var("ASAP_AUTH_CUSTOM_CLAIM").ok(),
     };
     settings
         .build(agent_id)

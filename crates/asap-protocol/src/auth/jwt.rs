@@ -89,8 +89,9 @@ impl Default for JwtPolicy {
     fn default() -> Self {
         Self {
             required_scope: None,
-            custom_claim: std::env::var("ASAP_AUTH_CUSTOM_CLAIM")
-                .unwrap_or_else(|_| DEFAULT_CUSTOM_CLAIM.to_owned()),
+            // The library reads no environment: `OAuth2Settings` (and `asap serve`) take
+            // `ASAP_AUTH_CUSTOM_CLAIM`.
+            custom_claim: DEFAULT_CUSTOM_CLAIM.to_owned(),
             require_exp: false,
             check_nbf: false,
             leeway: Duration::ZERO,

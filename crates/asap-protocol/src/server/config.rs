@@ -115,6 +115,10 @@ pub struct WebSocketConfig {
     pub message_rate: Option<u32>,
     /// Most open connections; further upgrades get 503 (1024).
     pub max_connections: usize,
+    /// When the server requires a bearer token (manifest `auth`), require it on the
+    /// upgrade too: without a valid one the upgrade gets 401 and takes no connection
+    /// slot (on). Off, as the reference, the upgrade is open and each message is refused.
+    pub authenticate_upgrade: bool,
     /// Largest frame and message accepted by the WebSocket layer (16 MiB, as uvicorn);
     /// ASAP's `max_request_size` applies to each message after it.
     pub max_message_size: usize,
@@ -150,6 +154,7 @@ impl Default for WebSocketConfig {
             stale_after: Duration::from_secs(90),
             message_rate: Some(10),
             max_connections: 1024,
+            authenticate_upgrade: true,
             max_message_size: 16 * 1024 * 1024,
             send_queue: 256,
             receive_queue: 64,

@@ -50,6 +50,9 @@ pub struct OAuth2Settings {
     pub bind_sender: bool,
     /// The JSON of `ASAP_AUTH_SUBJECT_MAP`.
     pub subject_map: Option<String>,
+    /// The claim holding the caller's agent URN (`ASAP_AUTH_CUSTOM_CLAIM`; default
+    /// [`JwtPolicy`]'s).
+    pub custom_claim: Option<String>,
 }
 
 /// Hides the client secret.
@@ -70,6 +73,7 @@ impl std::fmt::Debug for OAuth2Settings {
             .field("per_route_scopes", &self.per_route_scopes)
             .field("bind_sender", &self.bind_sender)
             .field("subject_map", &self.subject_map)
+            .field("custom_claim", &self.custom_claim)
             .finish()
     }
 }
@@ -116,6 +120,7 @@ impl OAuth2Settings {
             per_route_scopes: flag("ASAP_AUTH_PER_ROUTE_SCOPES"),
             bind_sender: flag("ASAP_AUTH_BIND_SENDER"),
             subject_map: get("ASAP_AUTH_SUBJECT_MAP"),
+            custom_claim: get("ASAP_AUTH_CUSTOM_CLAIM"),
         }
     }
 
@@ -133,6 +138,9 @@ impl OAuth2Settings {
             audience: given(&self.audience),
             ..JwtPolicy::default()
         };
+        if let Some(claim) = given(&self.custom_claim) {
+            policy.custom_claim = claim.trim().to_owned();
+        }
         if let Some(text) = given(&self.subject_map) {
             policy.subject_map = parse_subject_map(&text).map_err(OAuth2SetupError::SubjectMap)?;
         }
@@ -194,5 +202,23 @@ impl OAuth2Settings {
             oauth = oauth.bind_sender();
         }
         Ok(Some(oauth))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_custom_claim_comes_from_the_settings_not_the_environment() {
+        let settings = OAuth2Settings::from_lookup(|name| {
+            (name == "ASAP_AUTH_CUSTOM_CLAIM").then(|| " agent_urn ".to_owned())
+        });
+        assert_eq!(settings.policy().unwrap().custom_claim, "agent_urn");
+        let unset = OAuth2Settings::from_lookup(|_| None);
+        assert_eq!(
+            unset.policy().unwrap().custom_claim,
+            crate::auth::DEFAULT_CUSTOM_CLAIM
+        );
     }
 }

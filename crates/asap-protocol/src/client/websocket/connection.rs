@@ -152,7 +152,7 @@ impl Connection {
         let mut ack_wait = options.ack_timeout;
         let mut retransmissions = 0;
         let mut is_acked = !envelope.requires_ack;
-        let outcome = loop {
+        loop {
             let id = format!("ws-req-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
             let frame = json::to_compact(&serde_json::json!({
                 "jsonrpc": "2.0",
@@ -192,8 +192,7 @@ impl Connection {
                     });
                 }
             }
-        };
-        outcome
+        }
     }
 }
 

@@ -106,7 +106,9 @@ pub(crate) async fn upgrade(
     // A server that requires a bearer token requires it on the upgrade too, so a
     // tokenless peer cannot take a connection slot (the reference accepts the upgrade
     // and refuses each message).
-    if let Some(Err(failure)) = pre_authenticate(&state, &headers).await {
+    if state.config.websocket.authenticate_upgrade
+        && let Some(Err(failure)) = pre_authenticate(&state, &headers).await
+    {
         tracing::debug!(client = %peer, "WebSocket upgrade refused: {}", failure.message());
         return detail(StatusCode::UNAUTHORIZED, failure.message());
     }
