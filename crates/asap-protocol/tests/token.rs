@@ -26,6 +26,7 @@ async fn basic_auth_scopes_and_caching() {
         .await;
     let source = Arc::new(
         ClientCredentials::new(format!("{}/token", idp.uri()), "my-client", "s3cr3t")
+            .unwrap()
             .scopes(["asap:execute", "asap:read"]),
     );
     let mut callers = tokio::task::JoinSet::new();
@@ -63,12 +64,14 @@ async fn client_secret_post_and_early_refresh() {
         .mount(&idp)
         .await;
     let source = ClientCredentials::new(format!("{}/token", idp.uri()), "my-client", "s3cr3t")
+        .unwrap()
         .client_auth(ClientAuth::Post);
     source.token().await.unwrap();
     // Expires in 20 s, inside the 30 s refresh margin: every call refreshes.
     source.token().await.unwrap();
     assert_eq!(idp.received_requests().await.unwrap().len(), 2);
     let relaxed = ClientCredentials::new(format!("{}/token", idp.uri()), "my-client", "s3cr3t")
+        .unwrap()
         .client_auth(ClientAuth::Post)
         .refresh_margin(Duration::from_secs(5));
     relaxed.token().await.unwrap();
@@ -87,7 +90,7 @@ async fn provider_errors() {
         )
         .mount(&idp)
         .await;
-    let source = ClientCredentials::new(format!("{}/token", idp.uri()), "c", "wrong");
+    let source = ClientCredentials::new(format!("{}/token", idp.uri()), "c", "wrong").unwrap();
     let error = source.token().await.unwrap_err();
     assert!(
         error.to_string().contains("invalid_client: bad secret"),
@@ -99,10 +102,13 @@ async fn provider_errors() {
         "OAuth errors are not retried"
     );
 
-    let unreachable = ClientCredentials::new("http://127.0.0.1:9/token", "c", "s").attempts(2);
+    let unreachable = ClientCredentials::new("http://127.0.0.1:9/token", "c", "s")
+        .unwrap()
+        .attempts(2);
     assert!(unreachable.token().await.is_err());
     assert!(
         ClientCredentials::new("not a url", "c", "s")
+            .unwrap()
             .token()
             .await
             .is_err()
@@ -134,11 +140,8 @@ async fn the_http_client_attaches_tokens_from_a_source() {
         ))
         .mount(&agent)
         .await;
-    let source = Arc::new(ClientCredentials::new(
-        format!("{}/token", idp.uri()),
-        "c",
-        "s",
-    ));
+    let source =
+        Arc::new(ClientCredentials::new(format!("{}/token", idp.uri()), "c", "s").unwrap());
     let client = Client::builder().token_source(source).build().unwrap();
     let request = Envelope::new(
         "urn:asap:agent:a",
@@ -175,7 +178,8 @@ async fn introspection_answers_are_cached_by_lifetime() {
         format!("{}/introspect", idp.uri()),
         "rs-client",
         "rs-secret",
-    );
+    )
+    .unwrap();
     let info = introspector
         .introspect("opaque-abc")
         .await
@@ -196,6 +200,6 @@ async fn introspection_answers_are_cached_by_lifetime() {
         2,
         "both answers cached"
     );
-    let broken = TokenIntrospector::new("http://127.0.0.1:9/introspect", "c", "s");
+    let broken = TokenIntrospector::new("http://127.0.0.1:9/introspect", "c", "s").unwrap();
     assert!(broken.introspect("x").await.is_err());
 }
