@@ -545,16 +545,43 @@ async fn identity_documents_are_capped() {
     const CHUNKED: &str =
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
     let url = endless(CHUNKED).await;
+    use asap_protocol::auth::{DocumentError, JwksError, OidcError};
+    let too_large = |e: &DocumentError| {
+        matches!(
+            e,
+            DocumentError::Body(ClientError::ResponseTooLarge { limit: 1048576, .. })
+        )
+    };
     let keys = asap_protocol::auth::JwksCache::new(format!("{url}/jwks"))
         .unwrap()
         .keys()
         .await;
-    let error = keys.unwrap_err().to_string();
-    assert!(error.contains("larger than 1048576 bytes"), "{error}");
+    match keys {
+        Err(JwksError::Fetch { source, .. }) => assert!(too_large(&source), "{source:?}"),
+        other => panic!("{other:?}"),
+    }
     let oidc = asap_protocol::auth::OidcDiscovery::new(&url)
         .unwrap()
         .config()
         .await;
-    let error = oidc.unwrap_err().to_string();
-    assert!(error.contains("larger than 1048576 bytes"), "{error}");
+    let error = oidc.unwrap_err();
+    assert!(
+        chain(&error).ends_with(
+            "the body could not be read: the OIDC discovery document is larger than 1048576 bytes"
+        ),
+        "{}",
+        chain(&error)
+    );
+    assert!(matches!(&error, OidcError::Fetch { source, .. } if too_large(source)));
+}
+
+/// An error and its sources, joined with `: `.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text = format!("{text}: {e}");
+        cause = e.source();
+    }
+    text
 }

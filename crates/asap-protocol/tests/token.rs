@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use asap_protocol::auth::{ClientAuth, ClientCredentials};
+use asap_protocol::auth::{ClientAuth, ClientCredentials, TokenError};
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -102,17 +102,31 @@ async fn provider_errors() {
         "OAuth errors are not retried"
     );
 
+    // No answer: a request failure whose source chain reaches reqwest's error.
     let unreachable = ClientCredentials::new("http://127.0.0.1:9/token", "c", "s")
         .unwrap()
         .attempts(2);
-    assert!(unreachable.token().await.is_err());
-    assert!(
-        ClientCredentials::new("not a url", "c", "s")
-            .unwrap()
-            .token()
-            .await
-            .is_err()
-    );
+    let error = unreachable.token().await.unwrap_err();
+    assert!(matches!(error, TokenError::Request(_)), "{error:?}");
+    let mut cause = std::error::Error::source(&error);
+    let mut reached_reqwest = false;
+    while let Some(e) = cause {
+        reached_reqwest |= e.downcast_ref::<reqwest::Error>().is_some();
+        cause = e.source();
+    }
+    assert!(reached_reqwest, "{error:?}");
+    // A token URL that does not parse keeps the parser's error as its source.
+    let error = ClientCredentials::new("not a url", "c", "s")
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    let TokenError::BadUrl { what, source } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(*what, "token URL");
+    assert_eq!(*source, url::ParseError::RelativeUrlWithoutBase);
+    assert_eq!(error.to_string(), "OAuth2: bad token URL");
 }
 
 #[tokio::test]
@@ -202,4 +216,43 @@ async fn introspection_answers_are_cached_by_lifetime() {
     );
     let broken = TokenIntrospector::new("http://127.0.0.1:9/introspect", "c", "s").unwrap();
     assert!(broken.introspect("x").await.is_err());
+}
+
+/// A token source that fails: the client's error keeps the source's error.
+#[tokio::test]
+async fn a_failing_token_source_is_the_clients_error_source() {
+    use asap_protocol::client::{Client, ClientError, TokenSource};
+    use asap_protocol::model::{Envelope, TaskRequest};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the vault is sealed")]
+    struct Sealed;
+
+    struct Vault;
+
+    #[async_trait::async_trait]
+    impl TokenSource for Vault {
+        async fn bearer_token(&self) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+            Err(Box::new(Sealed))
+        }
+    }
+
+    let client = Client::builder()
+        .token_source(Arc::new(Vault))
+        .build()
+        .unwrap();
+    let envelope = Envelope::new(
+        "urn:asap:agent:a",
+        "urn:asap:agent:b",
+        TaskRequest::new("c", "echo", json!({})),
+    );
+    let error = client
+        .send("http://127.0.0.1:9", &envelope)
+        .await
+        .unwrap_err();
+    let ClientError::NoToken(source) = &error else {
+        panic!("{error:?}")
+    };
+    assert!(source.downcast_ref::<Sealed>().is_some());
+    assert_eq!(error.to_string(), "invalid request: no access token");
 }
