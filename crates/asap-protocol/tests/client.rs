@@ -547,10 +547,8 @@ async fn identity_documents_are_capped() {
     let url = endless(CHUNKED).await;
     use asap_protocol::auth::{DocumentError, JwksError, OidcError};
     let too_large = |e: &DocumentError| {
-        matches!(
-            e,
-            DocumentError::Body(ClientError::ResponseTooLarge { limit: 1048576, .. })
-        )
+        matches!(e, DocumentError::Body(body)
+            if matches!(**body, ClientError::ResponseTooLarge { limit: 1048576, .. }))
     };
     let keys = asap_protocol::auth::JwksCache::new(format!("{url}/jwks"))
         .unwrap()

@@ -19,7 +19,7 @@ pub enum DocumentError {
     Status(StatusCode),
     /// The body could not be read (larger than the cap, connection lost).
     #[error("the body could not be read")]
-    Body(#[source] ClientError),
+    Body(#[source] Box<ClientError>),
     /// The body is not the expected document.
     #[error("not a valid {what}")]
     Parse {
@@ -49,6 +49,6 @@ pub(crate) async fn fetch_json<T: serde::de::DeserializeOwned>(
     }
     let body = crate::client::body::read_capped(response, MAX_IDENTITY_DOCUMENT, what)
         .await
-        .map_err(DocumentError::Body)?;
+        .map_err(|e| DocumentError::Body(Box::new(e)))?;
     serde_json::from_slice(&body).map_err(|source| DocumentError::Parse { what, source })
 }
