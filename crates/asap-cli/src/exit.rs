@@ -73,7 +73,9 @@ pub fn of_client_error(error: &ClientError) -> Exit {
         | ClientError::ResponseTooLarge { .. } => Exit::PeerError,
         // TLS errors come from the client's own settings (a malformed --ca-cert); a
         // failed handshake is a transport error.
-        ClientError::InvalidRequest(_) | ClientError::Tls(_) => Exit::InvalidInput,
+        ClientError::InvalidRequest(_) | ClientError::NoToken(_) | ClientError::Tls(_) => {
+            Exit::InvalidInput
+        }
         _ => Exit::Unreachable,
     }
 }
@@ -134,7 +136,7 @@ mod tests {
             .context("writing");
         assert_eq!(of_error(&pipe), Exit::BrokenPipe);
         let remote = anyhow::Error::from(ClientError::Http {
-            status: 500,
+            status: reqwest::StatusCode::INTERNAL_SERVER_ERROR,
             body: String::new(),
         })
         .context("sending");

@@ -62,7 +62,7 @@ fn reference_client_credentials_against_our_provider() {
     assert_eq!(form["scope"], "asap:execute asap:read");
     // The token it got is one our validator accepts under the strict policy.
     let validator = JwtValidator::new(
-        Arc::new(JwksCache::new(idp.jwks_uri())),
+        Arc::new(JwksCache::new(idp.jwks_uri()).unwrap()),
         "urn:asap:agent:any",
         JwtPolicy::strict(idp.issuer(), idp::AUDIENCE),
     );
@@ -215,6 +215,7 @@ fn library_client_against_the_reference_server_with_oauth2() {
         );
         let source = Arc::new(
             ClientCredentials::new(idp.token_url(), "asap-client", "asap-secret")
+                .unwrap()
                 .scopes(["asap:execute"]),
         );
         let client = Client::builder().token_source(source).build().unwrap();

@@ -88,7 +88,7 @@ fn input_str<'a>(input: &'a JsonObject, key: &str) -> Result<&'a str, HandlerErr
     input
         .get(key)
         .and_then(Value::as_str)
-        .ok_or_else(|| HandlerError::Internal(format!("input.{key} is required")))
+        .ok_or_else(|| HandlerError::internal(format!("input.{key} is required")))
 }
 
 fn object(value: Value) -> JsonObject {
@@ -117,16 +117,14 @@ impl Handler for Skills {
         let (task_id, status, result) = match payload.skill_id.as_str() {
             "echo" => return EchoHandler.handle(request, ctx).await,
             "fail" => {
-                return Err(HandlerError::Internal(
-                    "the 'fail' skill always fails".into(),
-                ));
+                return Err(HandlerError::internal("the 'fail' skill always fails"));
             }
             "slow" => slow(input, &payload, ctx).await?,
             "push" => push(&request, input, ctx).await?,
             "checkpoint" => checkpoint(input, ctx).await?,
             "webhook" => self.webhook(input).await?,
             other => {
-                return Err(HandlerError::Internal(format!("unknown skill '{other}'")));
+                return Err(HandlerError::internal(format!("unknown skill '{other}'")));
             }
         };
         let response = TaskResponse::new(task_id, status).with_result(object(result));
@@ -187,7 +185,7 @@ async fn push(
         };
         ctx.push(&reply_with(request, ctx, update))
             .await
-            .map_err(|e| HandlerError::Internal(e.to_string()))?;
+            .map_err(HandlerError::internal)?;
     }
     Ok((task_id, TaskStatus::Completed, json!({"pushed": count})))
 }
@@ -241,7 +239,7 @@ impl Skills {
         };
         let report = deliver_now(webhook, &config, Arc::new(SystemResolver))
             .await
-            .map_err(|e| HandlerError::Internal(e.to_string()))?;
+            .map_err(HandlerError::internal)?;
         let result = json!({"delivered": report.delivered, "status_code": report.status_code, "attempts": report.attempts});
         Ok((
             format!("task_{}", generate_id()),

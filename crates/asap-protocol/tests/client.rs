@@ -1,6 +1,7 @@
 //! The HTTP client against scripted servers: retries, Retry-After, circuit breaking,
 //! compression, authentication, and discovery caching.
 
+use reqwest::StatusCode;
 use std::io::Read;
 use std::time::Duration;
 
@@ -132,7 +133,10 @@ async fn client_errors_and_remote_errors_are_not_retried() {
         .mount(&server)
         .await;
     match client(3).send(&server.uri(), &request()).await {
-        Err(ClientError::Http { status: 413, body }) => assert!(body.contains("too big")),
+        Err(ClientError::Http {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            body,
+        }) => assert!(body.contains("too big")),
         other => panic!("{other:?}"),
     }
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
@@ -166,7 +170,10 @@ async fn the_breaker_opens_after_consecutive_failures() {
     for _ in 0..2 {
         assert!(matches!(
             client.send(&server.uri(), &request()).await,
-            Err(ClientError::Http { status: 500, .. })
+            Err(ClientError::Http {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                ..
+            })
         ));
     }
     match client.send(&server.uri(), &request()).await {
@@ -363,7 +370,10 @@ async fn health_checks_report_unhealthy_agents_and_cache_healthy_ones() {
         .await;
     assert!(matches!(
         client.health_check(&broken.uri()).await,
-        Err(ClientError::Http { status: 500, .. })
+        Err(ClientError::Http {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            ..
+        })
     ));
 }
 
@@ -386,7 +396,13 @@ async fn sends_follow_no_redirect() {
         .await;
     let sent = client(1).send(&server.uri(), &request()).await;
     assert!(
-        matches!(sent, Err(ClientError::Http { status: 307, .. })),
+        matches!(
+            sent,
+            Err(ClientError::Http {
+                status: StatusCode::TEMPORARY_REDIRECT,
+                ..
+            })
+        ),
         "{sent:?}"
     );
     assert!(elsewhere.received_requests().await.unwrap().is_empty());
@@ -529,12 +545,41 @@ async fn identity_documents_are_capped() {
     const CHUNKED: &str =
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
     let url = endless(CHUNKED).await;
+    use asap_protocol::auth::{DocumentError, JwksError, OidcError};
+    let too_large = |e: &DocumentError| {
+        matches!(e, DocumentError::Body(body)
+            if matches!(**body, ClientError::ResponseTooLarge { limit: 1048576, .. }))
+    };
     let keys = asap_protocol::auth::JwksCache::new(format!("{url}/jwks"))
+        .unwrap()
         .keys()
         .await;
-    let error = keys.unwrap_err().to_string();
-    assert!(error.contains("larger than 1048576 bytes"), "{error}");
-    let oidc = asap_protocol::auth::OidcDiscovery::new(&url).config().await;
-    let error = oidc.unwrap_err().to_string();
-    assert!(error.contains("larger than 1048576 bytes"), "{error}");
+    match keys {
+        Err(JwksError::Fetch { source, .. }) => assert!(too_large(&source), "{source:?}"),
+        other => panic!("{other:?}"),
+    }
+    let oidc = asap_protocol::auth::OidcDiscovery::new(&url)
+        .unwrap()
+        .config()
+        .await;
+    let error = oidc.unwrap_err();
+    assert!(
+        chain(&error).ends_with(
+            "the body could not be read: the OIDC discovery document is larger than 1048576 bytes"
+        ),
+        "{}",
+        chain(&error)
+    );
+    assert!(matches!(&error, OidcError::Fetch { source, .. } if too_large(source)));
+}
+
+/// An error and its sources, joined with `: `.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text = format!("{text}: {e}");
+        cause = e.source();
+    }
+    text
 }

@@ -57,7 +57,11 @@ struct Protected {
 }
 
 async fn protected(idp: &MockIdp, policy: JwtPolicy) -> Protected {
-    let validator = JwtValidator::new(Arc::new(JwksCache::new(idp.jwks_uri())), AGENT, policy);
+    let validator = JwtValidator::new(
+        Arc::new(JwksCache::new(idp.jwks_uri()).unwrap()),
+        AGENT,
+        policy,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = asap_protocol::server::ServerConfig::default();
@@ -323,7 +327,7 @@ async fn attack_corpus_gets_401() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_kids_cause_a_bounded_number_of_jwks_fetches() {
     let idp = MockIdp::start();
-    let jwks = Arc::new(JwksCache::new(idp.jwks_uri()));
+    let jwks = Arc::new(JwksCache::new(idp.jwks_uri()).unwrap());
     let validator = Arc::new(JwtValidator::new(jwks.clone(), AGENT, scoped()));
     let good = rsa(&good_claims());
     let parts: Vec<String> = good.split('.').map(str::to_owned).collect();
@@ -342,7 +346,7 @@ async fn random_kids_cause_a_bounded_number_of_jwks_fetches() {
     while let Some(result) = burst.join_next().await {
         assert!(matches!(
             result.unwrap(),
-            Err(asap_protocol::auth::AuthError::InvalidToken(_))
+            Err(asap_protocol::auth::AuthError::InvalidToken { .. })
         ));
     }
     let fetches = jwks.fetch_count();
@@ -357,7 +361,11 @@ async fn random_kids_cause_a_bounded_number_of_jwks_fetches() {
 #[tokio::test]
 async fn key_rotation_and_provider_outage() {
     let idp = MockIdp::start();
-    let jwks = Arc::new(JwksCache::new(idp.jwks_uri()).min_refetch(std::time::Duration::ZERO));
+    let jwks = Arc::new(
+        JwksCache::new(idp.jwks_uri())
+            .unwrap()
+            .min_refetch(std::time::Duration::ZERO),
+    );
     let validator = JwtValidator::new(jwks.clone(), AGENT, scoped());
     validator.validate(&rsa(&good_claims())).await.unwrap();
     let rotated_token = sign(
@@ -410,7 +418,7 @@ async fn oidc_discovery_finds_the_keys_and_checks_the_issuer() {
     use asap_protocol::auth::{OidcDiscovery, OidcError};
     let idp = MockIdp::start();
     let issuer = idp.issuer();
-    let discovery = OidcDiscovery::new(format!("{issuer}/"));
+    let discovery = OidcDiscovery::new(format!("{issuer}/")).unwrap();
     assert_eq!(
         discovery.url(),
         format!("{issuer}/.well-known/openid-configuration")
@@ -418,14 +426,18 @@ async fn oidc_discovery_finds_the_keys_and_checks_the_issuer() {
     let config = discovery.config().await.unwrap();
     assert_eq!(config.jwks_uri, idp.jwks_uri());
     assert_eq!(config.token_endpoint, format!("{issuer}/token"));
-    let validator = JwtValidator::new(Arc::new(JwksCache::new(&config.jwks_uri)), AGENT, scoped());
+    let validator = JwtValidator::new(
+        Arc::new(JwksCache::new(&config.jwks_uri).unwrap()),
+        AGENT,
+        scoped(),
+    );
     validator.validate(&rsa(&good_claims())).await.unwrap();
-    let impostor = OidcDiscovery::new(format!("{issuer}/tenant"));
+    let impostor = OidcDiscovery::new(format!("{issuer}/tenant")).unwrap();
     assert!(matches!(
         impostor.config().await,
         Err(OidcError::IssuerMismatch { .. })
     ));
-    let nowhere = OidcDiscovery::new("http://127.0.0.1:9");
+    let nowhere = OidcDiscovery::new("http://127.0.0.1:9").unwrap();
     assert!(matches!(
         nowhere.config().await,
         Err(OidcError::Fetch { .. })
@@ -438,7 +450,7 @@ async fn subject_map_decision_table() {
     let map =
         asap_protocol::auth::parse_subject_map(&format!(r#"{{"{AGENT}": ["client-1"]}}"#)).unwrap();
     let lenient = JwtValidator::new(
-        Arc::new(JwksCache::new(idp.jwks_uri())),
+        Arc::new(JwksCache::new(idp.jwks_uri()).unwrap()),
         AGENT,
         JwtPolicy {
             subject_map: map.clone(),
@@ -446,7 +458,7 @@ async fn subject_map_decision_table() {
         },
     );
     let strict = JwtValidator::new(
-        Arc::new(JwksCache::new(idp.jwks_uri())),
+        Arc::new(JwksCache::new(idp.jwks_uri()).unwrap()),
         AGENT,
         JwtPolicy {
             subject_map: map,
@@ -472,21 +484,25 @@ async fn subject_map_decision_table() {
 #[tokio::test]
 async fn remembered_tokens_still_expire() {
     let idp = MockIdp::start();
-    let validator = JwtValidator::new(Arc::new(JwksCache::new(idp.jwks_uri())), AGENT, scoped());
+    let validator = JwtValidator::new(
+        Arc::new(JwksCache::new(idp.jwks_uri()).unwrap()),
+        AGENT,
+        scoped(),
+    );
     let short = rsa(&json!({"sub": "c", "scope": "asap:execute", "exp": now() + 2}));
     validator.validate(&short).await.unwrap();
     validator.validate(&short).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     assert!(matches!(
         validator.validate(&short).await,
-        Err(asap_protocol::auth::AuthError::InvalidToken(_))
+        Err(asap_protocol::auth::AuthError::InvalidToken { .. })
     ));
 }
 
 #[tokio::test]
 async fn a_rotation_right_after_start_up_is_picked_up_with_the_default_throttle() {
     let idp = MockIdp::start();
-    let jwks = Arc::new(JwksCache::new(idp.jwks_uri()));
+    let jwks = Arc::new(JwksCache::new(idp.jwks_uri()).unwrap());
     let validator = JwtValidator::new(jwks.clone(), AGENT, scoped());
     validator.validate(&rsa(&good_claims())).await.unwrap();
     assert_eq!(jwks.fetch_count(), 1);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use asap_protocol::auth::{ClientAuth, ClientCredentials};
+use asap_protocol::auth::{ClientAuth, ClientCredentials, TokenError};
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -26,6 +26,7 @@ async fn basic_auth_scopes_and_caching() {
         .await;
     let source = Arc::new(
         ClientCredentials::new(format!("{}/token", idp.uri()), "my-client", "s3cr3t")
+            .unwrap()
             .scopes(["asap:execute", "asap:read"]),
     );
     let mut callers = tokio::task::JoinSet::new();
@@ -63,12 +64,14 @@ async fn client_secret_post_and_early_refresh() {
         .mount(&idp)
         .await;
     let source = ClientCredentials::new(format!("{}/token", idp.uri()), "my-client", "s3cr3t")
+        .unwrap()
         .client_auth(ClientAuth::Post);
     source.token().await.unwrap();
     // Expires in 20 s, inside the 30 s refresh margin: every call refreshes.
     source.token().await.unwrap();
     assert_eq!(idp.received_requests().await.unwrap().len(), 2);
     let relaxed = ClientCredentials::new(format!("{}/token", idp.uri()), "my-client", "s3cr3t")
+        .unwrap()
         .client_auth(ClientAuth::Post)
         .refresh_margin(Duration::from_secs(5));
     relaxed.token().await.unwrap();
@@ -87,7 +90,7 @@ async fn provider_errors() {
         )
         .mount(&idp)
         .await;
-    let source = ClientCredentials::new(format!("{}/token", idp.uri()), "c", "wrong");
+    let source = ClientCredentials::new(format!("{}/token", idp.uri()), "c", "wrong").unwrap();
     let error = source.token().await.unwrap_err();
     assert!(
         error.to_string().contains("invalid_client: bad secret"),
@@ -99,14 +102,31 @@ async fn provider_errors() {
         "OAuth errors are not retried"
     );
 
-    let unreachable = ClientCredentials::new("http://127.0.0.1:9/token", "c", "s").attempts(2);
-    assert!(unreachable.token().await.is_err());
-    assert!(
-        ClientCredentials::new("not a url", "c", "s")
-            .token()
-            .await
-            .is_err()
-    );
+    // No answer: a request failure whose source chain reaches reqwest's error.
+    let unreachable = ClientCredentials::new("http://127.0.0.1:9/token", "c", "s")
+        .unwrap()
+        .attempts(2);
+    let error = unreachable.token().await.unwrap_err();
+    assert!(matches!(error, TokenError::Request(_)), "{error:?}");
+    let mut cause = std::error::Error::source(&error);
+    let mut reached_reqwest = false;
+    while let Some(e) = cause {
+        reached_reqwest |= e.downcast_ref::<reqwest::Error>().is_some();
+        cause = e.source();
+    }
+    assert!(reached_reqwest, "{error:?}");
+    // A token URL that does not parse keeps the parser's error as its source.
+    let error = ClientCredentials::new("not a url", "c", "s")
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    let TokenError::BadUrl { what, source } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(*what, "token URL");
+    assert_eq!(*source, url::ParseError::RelativeUrlWithoutBase);
+    assert_eq!(error.to_string(), "OAuth2: bad token URL");
 }
 
 #[tokio::test]
@@ -134,11 +154,8 @@ async fn the_http_client_attaches_tokens_from_a_source() {
         ))
         .mount(&agent)
         .await;
-    let source = Arc::new(ClientCredentials::new(
-        format!("{}/token", idp.uri()),
-        "c",
-        "s",
-    ));
+    let source =
+        Arc::new(ClientCredentials::new(format!("{}/token", idp.uri()), "c", "s").unwrap());
     let client = Client::builder().token_source(source).build().unwrap();
     let request = Envelope::new(
         "urn:asap:agent:a",
@@ -175,7 +192,8 @@ async fn introspection_answers_are_cached_by_lifetime() {
         format!("{}/introspect", idp.uri()),
         "rs-client",
         "rs-secret",
-    );
+    )
+    .unwrap();
     let info = introspector
         .introspect("opaque-abc")
         .await
@@ -196,6 +214,45 @@ async fn introspection_answers_are_cached_by_lifetime() {
         2,
         "both answers cached"
     );
-    let broken = TokenIntrospector::new("http://127.0.0.1:9/introspect", "c", "s");
+    let broken = TokenIntrospector::new("http://127.0.0.1:9/introspect", "c", "s").unwrap();
     assert!(broken.introspect("x").await.is_err());
+}
+
+/// A token source that fails: the client's error keeps the source's error.
+#[tokio::test]
+async fn a_failing_token_source_is_the_clients_error_source() {
+    use asap_protocol::client::{Client, ClientError, TokenSource};
+    use asap_protocol::model::{Envelope, TaskRequest};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the vault is sealed")]
+    struct Sealed;
+
+    struct Vault;
+
+    #[async_trait::async_trait]
+    impl TokenSource for Vault {
+        async fn bearer_token(&self) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+            Err(Box::new(Sealed))
+        }
+    }
+
+    let client = Client::builder()
+        .token_source(Arc::new(Vault))
+        .build()
+        .unwrap();
+    let envelope = Envelope::new(
+        "urn:asap:agent:a",
+        "urn:asap:agent:b",
+        TaskRequest::new("c", "echo", json!({})),
+    );
+    let error = client
+        .send("http://127.0.0.1:9", &envelope)
+        .await
+        .unwrap_err();
+    let ClientError::NoToken(source) = &error else {
+        panic!("{error:?}")
+    };
+    assert!(source.downcast_ref::<Sealed>().is_some());
+    assert_eq!(error.to_string(), "invalid request: no access token");
 }

@@ -232,7 +232,8 @@ async fn start_queue(config: WebhookConfig) -> (WebhookQueue, tokio::task::JoinH
         Arc::new(Names {
             rebind_calls: AtomicUsize::new(0),
         }),
-    );
+    )
+    .unwrap();
     let running = queue.clone();
     let task = tokio::spawn(async move { running.run(std::future::pending()).await.unwrap() });
     (queue, task)
@@ -474,7 +475,8 @@ async fn task_status_changes_reach_registered_callbacks() {
         Arc::new(Names {
             rebind_calls: AtomicUsize::new(0),
         }),
-    );
+    )
+    .unwrap();
     let hooks = Arc::new(TaskWebhooks::new(queue.clone()));
     let blocked = hooks
         .subscribe("http://169.254.169.254/", "s")
@@ -693,7 +695,7 @@ async fn task_events_are_queued_without_a_lookup_in_the_request_path() {
         AtomicUsize::new(0),
     ));
     // Not running: nothing is delivered, so every lookup below is the caller's.
-    let queue = WebhookQueue::with_resolver(&store, config(), resolver.clone());
+    let queue = WebhookQueue::with_resolver(&store, config(), resolver.clone()).unwrap();
     let hooks = TaskWebhooks::new(queue.clone());
     hooks
         .subscribe("http://receiver.test/tasks", "s")

@@ -254,9 +254,7 @@ impl Handler for Pushing {
     ) -> Result<Envelope, HandlerError> {
         let update =
             Envelope::response_to(&envelope, TaskResponse::new("task-1", TaskStatus::Working));
-        ctx.push(&update)
-            .await
-            .map_err(|e| HandlerError::Internal(e.to_string()))?;
+        ctx.push(&update).await.map_err(HandlerError::internal)?;
         Ok(Envelope::response_to(
             &envelope,
             TaskResponse::new("task-1", TaskStatus::Completed),

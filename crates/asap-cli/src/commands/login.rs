@@ -60,7 +60,7 @@ async fn endpoints(args: &LoginArgs) -> anyhow::Result<(String, String)> {
         .issuer
         .as_deref()
         .context("--issuer, or --authorize-url and --token-url, are required")?;
-    let config = OidcDiscovery::new(issuer)
+    let config = OidcDiscovery::new(issuer)?
         .config()
         .await
         .context("finding the provider's endpoints")?;
@@ -99,7 +99,7 @@ fn print(token: &AccessToken, json: bool) -> std::io::Result<()> {
 pub fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
     super::remote::runtime()?.block_on(async {
         let (authorize_url, token_url) = endpoints(&args).await?;
-        let mut flow = AuthorizationCodeFlow::new(authorize_url, token_url, &args.client_id)
+        let mut flow = AuthorizationCodeFlow::new(authorize_url, token_url, &args.client_id)?
             .scopes(args.scopes.iter().flat_map(|s| s.split_whitespace()));
         if let Some(secret) = args.client_secret.as_ref().filter(|s| !s.is_empty()) {
             flow = flow

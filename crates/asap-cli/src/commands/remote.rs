@@ -61,14 +61,16 @@ pub struct OAuth2Args {
 
 impl OAuth2Args {
     /// The token source the options describe, if any.
-    pub fn source(&self) -> Option<ClientCredentials> {
+    pub fn source(&self) -> anyhow::Result<Option<ClientCredentials>> {
         // An empty value counts as not given (templates substitute empty placeholders).
         let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        let (url, id, secret) = (
-            given(&self.token_url)?,
-            given(&self.client_id)?,
-            given(&self.client_secret)?,
-        );
+        let (Some(url), Some(id), Some(secret)) = (
+            given(&self.token_url),
+            given(&self.client_id),
+            given(&self.client_secret),
+        ) else {
+            return Ok(None);
+        };
         let scopes: Vec<String> = self
             .scopes
             .iter()
@@ -80,11 +82,11 @@ impl OAuth2Args {
         } else {
             ClientAuth::Basic
         };
-        Some(
-            ClientCredentials::new(url, id, secret)
+        Ok(Some(
+            ClientCredentials::new(url, id, secret)?
                 .scopes(scopes)
                 .client_auth(auth),
-        )
+        ))
     }
 }
 
@@ -123,7 +125,7 @@ impl Connection {
         if let Some(token) = &self.token {
             builder = builder.bearer_token(token);
         }
-        if let Some(source) = self.oauth2.source() {
+        if let Some(source) = self.oauth2.source()? {
             builder = builder.token_source(std::sync::Arc::new(source));
         }
         Ok(builder)
@@ -199,7 +201,7 @@ fn report(error: ClientError) -> anyhow::Result<ExitCode> {
         ClientError::Http { status, body } => (
             Value::Null,
             error.to_string(),
-            json!({"http_status": status, "body": body}),
+            json!({"http_status": status.as_u16(), "body": body}),
         ),
         _ => return Err(error.into()),
     };
@@ -347,7 +349,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
     use base64::Engine as _;
     let source = args
         .oauth2
-        .source()
+        .source()?
         .context("--token-url, --client-id and --client-secret are required")?;
     let token = runtime()?.block_on(source.token())?;
     if !args.claims {

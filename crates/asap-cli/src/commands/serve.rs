@@ -367,7 +367,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let sqlite = SqliteStore::open(path)
                 .await
                 .context("opening the state store")?;
-            let queue = WebhookQueue::new(&sqlite, webhook_config(&args)?);
+            let queue = WebhookQueue::new(&sqlite, webhook_config(&args)?)
+                .context("starting the webhook queue")?;
             (
                 Arc::new(sqlite) as Arc<dyn asap_protocol::store::Store>,
                 Some(queue),

@@ -109,7 +109,7 @@ impl QueueArgs {
             per_url_rate: self.per_url_rate,
             ..WebhookConfig::default()
         };
-        Ok(WebhookQueue::new(&store, config))
+        Ok(WebhookQueue::new(&store, config)?)
     }
 }
 

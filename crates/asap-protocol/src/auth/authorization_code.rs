@@ -49,7 +49,7 @@ impl Settings {
         >,
         TokenError,
     > {
-        let bad = |what: &str, e: oauth2::url::ParseError| TokenError(format!("bad {what}: {e}"));
+        let bad = |what: &'static str, source| TokenError::BadUrl { what, source };
         let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
             .set_auth_uri(
                 AuthUrl::new(self.authorize_url.clone())
@@ -80,7 +80,7 @@ impl Settings {
 ///     "https://idp.example/authorize",
 ///     "https://idp.example/token",
 ///     "my-cli",
-/// )
+/// )?
 /// .scopes(["asap:execute", "offline_access"]);
 /// let redirect = LoopbackRedirect::bind(0).await?;
 /// let tokens = flow
@@ -125,13 +125,14 @@ impl PendingAuthorization {
 
 impl AuthorizationCodeFlow {
     /// A flow for the public client `client_id` (add a secret with
-    /// [`client_secret`](Self::client_secret) for a confidential one).
+    /// [`client_secret`](Self::client_secret) for a confidential one); fails when the
+    /// HTTP client (10 s timeout, no redirects) cannot be built.
     pub fn new(
         authorize_url: impl Into<String>,
         token_url: impl Into<String>,
         client_id: impl Into<String>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, TokenError> {
+        Ok(Self {
             settings: Settings {
                 authorize_url: authorize_url.into(),
                 token_url: token_url.into(),
@@ -139,11 +140,11 @@ impl AuthorizationCodeFlow {
                 client_secret: None,
                 auth: ClientAuth::Basic,
                 scopes: Vec::new(),
-                http: token_http(),
+                http: token_http()?,
             },
             refresh_margin: Duration::from_secs(30),
             attempts: 3,
-        }
+        })
     }
 
     /// The client secret of a confidential client.
@@ -203,10 +204,7 @@ impl AuthorizationCodeFlow {
         state: &str,
     ) -> Result<RefreshingToken, TokenError> {
         if state != pending.state {
-            return Err(TokenError(
-                "the authorization response's state does not match the request (possible CSRF)"
-                    .into(),
-            ));
+            return Err(TokenError::StateMismatch);
         }
         let client = self.settings.client(Some(&pending.redirect_uri))?;
         let http = via(&self.settings.http);
@@ -215,7 +213,7 @@ impl AuthorizationCodeFlow {
             .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier))
             .request_async(&http)
             .await
-            .map_err(|e| fetch_error(&e).0)?;
+            .map_err(|e| fetch_error(e).0)?;
         let token = AccessToken::from_response(&response, None);
         Ok(self.refreshing(Some(token)))
     }
@@ -301,12 +299,7 @@ impl RefreshingToken {
         let refresh_token = stale
             .and_then(|t| t.refresh_token)
             .or_else(|| self.seed.clone())
-            .ok_or_else(|| {
-                (
-                    TokenError("the access token expired and there is no refresh token".into()),
-                    false,
-                )
-            })?;
+            .ok_or((TokenError::NoRefreshToken, false))?;
         let client = self.settings.client(None).map_err(|e| (e, false))?;
         let http = via(&self.settings.http);
         let rt = RefreshToken::new(refresh_token.clone());
@@ -315,7 +308,7 @@ impl RefreshingToken {
             .exchange_refresh_token(&rt)
             .request_async(&http)
             .await
-            .map_err(|e| fetch_error(&e))?;
+            .map_err(fetch_error)?;
         Ok(AccessToken::from_response(&response, Some(refresh_token)))
     }
 }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use super::document::{DocumentError, fetch_json, identity_http};
+
 /// What the provider says about an active token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
@@ -26,9 +28,22 @@ pub struct TokenInfo {
 }
 
 /// Why introspection failed (the provider did not answer usefully).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("token introspection failed: {0}")]
-pub struct IntrospectionError(pub String);
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntrospectionError {
+    /// The HTTP client could not be built ([`TokenIntrospector::new`]).
+    #[error("token introspection: the HTTP client could not be built")]
+    ClientBuild(#[source] reqwest::Error),
+    /// The provider's answer could not be had.
+    #[error("token introspection at {url} failed")]
+    Fetch {
+        /// The introspection endpoint.
+        url: String,
+        /// Why.
+        #[source]
+        source: DocumentError,
+    },
+}
 
 /// Asks the provider whether opaque tokens are active, as the reference's
 /// `TokenIntrospector` does (HTTP Basic client authentication, form body), and caches
@@ -52,24 +67,22 @@ fn text(value: Option<&Value>) -> Option<String> {
 }
 
 impl TokenIntrospector {
-    /// An introspector for the endpoint `url`, authenticating as `client_id`.
+    /// An introspector for the endpoint `url`, authenticating as `client_id`, asking
+    /// with a client that times out after 10 s; fails when that client cannot be built.
     pub fn new(
         url: impl Into<String>,
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
-    ) -> Self {
-        let http = crate::client::tls::http_builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        Self {
+    ) -> Result<Self, IntrospectionError> {
+        let http = identity_http().map_err(IntrospectionError::ClientBuild)?;
+        Ok(Self {
             url: url.into(),
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             http,
             capacity: 1000,
             cache: std::sync::Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Caches at most `capacity` answers.
@@ -89,21 +102,18 @@ impl TokenIntrospector {
         {
             return Ok(answer.clone());
         }
-        let response = self
+        let request = self
             .http
             .post(&self.url)
             .basic_auth(&self.client_id, Some(&self.client_secret))
             .header("accept", "application/json")
-            .form(&[("token", token), ("token_type_hint", "access_token")])
-            .send()
+            .form(&[("token", token), ("token_type_hint", "access_token")]);
+        let body: Value = fetch_json(request, "introspection answer")
             .await
-            .map_err(|e| IntrospectionError(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(IntrospectionError(format!("HTTP {}", response.status())));
-        }
-        let body: Value = crate::client::body::read_identity_json(response, "introspection answer")
-            .await
-            .map_err(IntrospectionError)?;
+            .map_err(|source| IntrospectionError::Fetch {
+                url: self.url.clone(),
+                source,
+            })?;
         let answer = (body.get("active") == Some(&Value::Bool(true))).then(|| TokenInfo {
             subject: text(body.get("sub")),
             scopes: match body.get("scope") {
@@ -119,6 +129,7 @@ impl TokenIntrospector {
             client_id: text(body.get("client_id")),
             username: text(body.get("username")),
             token_type: text(body.get("token_type")),
+            // `active` was found, so the answer is an object: nothing is lost here.
             claims: body.as_object().cloned().unwrap_or_default(),
         });
         let ttl = match &answer {
@@ -133,6 +144,7 @@ impl TokenIntrospector {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
+                // A token within 30 s of its expiry (negative): not cached.
                 u64::try_from(exp - now - 30)
                     .ok()
                     .filter(|s| *s > 0)

@@ -7,10 +7,25 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 
+use super::document::{DocumentError, fetch_json, identity_http};
+
 /// Why the key set could not be had.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("JWKS unavailable: {0}")]
-pub struct JwksError(pub String);
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwksError {
+    /// The HTTP client could not be built ([`JwksCache::new`]).
+    #[error("JWKS: the HTTP client could not be built")]
+    ClientBuild(#[source] reqwest::Error),
+    /// The key set could not be fetched.
+    #[error("JWKS unavailable at {uri}")]
+    Fetch {
+        /// The key set's URL.
+        uri: String,
+        /// Why.
+        #[source]
+        source: DocumentError,
+    },
+}
 
 #[derive(Default)]
 struct Cached {
@@ -33,13 +48,11 @@ pub struct JwksCache {
 }
 
 impl JwksCache {
-    /// A cache of `uri` with the default TTL and throttle.
-    pub fn new(uri: impl Into<String>) -> Self {
-        let http = crate::client::tls::http_builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        Self::with_client(uri, http)
+    /// A cache of `uri` with the default TTL and throttle, fetching with a client
+    /// that times out after 10 s; fails when that client cannot be built.
+    pub fn new(uri: impl Into<String>) -> Result<Self, JwksError> {
+        let http = identity_http().map_err(JwksError::ClientBuild)?;
+        Ok(Self::with_client(uri, http))
     }
 
     /// A cache using `http` to fetch.
@@ -73,22 +86,12 @@ impl JwksCache {
 
     async fn fetch(&self) -> Result<Arc<JwkSet>, JwksError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .http
-            .get(&self.uri)
-            .send()
+        let set: JwkSet = fetch_json(self.http.get(&self.uri), "JWK set")
             .await
-            .map_err(|e| JwksError(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(JwksError(format!(
-                "{} answered HTTP {}",
-                self.uri,
-                response.status()
-            )));
-        }
-        let set: JwkSet = crate::client::body::read_identity_json(response, "JWK set")
-            .await
-            .map_err(JwksError)?;
+            .map_err(|source| JwksError::Fetch {
+                uri: self.uri.clone(),
+                source,
+            })?;
         Ok(Arc::new(set))
     }
 

@@ -9,8 +9,10 @@ use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 
-use super::introspection::TokenIntrospector;
-use super::jwks::JwksCache;
+use reqwest::StatusCode;
+
+use super::introspection::{IntrospectionError, TokenIntrospector};
+use super::jwks::{JwksCache, JwksError};
 
 /// Read access: manifest, health, metrics.
 pub const SCOPE_READ: &str = "asap:read";
@@ -132,8 +134,9 @@ pub struct Claims {
     pub all: Map<String, Value>,
 }
 
-/// Why a request is refused, with the reference's status and `detail`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a request is refused, with the reference's status and `detail` (the `Display`
+/// of each variant, sent as it is).
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
     /// No `Authorization: Bearer` header: 401.
@@ -141,7 +144,13 @@ pub enum AuthError {
     MissingToken,
     /// The token is not valid (signature, format, expiry, `sub`, ...): 401.
     #[error("Invalid authentication token")]
-    InvalidToken(String),
+    InvalidToken {
+        /// Why, for logs (`token expired`, `no key for this token`, ...).
+        reason: &'static str,
+        /// The JWT library's error, when it found the fault.
+        #[source]
+        source: Option<jsonwebtoken::errors::Error>,
+    },
     /// The required scope is missing: 403.
     #[error("Insufficient scope")]
     InsufficientScope,
@@ -151,19 +160,59 @@ pub enum AuthError {
         /// The manifest id.
         expected: String,
     },
-    /// The key set could not be fetched: 503.
+    /// The key set or the introspection answer could not be had: 503.
     #[error("Authentication service unavailable")]
-    Unavailable(String),
+    Unavailable(#[source] Unavailable),
+}
+
+/// Which identity service failed, for [`AuthError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The key set.
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+    /// Token introspection.
+    #[error(transparent)]
+    Introspection(#[from] IntrospectionError),
 }
 
 impl AuthError {
     /// The HTTP status.
-    pub fn status(&self) -> u16 {
+    pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken(_) => 401,
-            Self::InsufficientScope | Self::IdentityMismatch { .. } => 403,
-            Self::Unavailable(_) => 503,
+            Self::MissingToken | Self::InvalidToken { .. } => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope | Self::IdentityMismatch { .. } => StatusCode::FORBIDDEN,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
+    }
+
+    /// An invalid token, for `reason`.
+    fn invalid(reason: &'static str) -> Self {
+        Self::InvalidToken {
+            reason,
+            source: None,
+        }
+    }
+
+    /// An invalid token, as the JWT library found it.
+    fn invalid_jwt(reason: &'static str, source: jsonwebtoken::errors::Error) -> Self {
+        Self::InvalidToken {
+            reason,
+            source: Some(source),
+        }
+    }
+}
+
+impl From<JwksError> for AuthError {
+    fn from(error: JwksError) -> Self {
+        Self::Unavailable(error.into())
+    }
+}
+
+impl From<IntrospectionError> for AuthError {
+    fn from(error: IntrospectionError) -> Self {
+        Self::Unavailable(error.into())
     }
 }
 
@@ -348,17 +397,17 @@ impl JwtValidator {
 
     async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(AuthError::InvalidToken("token too large".into()));
+            return Err(AuthError::invalid("token too large"));
         }
         let all = match (decode_header(token), &self.introspector) {
             (Ok(header), _) if self.jwks.is_some() || header.alg == Algorithm::HS256 => {
                 self.verify_jwt(token, header).await?
             }
             (Ok(_), None) => {
-                return Err(AuthError::InvalidToken("JWTs are not accepted".into()));
+                return Err(AuthError::invalid("JWTs are not accepted"));
             }
             (_, Some(introspector)) => self.introspect(introspector, token).await?,
-            (Err(e), None) => return Err(AuthError::InvalidToken(e.to_string())),
+            (Err(e), None) => return Err(AuthError::invalid_jwt("not a JWT", e)),
         };
         self.authorize(all)
     }
@@ -370,11 +419,10 @@ impl JwtValidator {
         introspector: &TokenIntrospector,
         token: &str,
     ) -> Result<Map<String, Value>, AuthError> {
-        let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
+        let invalid = AuthError::invalid;
         let info = introspector
             .introspect(token)
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?
+            .await?
             .ok_or_else(|| invalid("token is not active"))?;
         let all = info.claims;
         let now = std::time::SystemTime::now()
@@ -411,7 +459,7 @@ impl JwtValidator {
         token: &str,
         header: jsonwebtoken::Header,
     ) -> Result<Map<String, Value>, AuthError> {
-        let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
+        let invalid = AuthError::invalid;
         let key = match header.alg {
             Algorithm::HS256 => match &self.hmac_secret {
                 Some(secret) => DecodingKey::from_secret(secret),
@@ -425,23 +473,18 @@ impl JwtValidator {
                 if kid.is_some_and(|k| k.len() > 256) {
                     return Err(invalid("kid too long"));
                 }
-                let keys = jwks
-                    .keys()
-                    .await
-                    .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                let keys = jwks.keys().await?;
                 let jwk = match pick(&keys, kid, header.alg) {
                     Some(jwk) => jwk,
                     None => {
-                        let fresh = jwks
-                            .refresh()
-                            .await
-                            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                        let fresh = jwks.refresh().await?;
                         fresh
                             .and_then(|keys| pick(&keys, kid, header.alg))
                             .ok_or_else(|| invalid("no key for this token"))?
                     }
                 };
-                DecodingKey::from_jwk(&jwk).map_err(|e| invalid(&e.to_string()))?
+                DecodingKey::from_jwk(&jwk)
+                    .map_err(|e| AuthError::invalid_jwt("unusable key", e))?
             }
             _ => return Err(invalid("algorithm not allowed")),
         };
@@ -464,13 +507,13 @@ impl JwtValidator {
             validation.required_spec_claims.insert("aud".into());
         }
         let data = decode::<Map<String, Value>>(token, &key, &validation)
-            .map_err(|e| invalid(&e.to_string()))?;
+            .map_err(|e| AuthError::invalid_jwt("rejected by the JWT checks", e))?;
         Ok(data.claims)
     }
 
     /// The checks every token passes, whatever its kind: `sub`, scope, identity binding.
     fn authorize(&self, all: Map<String, Value>) -> Result<Claims, AuthError> {
-        let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
+        let invalid = AuthError::invalid;
         let subject = match all.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => return Err(invalid("sub missing")),

@@ -48,10 +48,10 @@ impl LoopbackRedirect {
     pub async fn bind(port: u16) -> Result<Self, TokenError> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .map_err(|e| TokenError(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+            .map_err(|source| TokenError::Listen { port, source })?;
         let port = listener
             .local_addr()
-            .map_err(|e| TokenError(e.to_string()))?
+            .map_err(|source| TokenError::Listen { port, source })?
             .port();
         Ok(Self { listener, port })
     }
@@ -81,11 +81,8 @@ impl LoopbackRedirect {
         let _ = stop_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         match outcome {
-            Err(_) => Err(TokenError(format!(
-                "no authorization redirect within {} s",
-                timeout.as_secs()
-            ))),
-            Ok(Err(_)) => Err(TokenError("the redirect listener stopped".into())),
+            Err(_) => Err(TokenError::RedirectTimeout(timeout)),
+            Ok(Err(_)) => Err(TokenError::ListenerStopped),
             Ok(Ok(result)) => result,
         }
     }
@@ -97,18 +94,16 @@ async fn callback(State(slot): State<Slot>, Query(params): Query<Params>) -> Htm
             error: Some(error),
             error_description,
             ..
-        } => Err(TokenError(match error_description {
-            Some(d) => format!("authorization refused: {error}: {d}"),
-            None => format!("authorization refused: {error}"),
-        })),
+        } => Err(TokenError::AuthorizationRefused {
+            error,
+            description: error_description,
+        }),
         Params {
             code: Some(code),
             state: Some(state),
             ..
         } => Ok(Callback { code, state }),
-        _ => Err(TokenError(
-            "the redirect carried neither a code and state nor an error".into(),
-        )),
+        _ => Err(TokenError::MalformedRedirect),
     };
     let page = if outcome.is_ok() {
         "<!doctype html><title>ASAP</title><p>Signed in. You can close this window.</p>"

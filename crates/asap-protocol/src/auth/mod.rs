@@ -6,6 +6,7 @@
 //! turns on the checks a production deployment wants.
 
 mod authorization_code;
+mod document;
 mod introspection;
 mod jwks;
 mod jwt;
@@ -14,11 +15,12 @@ mod oidc;
 mod token;
 
 pub use authorization_code::{AuthorizationCodeFlow, PendingAuthorization, RefreshingToken};
+pub use document::DocumentError;
 pub use introspection::{IntrospectionError, TokenInfo, TokenIntrospector};
 pub use jwks::{JwksCache, JwksError};
 pub use jwt::{
     AuthError, Claims, DEFAULT_CUSTOM_CLAIM, JwtPolicy, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE,
-    SCOPE_READ, parse_subject_map,
+    SCOPE_READ, Unavailable, parse_subject_map,
 };
 pub use loopback::{Callback, LoopbackRedirect};
 pub use oidc::{OidcConfig, OidcDiscovery, OidcError};

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::document::{DocumentError, fetch_json, identity_http};
+
 /// The members of a discovery document ASAP uses.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct OidcConfig {
@@ -26,16 +28,26 @@ pub struct OidcConfig {
 }
 
 /// Why discovery failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OidcError {
+    /// The HTTP client could not be built ([`OidcDiscovery::new`]).
+    #[error("OIDC discovery: the HTTP client could not be built")]
+    ClientBuild(#[source] reqwest::Error),
     /// The document could not be fetched.
-    #[error("OIDC discovery at {url} failed: {reason}")]
+    #[error("OIDC discovery at {url} failed")]
     Fetch {
         /// The document's URL.
         url: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: DocumentError,
+    },
+    /// The document lacks `jwks_uri` or `token_endpoint`.
+    #[error("OIDC discovery at {url}: jwks_uri and token_endpoint must be non-empty")]
+    Incomplete {
+        /// The document's URL.
+        url: String,
     },
     /// The document names another issuer (a mix-up or a misconfiguration).
     #[error(
@@ -58,18 +70,16 @@ pub struct OidcDiscovery {
 }
 
 impl OidcDiscovery {
-    /// Discovery for `issuer` (a trailing `/` is ignored).
-    pub fn new(issuer: impl Into<String>) -> Self {
-        let http = crate::client::tls::http_builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        Self {
+    /// Discovery for `issuer` (a trailing `/` is ignored), fetching with a client that
+    /// times out after 10 s; fails when that client cannot be built.
+    pub fn new(issuer: impl Into<String>) -> Result<Self, OidcError> {
+        let http = identity_http().map_err(OidcError::ClientBuild)?;
+        Ok(Self {
             issuer: issuer.into().trim_end_matches('/').to_owned(),
             http,
             ttl: Duration::from_secs(3600),
             cached: tokio::sync::Mutex::new(None),
-        }
+        })
     }
 
     /// The discovery document's URL: the suffix is appended after any issuer path.
@@ -87,24 +97,13 @@ impl OidcDiscovery {
             return Ok(config.clone());
         }
         let url = self.url();
-        let fail = |reason: String| OidcError::Fetch {
-            url: url.clone(),
-            reason,
-        };
-        let response = self
-            .http
-            .get(&url)
-            .header("accept", "application/json")
-            .send()
+        let request = self.http.get(&url).header("accept", "application/json");
+        let config: OidcConfig = fetch_json(request, "OIDC discovery document")
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(fail(format!("HTTP {}", response.status())));
-        }
-        let config: OidcConfig =
-            crate::client::body::read_identity_json(response, "OIDC discovery document")
-                .await
-                .map_err(fail)?;
+            .map_err(|source| OidcError::Fetch {
+                url: url.clone(),
+                source,
+            })?;
         if config.issuer.trim_end_matches('/') != self.issuer {
             return Err(OidcError::IssuerMismatch {
                 expected: self.issuer.clone(),
@@ -112,7 +111,7 @@ impl OidcDiscovery {
             });
         }
         if config.jwks_uri.is_empty() || config.token_endpoint.is_empty() {
-            return Err(fail("jwks_uri and token_endpoint must be non-empty".into()));
+            return Err(OidcError::Incomplete { url });
         }
         *cached = Some((config.clone(), Instant::now()));
         Ok(config)

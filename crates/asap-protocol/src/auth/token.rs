@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use oauth2::basic::BasicClient;
+use oauth2::basic::{BasicClient, BasicErrorResponse};
 use oauth2::{
     AuthType, ClientId, ClientSecret, HttpRequest, HttpResponse, Scope, TokenResponse, TokenUrl,
 };
@@ -131,12 +131,12 @@ impl TokenCache {
 }
 
 /// The HTTP client the token endpoint is called with: 10 s timeout, no redirects.
-pub(crate) fn token_http() -> reqwest::Client {
+pub(crate) fn token_http() -> Result<reqwest::Client, TokenError> {
     crate::client::tls::http_builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap_or_default()
+        .map_err(TokenError::ClientBuild)
 }
 
 type Pending = std::pin::Pin<
@@ -169,15 +169,24 @@ async fn send(
         builder = builder.header(name, value);
     }
     let body = response.bytes().await?.to_vec();
+    // The status and headers come from a valid response, so the builder cannot fail;
+    // an empty response would still be refused by the oauth2 crate as unparsable.
     Ok(builder.body(body).unwrap_or_default())
 }
 
-/// Turns a token-endpoint failure into a message and whether to retry.
-pub(crate) fn fetch_error<E: std::error::Error>(
-    error: &oauth2::RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
-) -> FetchError {
-    let retryable = matches!(error, oauth2::RequestTokenError::Request(_));
-    (TokenError(describe(error)), retryable)
+/// The token endpoint's error, as the oauth2 crate reports it over reqwest.
+pub type RequestError = oauth2::RequestTokenError<reqwest::Error, BasicErrorResponse>;
+
+/// Turns a token-endpoint failure into a [`TokenError`] and whether to retry
+/// (transport failures only).
+pub(crate) fn fetch_error(error: RequestError) -> FetchError {
+    match error {
+        oauth2::RequestTokenError::ServerResponse(answer) => (TokenError::Refused(answer), false),
+        other => {
+            let retryable = matches!(other, oauth2::RequestTokenError::Request(_));
+            (TokenError::Request(other), retryable)
+        }
+    }
 }
 
 pub(crate) fn auth_type(auth: ClientAuth) -> AuthType {
@@ -188,16 +197,68 @@ pub(crate) fn auth_type(auth: ClientAuth) -> AuthType {
 }
 
 /// Why a token could not be obtained.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("OAuth2 token request failed: {0}")]
-pub struct TokenError(pub String);
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The HTTP client for the token endpoint could not be built.
+    #[error("OAuth2: the HTTP client could not be built")]
+    ClientBuild(#[source] reqwest::Error),
+    /// A configured endpoint URL does not parse.
+    #[error("OAuth2: bad {what}")]
+    BadUrl {
+        /// Which URL (`token URL`, `authorization URL`, `redirect URI`).
+        what: &'static str,
+        /// Why it does not parse.
+        #[source]
+        source: oauth2::url::ParseError,
+    },
+    /// The provider answered the token request with an OAuth2 error
+    /// (`invalid_client`, `invalid_grant`, ...).
+    #[error("OAuth2 token request refused: {0}")]
+    Refused(BasicErrorResponse),
+    /// The token request failed otherwise (no answer, an unparsable answer).
+    #[error("OAuth2 token request failed")]
+    Request(#[source] RequestError),
+    /// The access token expired and no refresh token is known.
+    #[error("OAuth2: the access token expired and there is no refresh token")]
+    NoRefreshToken,
+    /// The authorization response's `state` is not the request's.
+    #[error("the authorization response's state does not match the request (possible CSRF)")]
+    StateMismatch,
+    /// The loopback redirect listener could not be bound.
+    #[error("cannot listen on 127.0.0.1:{port}")]
+    Listen {
+        /// The port asked for.
+        port: u16,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No authorization redirect arrived in time.
+    #[error("no authorization redirect within {} s", .0.as_secs())]
+    RedirectTimeout(Duration),
+    /// The loopback redirect listener stopped before a redirect arrived.
+    #[error("the redirect listener stopped")]
+    ListenerStopped,
+    /// The provider redirected back with an error (for example the user refused).
+    #[error("authorization refused: {error}{}", .description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    AuthorizationRefused {
+        /// The redirect's `error`.
+        error: String,
+        /// The redirect's `error_description`.
+        description: Option<String>,
+    },
+    /// The redirect carried neither a code and state nor an error.
+    #[error("the redirect carried neither a code and state nor an error")]
+    MalformedRedirect,
+}
 
 /// Obtains and caches tokens with the client-credentials grant.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), asap_protocol::auth::TokenError> {
 /// use asap_protocol::auth::ClientCredentials;
-/// let source = ClientCredentials::new("https://idp.example/token", "my-client", "s3cret")
+/// let source = ClientCredentials::new("https://idp.example/token", "my-client", "s3cret")?
 ///     .scopes(["asap:execute"]);
 /// let token = source.token().await?;            // cached; refreshed 30 s before expiry
 /// println!("Authorization: Bearer {}", token.secret);
@@ -214,21 +275,22 @@ pub struct ClientCredentials {
 }
 
 impl ClientCredentials {
-    /// A token source for `client_id`/`client_secret` at `token_url`.
+    /// A token source for `client_id`/`client_secret` at `token_url`; fails when the
+    /// HTTP client (10 s timeout, no redirects) cannot be built.
     pub fn new(
         token_url: impl Into<String>,
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, TokenError> {
+        Ok(Self {
             token_url: token_url.into(),
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             scopes: Vec::new(),
             auth: ClientAuth::Basic,
-            http: token_http(),
+            http: token_http()?,
             cache: TokenCache::new(None),
-        }
+        })
     }
 
     /// Scopes to ask for.
@@ -267,8 +329,10 @@ impl ClientCredentials {
     }
 
     async fn fetch(&self) -> Result<AccessToken, FetchError> {
-        let token_url = TokenUrl::new(self.token_url.clone())
-            .map_err(|e| (TokenError(format!("bad token URL: {e}")), false))?;
+        let token_url = TokenUrl::new(self.token_url.clone()).map_err(|source| {
+            let what = "token URL";
+            (TokenError::BadUrl { what, source }, false)
+        })?;
         let client = BasicClient::new(ClientId::new(self.client_id.clone()))
             .set_client_secret(ClientSecret::new(self.client_secret.clone()))
             .set_token_uri(token_url)
@@ -278,25 +342,7 @@ impl ClientCredentials {
         for scope in &self.scopes {
             request = request.add_scope(Scope::new(scope.clone()));
         }
-        let response = request
-            .request_async(&http)
-            .await
-            .map_err(|e| fetch_error(&e))?;
+        let response = request.request_async(&http).await.map_err(fetch_error)?;
         Ok(AccessToken::from_response(&response, None))
-    }
-}
-
-pub(crate) fn describe<E: std::error::Error>(
-    error: &oauth2::RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
-) -> String {
-    match error {
-        oauth2::RequestTokenError::ServerResponse(r) => {
-            let mut text = r.error().to_string();
-            if let Some(d) = r.error_description() {
-                text = format!("{text}: {d}");
-            }
-            text
-        }
-        other => other.to_string(),
     }
 }

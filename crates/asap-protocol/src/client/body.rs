@@ -67,19 +67,6 @@ pub(crate) async fn read_capped(
     Ok(body)
 }
 
-/// An identity document (JWKS, OIDC discovery, introspection answer) parsed from a body
-/// of at most [`MAX_IDENTITY_DOCUMENT`] bytes; the error says what went wrong, for the
-/// caller's own error type.
-pub(crate) async fn read_identity_json<T: serde::de::DeserializeOwned>(
-    response: reqwest::Response,
-    what: &'static str,
-) -> Result<T, String> {
-    let body = read_capped(response, MAX_IDENTITY_DOCUMENT, what)
-        .await
-        .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&body).map_err(|e| format!("not a valid {what}: {e}"))
-}
-
 /// Like [`read_capped`], as text (invalid UTF-8 replaced, as reqwest's `text()` does).
 pub(crate) async fn read_capped_text(
     response: reqwest::Response,

@@ -81,10 +81,7 @@ pub(crate) async fn fetch_health(
     let parsed = HealthStatus::from_json(text.as_bytes());
     match parsed {
         Ok(h) => Ok(h),
-        Err(_) if !status.is_success() => Err(ClientError::Http {
-            status: status.as_u16(),
-            body: text,
-        }),
+        Err(_) if !status.is_success() => Err(ClientError::Http { status, body: text }),
         Err(e) => Err(ClientError::InvalidResponse(format!(
             "invalid health document: {e}"
         ))),
@@ -144,10 +141,7 @@ impl DiscoveryCache {
         let text =
             super::body::read_capped_text(response, self.limits.manifest, "manifest").await?;
         if !status.is_success() {
-            return Err(ClientError::Http {
-                status: status.as_u16(),
-                body: text,
-            });
+            return Err(ClientError::Http { status, body: text });
         }
         let manifest = Manifest::from_json(text.as_bytes())
             .map_err(|e| ClientError::InvalidResponse(format!("invalid manifest: {e}")))?;

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
@@ -47,29 +48,23 @@ use crate::rpc::{JsonRpcRequest, RequestId};
 /// refreshed before expiry).
 #[async_trait::async_trait]
 pub trait TokenSource: Send + Sync {
-    /// The token to send now.
-    async fn bearer_token(&self) -> Result<String, String>;
+    /// The token to send now, or why there is none.
+    async fn bearer_token(&self) -> Result<String, Box<dyn std::error::Error + Send + Sync>>;
 }
 
 #[cfg(feature = "oauth2")]
 #[async_trait::async_trait]
 impl TokenSource for crate::auth::ClientCredentials {
-    async fn bearer_token(&self) -> Result<String, String> {
-        self.token()
-            .await
-            .map(|t| t.secret)
-            .map_err(|e| e.to_string())
+    async fn bearer_token(&self) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.token().await?.secret)
     }
 }
 
 #[cfg(feature = "oauth2")]
 #[async_trait::async_trait]
 impl TokenSource for crate::auth::RefreshingToken {
-    async fn bearer_token(&self) -> Result<String, String> {
-        self.token()
-            .await
-            .map(|t| t.secret)
-            .map_err(|e| e.to_string())
+    async fn bearer_token(&self) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.token().await?.secret)
     }
 }
 
@@ -92,7 +87,7 @@ impl Credentials {
                 .bearer_token()
                 .await
                 .map(Some)
-                .map_err(|e| ClientError::InvalidRequest(format!("no access token: {e}"))),
+                .map_err(ClientError::NoToken),
         }
     }
 }
@@ -118,7 +113,7 @@ pub enum ClientError {
     #[error("HTTP {status}: {body}")]
     Http {
         /// The status.
-        status: u16,
+        status: StatusCode,
         /// The body, as text.
         body: String,
     },
@@ -134,6 +129,9 @@ pub enum ClientError {
     /// The request cannot be sent as it is (bad URL, plain HTTP to a remote host, ...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The [`TokenSource`] could not supply a token (its error is the source).
+    #[error("invalid request: no access token")]
+    NoToken(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The peer's manifest speaks an incompatible protocol version.
     #[error("incompatible agent: {0}")]
     Incompatible(String),
@@ -177,7 +175,9 @@ impl ClientError {
     fn is_transient(&self) -> bool {
         match self {
             Self::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request(),
-            Self::Http { status, .. } => *status == 429 || *status >= 500,
+            Self::Http { status, .. } => {
+                *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+            }
             _ => false,
         }
     }
@@ -682,7 +682,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| (ClientError::Transport(e), None))?;
-        let status = response.status().as_u16();
+        let status = response.status();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -693,7 +693,7 @@ impl Client {
             .await
             .map_err(|e| (e, None))?;
         // Anything but 2xx is an HTTP error, redirects included (sends follow none).
-        if !(200..300).contains(&status) {
+        if !status.is_success() {
             return Err((ClientError::Http { status, body: text }, retry_after));
         }
         parse_response(&text, id).map_err(|e| (e, None))

@@ -22,9 +22,14 @@ pub const WIRE_RELEASE: &str = "1.1";
 /// this crate is byte-compatible with and tested against.
 pub const REFERENCE_VERSION: &str = "1.1.0";
 
-/// Payload types whose envelopes the reference requires to carry a `correlation_id`
-/// when it *receives* them (only these PascalCase spellings).
-const CORRELATED_ON_RECEIVE: [&str; 3] = ["TaskResponse", "McpToolResult", "McpResourceData"];
+/// Whether the reference requires an envelope of this `payload_type` to carry a
+/// `correlation_id` when it *receives* it: only the model-name spelling of a response
+/// payload (`TaskResponse`, `McpToolResult`, `McpResourceData`), not `task.response`.
+fn correlated_on_receive(payload_type: &str) -> bool {
+    PayloadType::ALL
+        .into_iter()
+        .any(|t| t.is_response() && t.model_name() == payload_type)
+}
 
 /// Reads an agent URN member: a string that satisfies [`validate_agent_urn`].
 pub(crate) fn agent_urn(value: &Value, loc: &Loc<'_>) -> Checked<String> {
@@ -35,7 +40,7 @@ pub(crate) fn agent_urn(value: &Value, loc: &Loc<'_>) -> Checked<String> {
 
 fn check_correlation(envelope: &Envelope, input: &Value, loc: &Loc<'_>) -> Checked<()> {
     let payload_type = envelope.payload_type.as_str();
-    if CORRELATED_ON_RECEIVE.contains(&payload_type)
+    if correlated_on_receive(payload_type)
         && envelope.correlation_id.as_deref().unwrap_or("").is_empty()
     {
         let message = format!("{payload_type} must have correlation_id for request tracking");
@@ -215,7 +220,7 @@ impl Envelope {
     pub fn check_for_sending(&self) -> Result<(), SendError> {
         validate_agent_urn(&self.sender).map_err(SendError::InvalidUrn)?;
         validate_agent_urn(&self.recipient).map_err(SendError::InvalidUrn)?;
-        let is_response = CORRELATED_ON_RECEIVE.contains(&self.payload_type.as_str())
+        let is_response = correlated_on_receive(&self.payload_type)
             || self
                 .known_payload_type()
                 .is_some_and(PayloadType::is_response);

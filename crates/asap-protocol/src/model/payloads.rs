@@ -5,98 +5,14 @@ use serde_json::Value;
 
 use super::Model;
 use super::enums::{AckStatus, MessageRole, TaskStatus, UpdateType};
-use super::macros::model;
+use super::macros::{model, payload_types};
 use super::validation::{
     Checked, ErrorKind, Loc, ValidationError, boolean, fail, integer, object, rule, string,
     string_list,
 };
 use crate::json::JsonObject;
 
-/// Every payload model the protocol defines, by its `payload_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PayloadType {
-    /// `task.request`
-    TaskRequest,
-    /// `task.response`
-    TaskResponse,
-    /// `task.update`
-    TaskUpdate,
-    /// `task.cancel`
-    TaskCancel,
-    /// `message.send`
-    MessageSend,
-    /// `state.query`
-    StateQuery,
-    /// `state.restore`
-    StateRestore,
-    /// `artifact.notify`
-    ArtifactNotify,
-    /// `mcp.tool_call`
-    McpToolCall,
-    /// `mcp.tool_result`
-    McpToolResult,
-    /// `mcp.resource_fetch`
-    McpResourceFetch,
-    /// `mcp.resource_data`
-    McpResourceData,
-    /// `MessageAck` (the only spelling the reference uses)
-    MessageAck,
-}
-
 impl PayloadType {
-    /// Every payload type.
-    pub const ALL: [PayloadType; 13] = [
-        Self::TaskRequest,
-        Self::TaskResponse,
-        Self::TaskUpdate,
-        Self::TaskCancel,
-        Self::MessageSend,
-        Self::StateQuery,
-        Self::StateRestore,
-        Self::ArtifactNotify,
-        Self::McpToolCall,
-        Self::McpToolResult,
-        Self::McpResourceFetch,
-        Self::McpResourceData,
-        Self::MessageAck,
-    ];
-
-    /// The canonical spelling to send and register under (`task.request`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TaskRequest => "task.request",
-            Self::TaskResponse => "task.response",
-            Self::TaskUpdate => "task.update",
-            Self::TaskCancel => "task.cancel",
-            Self::MessageSend => "message.send",
-            Self::StateQuery => "state.query",
-            Self::StateRestore => "state.restore",
-            Self::ArtifactNotify => "artifact.notify",
-            Self::McpToolCall => "mcp.tool_call",
-            Self::McpToolResult => "mcp.tool_result",
-            Self::McpResourceFetch => "mcp.resource_fetch",
-            Self::McpResourceData => "mcp.resource_data",
-            Self::MessageAck => "MessageAck",
-        }
-    }
-
-    /// The other spellings found in the reference, accepted as aliases.
-    pub fn aliases(self) -> &'static [&'static str] {
-        match self {
-            Self::TaskRequest => &["TaskRequest"],
-            Self::TaskResponse => &["TaskResponse"],
-            Self::TaskUpdate => &["TaskUpdate"],
-            Self::TaskCancel => &["TaskCancel"],
-            Self::MessageSend => &["MessageSend", "message_send"],
-            Self::StateQuery => &["state_query"],
-            Self::StateRestore => &["StateRestore", "state_restore"],
-            Self::McpToolCall => &["McpToolCall", "mcp_tool_call"],
-            Self::McpToolResult => &["McpToolResult", "mcp_tool_result"],
-            Self::McpResourceData => &["McpResourceData"],
-            Self::ArtifactNotify | Self::McpResourceFetch | Self::MessageAck => &[],
-        }
-    }
-
     /// The payload type a wire string names, in its canonical or an alias spelling
     /// (exact, case-sensitive match).
     ///
@@ -110,24 +26,6 @@ impl PayloadType {
         Self::ALL
             .into_iter()
             .find(|t| t.as_str() == name || t.aliases().contains(&name))
-    }
-
-    /// Whether this payload answers a request, so its envelope must carry a
-    /// `correlation_id` when sent.
-    pub fn is_response(self) -> bool {
-        matches!(
-            self,
-            Self::TaskResponse | Self::McpToolResult | Self::McpResourceData
-        )
-    }
-
-    /// Whether the payload changes state, so the WebSocket client asks for an ack
-    /// (`task.request`, `task.cancel`, `state.restore`, `message.send`).
-    pub fn is_state_changing(self) -> bool {
-        matches!(
-            self,
-            Self::TaskRequest | Self::TaskCancel | Self::StateRestore | Self::MessageSend
-        )
     }
 }
 
@@ -401,76 +299,43 @@ model! {
     }
 }
 
-macro_rules! payload_enum {
-    ($($variant:ident),+ $(,)?) => {
-        /// Any payload, typed.
-        #[derive(Debug, Clone, PartialEq)]
-        pub enum Payload {
-            $(
-                #[doc = concat!("A [`", stringify!($variant), "`].")]
-                $variant($variant),
-            )+
-        }
-
-        $(
-            impl PayloadModel for $variant {
-                const TYPE: PayloadType = PayloadType::$variant;
-            }
-
-            impl From<$variant> for Payload {
-                fn from(payload: $variant) -> Self {
-                    Payload::$variant(payload)
-                }
-            }
-        )+
-
-        impl Payload {
-            /// Its payload type.
-            pub fn payload_type(&self) -> PayloadType {
-                match self {
-                    $(Payload::$variant(_) => PayloadType::$variant,)+
-                }
-            }
-
-            /// The payload as the free-form object an envelope carries.
-            pub fn to_object(&self) -> JsonObject {
-                let value = match self {
-                    $(Payload::$variant(p) => p.to_value(),)+
-                };
-                match value {
-                    Value::Object(map) => map,
-                    _ => unreachable!("payload models serialize to objects"),
-                }
-            }
-
-            /// Validates `payload` as the model `payload_type` names (either spelling).
-            pub fn parse(payload_type: &str, payload: &JsonObject) -> Result<Self, PayloadError> {
-                let kind = PayloadType::from_wire(payload_type)
-                    .ok_or_else(|| PayloadError::UnknownType(payload_type.to_owned()))?;
-                let value = Value::Object(payload.clone());
-                Ok(match kind {
-                    $(PayloadType::$variant => Payload::$variant($variant::from_value(&value)?),)+
-                })
-            }
-        }
-    };
+// The payload table: adding a payload type is one entry here (after its model above).
+// `aliases` are the other spellings the reference accepts; `response` payloads need a
+// `correlation_id` when sent; `acked` ones are sent with `requires_ack` over WebSocket
+// (section 11.4, plus `state.restore`, which the reference's list misses).
+payload_types! {
+    TaskRequest { wire: "task.request", aliases: ["TaskRequest"], schema: "task_request", response: false, acked: true },
+    TaskResponse { wire: "task.response", aliases: ["TaskResponse"], schema: "task_response", response: true, acked: false },
+    TaskUpdate { wire: "task.update", aliases: ["TaskUpdate"], schema: "task_update", response: false, acked: false },
+    TaskCancel { wire: "task.cancel", aliases: ["TaskCancel"], schema: "task_cancel", response: false, acked: true },
+    MessageSend { wire: "message.send", aliases: ["MessageSend", "message_send"], schema: "message_send", response: false, acked: true },
+    StateQuery { wire: "state.query", aliases: ["state_query"], schema: "state_query", response: false, acked: false },
+    StateRestore { wire: "state.restore", aliases: ["StateRestore", "state_restore"], schema: "state_restore", response: false, acked: true },
+    ArtifactNotify { wire: "artifact.notify", aliases: [], schema: "artifact_notify", response: false, acked: false },
+    McpToolCall { wire: "mcp.tool_call", aliases: ["McpToolCall", "mcp_tool_call"], schema: "mcp_tool_call", response: false, acked: false },
+    McpToolResult { wire: "mcp.tool_result", aliases: ["McpToolResult", "mcp_tool_result"], schema: "mcp_tool_result", response: true, acked: false },
+    McpResourceFetch { wire: "mcp.resource_fetch", aliases: [], schema: "mcp_resource_fetch", response: false, acked: false },
+    McpResourceData { wire: "mcp.resource_data", aliases: ["McpResourceData"], schema: "mcp_resource_data", response: true, acked: false },
+    // The only spelling the reference uses.
+    MessageAck { wire: "MessageAck", aliases: [], schema: "message_ack", response: false, acked: false },
 }
 
-payload_enum!(
-    TaskRequest,
-    TaskResponse,
-    TaskUpdate,
-    TaskCancel,
-    MessageSend,
-    StateQuery,
-    StateRestore,
-    ArtifactNotify,
-    McpToolCall,
-    McpToolResult,
-    McpResourceFetch,
-    McpResourceData,
-    MessageAck,
-);
+impl Payload {
+    /// The payload as the free-form object an envelope carries.
+    pub fn to_object(&self) -> JsonObject {
+        match self.to_value() {
+            Value::Object(map) => map,
+            _ => unreachable!("payload models serialize to objects"),
+        }
+    }
+
+    /// Validates `payload` as the model `payload_type` names (either spelling).
+    pub fn parse(payload_type: &str, payload: &JsonObject) -> Result<Self, PayloadError> {
+        let kind = PayloadType::from_wire(payload_type)
+            .ok_or_else(|| PayloadError::UnknownType(payload_type.to_owned()))?;
+        Ok(kind.validate(&Value::Object(payload.clone()))?)
+    }
+}
 
 /// Why an envelope's payload could not be typed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -664,6 +529,35 @@ mod tests {
             e.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             ["enum", "string_type"]
         );
+    }
+
+    #[test]
+    fn the_table_is_consistent() {
+        let mut spellings = std::collections::HashSet::new();
+        for t in PayloadType::ALL {
+            assert_eq!(PayloadType::from_wire(t.as_str()), Some(t));
+            assert_eq!(t.to_string(), t.as_str());
+            for alias in t.aliases() {
+                assert_eq!(PayloadType::from_wire(alias), Some(t), "{alias}");
+            }
+            for name in std::iter::once(t.as_str()).chain(t.aliases().iter().copied()) {
+                assert!(spellings.insert(name), "{name} names two payload types");
+            }
+            // The model behind the entry is the one `Payload` carries and `TYPE` names.
+            let err = t.validate(&Value::Null).unwrap_err();
+            assert_eq!(err.title, t.model_name());
+            assert!(
+                t.schema_path().starts_with("payloads/")
+                    && t.schema_path().ends_with(".schema.json")
+            );
+            assert_eq!(
+                t.schema().get("title").and_then(Value::as_str),
+                Some(t.model_name())
+            );
+        }
+        assert_eq!(PayloadType::COUNT, 13);
+        assert_eq!(TaskRequest::TYPE, PayloadType::TaskRequest);
+        assert_eq!(MessageAck::TYPE.model_name(), "MessageAck");
     }
 
     #[test]

@@ -4,10 +4,9 @@
 use schemars::{JsonSchema, Schema, generate::SchemaSettings};
 
 use super::{
-    Agent, Artifact, ArtifactNotify, AuthScheme, Capability, Conversation, DataPart, Endpoint,
-    Envelope, FilePart, Manifest, McpResourceData, McpResourceFetch, McpToolCall, McpToolResult,
-    Message, MessageAck, MessageSend, Part, ResourcePart, Skill, StateQuery, StateRestore,
-    StateSnapshot, Task, TaskCancel, TaskRequest, TaskResponse, TaskUpdate, TemplatePart, TextPart,
+    Agent, Artifact, AuthScheme, Capability, Conversation, DataPart, Endpoint, Envelope, FilePart,
+    Manifest, Message, Part, PayloadType, ResourcePart, Skill, StateSnapshot, Task, TemplatePart,
+    TextPart,
 };
 
 /// The schema of one model, as a draft 2020-12 root schema titled with its name.
@@ -27,60 +26,9 @@ pub fn schema_for<T: JsonSchema>() -> Schema {
 /// assert_eq!(schema.get("$schema").unwrap(), "https://json-schema.org/draft/2020-12/schema");
 /// ```
 pub fn all_schemas() -> Vec<(&'static str, Schema)> {
-    vec![
-        ("envelope.schema.json", schema_for::<Envelope>()),
-        (
-            "payloads/task_request.schema.json",
-            schema_for::<TaskRequest>(),
-        ),
-        (
-            "payloads/task_response.schema.json",
-            schema_for::<TaskResponse>(),
-        ),
-        (
-            "payloads/task_update.schema.json",
-            schema_for::<TaskUpdate>(),
-        ),
-        (
-            "payloads/task_cancel.schema.json",
-            schema_for::<TaskCancel>(),
-        ),
-        (
-            "payloads/message_send.schema.json",
-            schema_for::<MessageSend>(),
-        ),
-        (
-            "payloads/state_query.schema.json",
-            schema_for::<StateQuery>(),
-        ),
-        (
-            "payloads/state_restore.schema.json",
-            schema_for::<StateRestore>(),
-        ),
-        (
-            "payloads/artifact_notify.schema.json",
-            schema_for::<ArtifactNotify>(),
-        ),
-        (
-            "payloads/mcp_tool_call.schema.json",
-            schema_for::<McpToolCall>(),
-        ),
-        (
-            "payloads/mcp_tool_result.schema.json",
-            schema_for::<McpToolResult>(),
-        ),
-        (
-            "payloads/mcp_resource_fetch.schema.json",
-            schema_for::<McpResourceFetch>(),
-        ),
-        (
-            "payloads/mcp_resource_data.schema.json",
-            schema_for::<McpResourceData>(),
-        ),
-        (
-            "payloads/message_ack.schema.json",
-            schema_for::<MessageAck>(),
-        ),
+    let mut all = vec![("envelope.schema.json", schema_for::<Envelope>())];
+    all.extend(PayloadType::ALL.map(|t| (t.schema_path(), t.schema())));
+    all.extend([
         ("parts/text_part.schema.json", schema_for::<TextPart>()),
         ("parts/data_part.schema.json", schema_for::<DataPart>()),
         ("parts/file_part.schema.json", schema_for::<FilePart>()),
@@ -116,7 +64,8 @@ pub fn all_schemas() -> Vec<(&'static str, Schema)> {
             "entities/state_snapshot.schema.json",
             schema_for::<StateSnapshot>(),
         ),
-    ]
+    ]);
+    all
 }
 
 #[cfg(test)]
@@ -145,6 +94,23 @@ mod tests {
         );
         assert_eq!(schema["additionalProperties"], false);
         assert_eq!(schema["title"], "Envelope");
+    }
+
+    #[test]
+    fn every_payload_type_is_exported() {
+        let all = all_schemas();
+        for t in PayloadType::ALL {
+            let (_, schema) = all
+                .iter()
+                .find(|(path, _)| *path == t.schema_path())
+                .unwrap_or_else(|| panic!("{t} has no schema"));
+            assert_eq!(
+                schema.get("title").and_then(|v| v.as_str()),
+                Some(t.model_name())
+            );
+        }
+        assert_eq!(all[1].0, "payloads/task_request.schema.json");
+        assert_eq!(all.len(), 31);
     }
 
     #[test]

@@ -94,14 +94,34 @@ pub enum HandlerError {
     /// `-32602` carrying the `asap:*` code.
     #[error("{0}")]
     Protocol(#[from] AsapError),
-    /// The handler failed: `-32603`.
-    #[error("{0}")]
-    Internal(String),
+    /// The handler failed: `-32603`. In debug mode the answer's `data.error` is the
+    /// failure's message (its `Display`); the failure itself is the [`source`] of
+    /// this error. Build it with [`HandlerError::internal`].
+    ///
+    /// [`source`]: std::error::Error::source
+    #[error("handler failed")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl HandlerError {
+    /// A handler failure (`-32603`) caused by `error`: any error type, or a message.
+    ///
+    /// ```
+    /// use asap_protocol::server::HandlerError;
+    /// let from_message = HandlerError::internal("input.seconds is required");
+    /// let from_error = HandlerError::internal("x".parse::<u8>().unwrap_err());
+    /// let source = std::error::Error::source(&from_error).unwrap();
+    /// assert_eq!(source.to_string(), "invalid digit found in string");
+    /// # let _ = from_message;
+    /// ```
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(error.into())
+    }
 }
 
 impl From<StoreError> for HandlerError {
     fn from(error: StoreError) -> Self {
-        Self::Internal(error.to_string())
+        Self::internal(error)
     }
 }
 

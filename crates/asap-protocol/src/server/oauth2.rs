@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 
 use super::auth::AuthenticatedCaller;
 use super::response::detail;
@@ -36,14 +36,16 @@ pub enum ScopeMode {
 /// OAuth2 protection of a server.
 ///
 /// ```no_run
+/// # fn run() -> Result<(), asap_protocol::auth::JwksError> {
 /// use std::sync::Arc;
 /// use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator};
 /// use asap_protocol::server::OAuth2;
 ///
-/// let keys = Arc::new(JwksCache::new("https://idp.example/.well-known/jwks.json"));
+/// let keys = Arc::new(JwksCache::new("https://idp.example/.well-known/jwks.json")?);
 /// let policy = JwtPolicy::strict("https://idp.example/", "asap-agents");
 /// let validator = JwtValidator::new(keys, "urn:asap:agent:me", policy);
 /// let oauth = OAuth2::new(validator).per_route_scopes().bind_sender();
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct OAuth2 {
@@ -124,7 +126,7 @@ fn challenge(error: &AuthError, scope: Option<&str>) -> Option<String> {
         .unwrap_or_default();
     match error {
         AuthError::MissingToken => Some(format!("Bearer realm=\"asap\"{scope}")),
-        AuthError::InvalidToken(_) => Some(format!(
+        AuthError::InvalidToken { .. } => Some(format!(
             "Bearer realm=\"asap\", error=\"invalid_token\", error_description=\"{error}\"{scope}"
         )),
         AuthError::InsufficientScope | AuthError::IdentityMismatch { .. } => Some(format!(
@@ -136,7 +138,7 @@ fn challenge(error: &AuthError, scope: Option<&str>) -> Option<String> {
 }
 
 fn refuse(error: &AuthError, scope: Option<&str>) -> Response {
-    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let status = error.status();
     let mut response = detail(status, error.to_string());
     if let Some(value) = challenge(error, scope).and_then(|c| HeaderValue::from_str(&c).ok()) {
         response

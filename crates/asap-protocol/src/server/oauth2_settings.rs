@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::config::truthy;
 use super::oauth2::OAuth2;
 use crate::auth::{
-    JwksCache, JwtPolicy, JwtValidator, OidcDiscovery, OidcError, TokenIntrospector,
-    parse_subject_map,
+    IntrospectionError, JwksCache, JwksError, JwtPolicy, JwtValidator, OidcDiscovery, OidcError,
+    TokenIntrospector, parse_subject_map,
 };
 
 /// Where the keys and introspection endpoint are, and which checks to make.
@@ -79,12 +79,18 @@ impl std::fmt::Debug for OAuth2Settings {
 }
 
 /// Why the OAuth2 settings cannot protect a server.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OAuth2SetupError {
     /// The issuer's discovery document could not be used.
     #[error(transparent)]
     Discovery(#[from] OidcError),
+    /// The key set's client could not be built.
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+    /// The introspection client could not be built.
+    #[error(transparent)]
+    Introspection(#[from] IntrospectionError),
     /// `ASAP_AUTH_SUBJECT_MAP` is malformed.
     #[error("{0}")]
     SubjectMap(String),
@@ -166,7 +172,7 @@ impl OAuth2Settings {
         let needs_discovery = given(&self.jwks_uri).is_none()
             || (given(&self.introspection_url).is_none() && credentials.is_some());
         let discovered = match given(&self.issuer) {
-            Some(issuer) if needs_discovery => Some(OidcDiscovery::new(issuer).config().await?),
+            Some(issuer) if needs_discovery => Some(OidcDiscovery::new(issuer)?.config().await?),
             _ => None,
         };
         let jwks_uri = given(&self.jwks_uri).or(discovered.as_ref().map(|c| c.jwks_uri.clone()));
@@ -178,12 +184,12 @@ impl OAuth2Settings {
             None => None,
             Some(url) => {
                 let (id, secret) = credentials.ok_or(OAuth2SetupError::MissingClientCredentials)?;
-                Some(Arc::new(TokenIntrospector::new(url, id, secret)))
+                Some(Arc::new(TokenIntrospector::new(url, id, secret)?))
             }
         };
         let validator = match (jwks_uri, introspector) {
             (Some(uri), introspector) => {
-                let validator = JwtValidator::new(Arc::new(JwksCache::new(uri)), agent_id, policy);
+                let validator = JwtValidator::new(Arc::new(JwksCache::new(uri)?), agent_id, policy);
                 match introspector {
                     Some(introspector) => validator.with_introspection(introspector),
                     None => validator,

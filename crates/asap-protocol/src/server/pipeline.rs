@@ -505,10 +505,10 @@ fn handler_failure(error: HandlerError, id: Option<RequestId>, debug: bool) -> F
                 kind: ErrorType::InvalidParams,
             }
         }
-        HandlerError::Internal(message) => {
-            tracing::error!(error = %message, "handler failed");
+        HandlerError::Internal(source) => {
+            tracing::error!(error = %source, "handler failed");
             let data = if debug {
-                json!({"error": message, "type": "HandlerError"})
+                json!({"error": source.to_string(), "type": "HandlerError"})
             } else {
                 json!({"error": "Internal server error"})
             };
@@ -531,5 +531,40 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_handler_failure_answers_its_message_only_in_debug_mode() {
+        let store_error = crate::store::StoreError::Backend("disk full".into());
+        let expected_message = store_error.to_string();
+        let debug = handler_failure(HandlerError::from(store_error), None, true);
+        assert_eq!(debug.error.code, -32603);
+        assert_eq!(
+            serde_json::to_string(&debug.error.data).unwrap(),
+            format!(r#"{{"error":"{expected_message}","type":"HandlerError"}}"#)
+        );
+        let quiet = handler_failure(HandlerError::internal("boom"), None, false);
+        assert_eq!(
+            serde_json::to_string(&quiet.error.data).unwrap(),
+            r#"{"error":"Internal server error"}"#
+        );
+        let from_message = handler_failure(HandlerError::internal("boom"), None, true);
+        assert_eq!(from_message.error.data.unwrap()["error"], "boom");
+    }
+
+    #[test]
+    fn an_internal_handler_failure_keeps_its_source() {
+        let cause = "x".parse::<u8>().unwrap_err();
+        let error = HandlerError::internal(cause.clone());
+        let source = std::error::Error::source(&error).expect("the cause is the source");
+        assert_eq!(
+            source.downcast_ref::<std::num::ParseIntError>(),
+            Some(&cause)
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::queue::WebhookError;
 use super::ssrf::{BlockReason, UrlPolicy};
 
 /// Resolves host names for webhook deliveries.
@@ -83,7 +84,7 @@ pub(crate) fn http_client(
     resolver: Arc<dyn Resolver>,
     connect_timeout: Duration,
     timeout: Duration,
-) -> reqwest::Client {
+) -> Result<reqwest::Client, WebhookError> {
     crate::client::tls::http_builder()
         .dns_resolver(Arc::new(Guarded {
             resolver,
@@ -100,7 +101,7 @@ pub(crate) fn http_client(
         ))
         .build()
         // Never fall back to a default client: it would skip the guarded resolver.
-        .expect("the webhook HTTP client's settings are valid")
+        .map_err(WebhookError::ClientBuild)
 }
 
 /// How an attempt ended.

@@ -28,7 +28,7 @@ struct Subscription {
 /// use asap_protocol::server::Server;
 /// use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
 ///
-/// let queue = WebhookQueue::new(&store, WebhookConfig::default());
+/// let queue = WebhookQueue::new(&store, WebhookConfig::default())?;
 /// let hooks = Arc::new(TaskWebhooks::new(queue.clone()));
 /// hooks.subscribe("https://hooks.example/asap", "s3cret").await?; // refused at once if blocked
 /// let server = Server::builder().manifest(manifest).store(Arc::new(store)).task_events(hooks).build()?;

@@ -9,7 +9,7 @@
 //! use asap_protocol::webhook::{Webhook, WebhookConfig, WebhookQueue};
 //!
 //! let store = SqliteStore::open("asap_state.db").await?;
-//! let queue = WebhookQueue::new(&store, WebhookConfig::default());
+//! let queue = WebhookQueue::new(&store, WebhookConfig::default())?;
 //! let id = queue
 //!     .enqueue(Webhook::signed("https://hooks.example/asap", serde_json::json!({"event": "task.completed"}), "s3cret"))
 //!     .await?; // written to SQLite before any attempt

@@ -122,9 +122,12 @@ pub struct DeadLetter {
 }
 
 /// Why the queue refused or failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WebhookError {
+    /// The delivery HTTP client could not be built.
+    #[error("webhook delivery: the HTTP client could not be built")]
+    ClientBuild(#[source] reqwest::Error),
     /// The URL is not an allowed target.
     #[error("webhook URL rejected: {0}")]
     Blocked(#[from] BlockReason),
@@ -175,25 +178,27 @@ impl std::fmt::Debug for WebhookQueue {
 }
 
 impl WebhookQueue {
-    /// The queue in `store`'s database, resolving names with the system resolver.
-    pub fn new(store: &SqliteStore, config: WebhookConfig) -> Self {
+    /// The queue in `store`'s database, resolving names with the system resolver;
+    /// fails when the delivery HTTP client cannot be built.
+    pub fn new(store: &SqliteStore, config: WebhookConfig) -> Result<Self, WebhookError> {
         Self::with_resolver(store, config, Arc::new(SystemResolver))
     }
 
-    /// The queue with another resolver (tests, or a resolver of your own).
+    /// The queue with another resolver (tests, or a resolver of your own); fails when
+    /// the delivery HTTP client cannot be built.
     pub fn with_resolver(
         store: &SqliteStore,
         config: WebhookConfig,
         resolver: Arc<dyn Resolver>,
-    ) -> Self {
+    ) -> Result<Self, WebhookError> {
         let http = http_client(
             &config.policy,
             resolver.clone(),
             config.connect_timeout,
             config.timeout,
-        );
+        )?;
         let rate = std::num::NonZeroU32::new(config.per_url_rate.max(1)).expect("at least one");
-        Self {
+        Ok(Self {
             shared: Arc::new(Shared {
                 pool: store.pool().clone(),
                 limiter: RateLimiter::keyed(Quota::per_second(rate)),
@@ -205,7 +210,7 @@ impl WebhookQueue {
                 idle: Notify::new(),
                 on_dead_letter: std::sync::RwLock::new(None),
             }),
-        }
+        })
     }
 
     /// Where this queue's callbacks may go.
@@ -485,7 +490,7 @@ pub async fn deliver_now(
         resolver,
         config.connect_timeout,
         config.timeout,
-    );
+    )?;
     let Prepared { body, headers, .. } =
         Prepared::new(webhook.payload, webhook.secret.as_deref(), webhook.headers);
     let mut attempts = 0;

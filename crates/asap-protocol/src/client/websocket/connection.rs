@@ -266,7 +266,7 @@ impl Dialer {
         match tokio::time::timeout(timeout, connecting).await {
             Err(_) => Err(ClientError::Timeout(timeout)),
             Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
-                let status = response.status().as_u16();
+                let status = response.status();
                 let body = response
                     .body()
                     .as_ref()

@@ -11,6 +11,7 @@ use std::time::Duration;
 pub(crate) use connection::Connection;
 
 use crate::client::{ClientError, Credentials};
+use crate::model::PayloadType;
 
 /// How the client reaches an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,22 +81,10 @@ impl Default for WebSocketOptions {
     }
 }
 
-/// Payload types whose envelopes the client marks `requires_ack` (section 11.4, plus
-/// `state.restore`, which the reference's list misses).
+/// Payload types whose envelopes the client marks `requires_ack`: the state-changing
+/// ones of the payload table ([`PayloadType::is_state_changing`]) in any spelling.
 pub(crate) fn needs_ack(payload_type: &str) -> bool {
-    matches!(
-        payload_type,
-        "task.request"
-            | "TaskRequest"
-            | "task.cancel"
-            | "TaskCancel"
-            | "state.restore"
-            | "StateRestore"
-            | "state_restore"
-            | "message.send"
-            | "MessageSend"
-            | "message_send"
-    )
+    PayloadType::from_wire(payload_type).is_some_and(PayloadType::is_state_changing)
 }
 
 /// Whether `url` names a WebSocket endpoint.
@@ -252,5 +241,45 @@ impl Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spellings(t: PayloadType) -> impl Iterator<Item = &'static str> {
+        std::iter::once(t.as_str()).chain(t.aliases().iter().copied())
+    }
+
+    #[test]
+    fn acks_exactly_the_state_changing_types_in_every_spelling() {
+        for t in PayloadType::ALL {
+            for name in spellings(t) {
+                assert_eq!(needs_ack(name), t.is_state_changing(), "{name}");
+            }
+        }
+        let acked: Vec<&str> = PayloadType::ALL
+            .into_iter()
+            .flat_map(spellings)
+            .filter(|name| needs_ack(name))
+            .collect();
+        assert_eq!(
+            acked,
+            [
+                "task.request",
+                "TaskRequest",
+                "task.cancel",
+                "TaskCancel",
+                "message.send",
+                "MessageSend",
+                "message_send",
+                "state.restore",
+                "StateRestore",
+                "state_restore",
+            ]
+        );
+        assert!(!needs_ack("Task.Request"));
+        assert!(!needs_ack("task.response"));
     }
 }
