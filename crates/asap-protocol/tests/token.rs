@@ -256,3 +256,37 @@ async fn a_failing_token_source_is_the_clients_error_source() {
     assert!(source.downcast_ref::<Sealed>().is_some());
     assert_eq!(error.to_string(), "invalid request: no access token");
 }
+
+#[tokio::test]
+async fn a_huge_token_endpoint_answer_is_refused_without_being_read_whole() {
+    let idp = MockServer::start().await;
+    let padding = "p".repeat(200 * 1024);
+    let mut huge = token_body("tok-big", 3600);
+    huge["padding"] = json!(padding);
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&huge))
+        .mount(&idp)
+        .await;
+    let url = format!("{}/token", idp.uri());
+    // 200 KiB is over the 64 KiB default.
+    let capped = ClientCredentials::new(url.clone(), "c", "s")
+        .unwrap()
+        .attempts(1);
+    let error = capped.token().await.unwrap_err();
+    let TokenError::Request(oauth2::RequestTokenError::Request(http)) = &error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        matches!(
+            http,
+            asap_protocol::auth::TokenHttpError::TooLarge { limit: 65_536 }
+        ),
+        "{http:?}"
+    );
+    // The limit is the caller's to raise.
+    let raised = ClientCredentials::new(url, "c", "s")
+        .unwrap()
+        .max_response_size(1024 * 1024);
+    assert_eq!(raised.token().await.unwrap().secret, "tok-big");
+}

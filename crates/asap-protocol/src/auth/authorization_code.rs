@@ -19,7 +19,7 @@ use oauth2::{
 };
 
 use super::token::{
-    AccessToken, ClientAuth, FetchError, TokenCache, TokenError, auth_type, fetch_error,
+    AccessToken, ClientAuth, FetchError, TokenCache, TokenError, TokenHttp, auth_type, fetch_error,
     token_http, via,
 };
 
@@ -32,7 +32,7 @@ struct Settings {
     client_secret: Option<String>,
     auth: ClientAuth,
     scopes: Vec<String>,
-    http: reqwest::Client,
+    http: TokenHttp,
 }
 
 impl Settings {
@@ -150,6 +150,13 @@ impl AuthorizationCodeFlow {
     /// The client secret of a confidential client.
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
         self.settings.client_secret = Some(secret.into());
+        self
+    }
+
+    /// The largest token-endpoint answer read (default
+    /// [`DEFAULT_MAX_TOKEN_RESPONSE`](super::DEFAULT_MAX_TOKEN_RESPONSE)).
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.settings.http.max_response = bytes;
         self
     }
 

@@ -24,4 +24,7 @@ pub use jwt::{
 };
 pub use loopback::{Callback, LoopbackRedirect};
 pub use oidc::{OidcConfig, OidcDiscovery, OidcError};
-pub use token::{AccessToken, ClientAuth, ClientCredentials, TokenError};
+pub use token::{
+    AccessToken, ClientAuth, ClientCredentials, DEFAULT_MAX_TOKEN_RESPONSE, RequestError,
+    TokenError, TokenHttpError,
+};

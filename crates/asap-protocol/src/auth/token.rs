@@ -130,21 +130,52 @@ impl TokenCache {
     }
 }
 
-/// The HTTP client the token endpoint is called with: 10 s timeout, no redirects.
-pub(crate) fn token_http() -> Result<reqwest::Client, TokenError> {
-    crate::client::tls::http_builder()
+/// The largest token-endpoint answer read by default: 64 KiB (real ones are well under
+/// 4 KiB). Change it with `max_response_size` on [`ClientCredentials`] or
+/// [`AuthorizationCodeFlow`](super::AuthorizationCodeFlow).
+pub const DEFAULT_MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// The HTTP client the token endpoint is called with (10 s timeout, no redirects) and
+/// the largest answer it reads.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenHttp {
+    client: reqwest::Client,
+    pub(crate) max_response: usize,
+}
+
+pub(crate) fn token_http() -> Result<TokenHttp, TokenError> {
+    let client = crate::client::tls::http_builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(TokenError::ClientBuild)
+        .map_err(TokenError::ClientBuild)?;
+    Ok(TokenHttp {
+        client,
+        max_response: DEFAULT_MAX_TOKEN_RESPONSE,
+    })
+}
+
+/// Why the HTTP exchange with the token endpoint failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenHttpError {
+    /// No answer (connection, TLS, timeout) or an unreadable one.
+    #[error("no usable answer from the token endpoint")]
+    Request(#[from] reqwest::Error),
+    /// The answer is larger than the limit; it was not read further.
+    #[error("the token endpoint's answer is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 type Pending = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<HttpResponse, reqwest::Error>> + Send>,
+    Box<dyn std::future::Future<Output = Result<HttpResponse, TokenHttpError>> + Send>,
 >;
 
 /// The `oauth2` crate's HTTP client, over reqwest.
-pub(crate) fn via(http: &reqwest::Client) -> impl Fn(HttpRequest) -> Pending + Send + Sync {
+pub(crate) fn via(http: &TokenHttp) -> impl Fn(HttpRequest) -> Pending + Send + Sync {
     let http = http.clone();
     move |request| {
         let http = http.clone();
@@ -152,30 +183,43 @@ pub(crate) fn via(http: &reqwest::Client) -> impl Fn(HttpRequest) -> Pending + S
     }
 }
 
-/// Sends an `oauth2` crate request with reqwest.
-async fn send(
-    http: &reqwest::Client,
-    request: HttpRequest,
-) -> Result<HttpResponse, reqwest::Error> {
+/// Sends an `oauth2` crate request with reqwest, reading at most `max_response` bytes
+/// of the answer (refused as soon as more arrive, or when more are declared).
+async fn send(http: &TokenHttp, request: HttpRequest) -> Result<HttpResponse, TokenHttpError> {
     let (parts, body) = request.into_parts();
-    let response = http
+    let mut response = http
+        .client
         .request(parts.method, parts.uri.to_string())
         .headers(parts.headers)
         .body(body)
         .send()
         .await?;
+    let limit = http.max_response;
+    let too_large = || TokenHttpError::TooLarge { limit };
+    if response
+        .content_length()
+        .is_some_and(|declared| declared > limit as u64)
+    {
+        return Err(too_large());
+    }
     let mut builder = http::Response::builder().status(response.status());
     for (name, value) in response.headers() {
         builder = builder.header(name, value);
     }
-    let body = response.bytes().await?.to_vec();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
     // The status and headers come from a valid response, so the builder cannot fail;
     // an empty response would still be refused by the oauth2 crate as unparsable.
     Ok(builder.body(body).unwrap_or_default())
 }
 
 /// The token endpoint's error, as the oauth2 crate reports it over reqwest.
-pub type RequestError = oauth2::RequestTokenError<reqwest::Error, BasicErrorResponse>;
+pub type RequestError = oauth2::RequestTokenError<TokenHttpError, BasicErrorResponse>;
 
 /// Turns a token-endpoint failure into a [`TokenError`] and whether to retry
 /// (transport failures only).
@@ -270,7 +314,7 @@ pub struct ClientCredentials {
     client_secret: String,
     scopes: Vec<String>,
     auth: ClientAuth,
-    http: reqwest::Client,
+    http: TokenHttp,
     cache: TokenCache,
 }
 
@@ -296,6 +340,12 @@ impl ClientCredentials {
     /// Scopes to ask for.
     pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
         self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The largest token-endpoint answer read (default [`DEFAULT_MAX_TOKEN_RESPONSE`]).
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.http.max_response = bytes;
         self
     }
 
