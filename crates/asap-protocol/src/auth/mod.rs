@@ -9,6 +9,7 @@ mod authorization_code;
 mod introspection;
 mod jwks;
 mod jwt;
+#[cfg(feature = "server")]
 mod loopback;
 mod oidc;
 mod token;
@@ -20,6 +21,7 @@ pub use jwt::{
     AuthError, Claims, DEFAULT_CUSTOM_CLAIM, JwtPolicy, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE,
     SCOPE_READ, parse_subject_map,
 };
+#[cfg(feature = "server")]
 pub use loopback::{Callback, LoopbackRedirect};
 pub use oidc::{OidcConfig, OidcDiscovery, OidcError};
 pub use token::{AccessToken, ClientAuth, ClientCredentials, TokenError};

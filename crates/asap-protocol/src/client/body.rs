@@ -70,6 +70,7 @@ pub(crate) async fn read_capped(
 /// An identity document (JWKS, OIDC discovery, introspection answer) parsed from a body
 /// of at most [`MAX_IDENTITY_DOCUMENT`] bytes; the error says what went wrong, for the
 /// caller's own error type.
+#[cfg(feature = "oauth2")]
 pub(crate) async fn read_identity_json<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
     what: &'static str,
