@@ -46,9 +46,11 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "features (cargo hack: no feature, each alone, every pair; warnings are errors)"
 # The library and the binary as a dependent builds them: no tests, no dev-dependencies
-# (the tests need all features; --all-features is the clippy step above).
-cargo hack clippy --workspace --feature-powerset --depth 2 --exclude-features default \
-  --no-dev-deps --keep-going -- -D warnings
+# (the tests need all features, the clippy step above). Pairs where one feature turns
+# on the other are skipped; `default` pairs with `conformance` only (all features).
+# About 3 minutes after the clippy step on 2 cores, 1 minute when nothing changed.
+cargo hack clippy --workspace --feature-powerset --depth 2 --no-dev-deps --keep-going \
+  -- -D warnings
 
 step "no tokio without features (the model, JSON and JSON-RPC layers)"
 # Captured first: with pipefail, grep -q closing the pipe early would fail the pipeline.
