@@ -35,6 +35,10 @@ if [ "$coverage" = 1 ] && ! cargo llvm-cov --version >/dev/null 2>&1; then
   say "cargo install cargo-llvm-cov"
   cargo install cargo-llvm-cov --locked --quiet
 fi
+if ! cargo hack --version >/dev/null 2>&1; then
+  say "cargo install cargo-hack"
+  cargo install cargo-hack --version 0.6.45 --locked --quiet
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "cargo install cargo-nextest"
   cargo install cargo-nextest --locked --quiet

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it; on a fresh machine it first installs what it needs:
-#   tools       cargo-nextest, cargo-llvm-cov and Debian's llvm-19 (where coverage is
-#               measured), iproute2/util-linux (the DNS-SD test's network namespace),
-#               podman (the container test; scripts/container-test.sh installs it)
+#   tools       cargo-nextest, cargo-hack, cargo-llvm-cov and Debian's llvm-19 (where
+#               coverage is measured), iproute2/util-linux (the DNS-SD test's network
+#               namespace), podman (the container test; scripts/container-test.sh
+#               installs it)
 #   reference   a Python >= 3.13 virtualenv with asap-protocol 1.1.0 from PyPI
-# then checks formatting, clippy (all targets, all features, warnings are errors), the doc
-# tests, that both crates package and build alone (cargo publish --dry-run), the release
+# then checks formatting, clippy (all targets, all features, warnings are errors), that
+# the features compose (none, each alone and every pair build without warnings; no
+# tokio without features), the API docs (rustdoc, warnings are errors), the doc tests,
+# that both crates package and build alone (cargo publish --dry-run), the release
 # workflow (actionlint), the static release binary in a FROM-scratch container, line
 # coverage, and runs every unit, integration, property and cross-implementation test
 # under nextest (its summary line is the last thing printed).
@@ -40,6 +43,26 @@ cargo fmt --all --check
 
 step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "features (cargo hack: no feature, each alone, every pair; warnings are errors)"
+# The library and the binary as a dependent builds them: no tests, no dev-dependencies
+# (the tests need all features, the clippy step above). Pairs where one feature turns
+# on the other are skipped; `default` pairs with `conformance` only (all features).
+# About 3 minutes after the clippy step on 2 cores, 1 minute when nothing changed.
+cargo hack clippy --workspace --feature-powerset --depth 2 --no-dev-deps --keep-going \
+  -- -D warnings
+
+step "no tokio without features (the model, JSON and JSON-RPC layers)"
+# Captured first: with pipefail, grep -q closing the pipe early would fail the pipeline.
+tree=$(cargo tree -p asap-protocol --no-default-features -e normal --prefix none)
+if grep -q tokio <<<"$tree"; then
+  echo "error: asap-protocol without features depends on tokio:" >&2
+  grep tokio <<<"$tree" >&2
+  exit 1
+fi
+
+step "API docs (rustdoc, warnings are errors)"
+RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --workspace --all-features --no-deps
 
 step "doc tests"
 cargo test --workspace --all-features --doc

@@ -23,6 +23,8 @@
 //! assert_eq!(received.payload_as::<TaskRequest>().unwrap().input["message"], "hello");
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "oauth2")]
 pub mod auth;
 #[cfg(feature = "client")]

@@ -235,6 +235,7 @@ impl AuthorizationCodeFlow {
     /// The whole flow on this machine: binds nothing itself, hands the URL to `show`
     /// (print it; this library never opens a browser), waits at most `timeout` for the
     /// provider to redirect to `redirect`, and exchanges the code.
+    #[cfg(feature = "server")]
     pub async fn login(
         &self,
         redirect: super::LoopbackRedirect,

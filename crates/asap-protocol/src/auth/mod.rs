@@ -10,6 +10,7 @@ mod document;
 mod introspection;
 mod jwks;
 mod jwt;
+#[cfg(feature = "server")]
 mod loopback;
 mod oidc;
 mod token;
@@ -22,6 +23,7 @@ pub use jwt::{
     AuthError, Claims, DEFAULT_CUSTOM_CLAIM, JwtPolicy, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE,
     SCOPE_READ, Unavailable, parse_subject_map,
 };
+#[cfg(feature = "server")]
 pub use loopback::{Callback, LoopbackRedirect};
 pub use oidc::{OidcConfig, OidcDiscovery, OidcError};
 pub use token::{

@@ -54,6 +54,7 @@ impl SqliteStore {
 
     /// The connection pool (shared with the webhook queue, which keeps its tables in the
     /// same file).
+    #[cfg(feature = "webhooks")]
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }

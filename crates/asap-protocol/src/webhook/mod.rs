@@ -18,12 +18,14 @@
 //! ```
 
 mod delivery;
+#[cfg(feature = "server")]
 mod events;
 mod queue;
 mod signature;
 mod ssrf;
 
 pub use delivery::{Resolver, SystemResolver, check_url};
+#[cfg(feature = "server")]
 pub use events::TaskWebhooks;
 pub use queue::{
     DeadLetter, DeliveryReport, Webhook, WebhookConfig, WebhookError, WebhookQueue, deliver_now,
