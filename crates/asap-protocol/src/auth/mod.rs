@@ -16,6 +16,8 @@ mod token;
 pub use authorization_code::{AuthorizationCodeFlow, PendingAuthorization, RefreshingToken};
 pub use introspection::{IntrospectionError, TokenInfo, TokenIntrospector};
 pub use jwks::{JwksCache, JwksError};
+#[cfg(feature = "fuzzing")]
+pub(crate) use jwt::pick as pick_jwk;
 pub use jwt::{
     AuthError, Claims, DEFAULT_CUSTOM_CLAIM, JwtPolicy, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE,
     SCOPE_READ, parse_subject_map,
