@@ -61,8 +61,14 @@ fuzz_target!(|data: &[u8]| {
     };
     // Accepted: it names a subject, and its identity is this agent or unbound.
     assert!(!claims.subject.is_empty());
-    assert_eq!(claims.all.get("sub"), Some(&Value::from(claims.subject.clone())));
+    assert_eq!(
+        claims.all.get("sub"),
+        Some(&Value::from(claims.subject.clone()))
+    );
     if let Some(bound) = claims.all.get(&validator().policy().custom_claim) {
-        assert!(bound.is_null() || bound.as_str().map(str::trim) == Some(AGENT), "{bound}");
+        assert!(
+            bound.is_null() || bound.as_str().map(str::trim) == Some(AGENT),
+            "{bound}"
+        );
     }
 });

@@ -93,7 +93,11 @@ pub fn assert_jsonrpc_answer(body: &[u8]) {
     if members.contains_key("detail") {
         return; // a refusal before JSON-RPC (size, encoding)
     }
-    assert_eq!(members.get("jsonrpc"), Some(&Value::from("2.0")), "{answer}");
+    assert_eq!(
+        members.get("jsonrpc"),
+        Some(&Value::from("2.0")),
+        "{answer}"
+    );
     assert!(members.contains_key("id"), "{answer}");
     assert!(
         members.contains_key("result") != members.contains_key("error"),
