@@ -35,7 +35,9 @@ if ! "${cargo[@]}" fuzz --version 2>/dev/null | grep -qF " $CARGO_FUZZ_VERSION";
 fi
 
 say "building the targets (nightly, AddressSanitizer)"
+started=$SECONDS
 "${cargo[@]}" +nightly fuzz build --fuzz-dir fuzz --target-dir "$work"
+say "built in $((SECONDS - started)) s"
 triple="$(rustc +nightly -vV | sed -n 's/^host: //p')"
 bin="$work/$triple/release"
 
@@ -62,7 +64,9 @@ export -f run_one
 export work bin seconds
 
 say "running ${#targets[@]} targets for ${seconds} s each, ${jobs} at a time"
+started=$SECONDS
 printf '%s\n' "${targets[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one {}'
+say "ran in $((SECONDS - started)) s"
 
 failed=()
 for target in "${targets[@]}"; do
