@@ -31,9 +31,9 @@ pub async fn websocket_text_frame(server: &Server, text: &str) -> Vec<String> {
     server.answer_text_frame(text).await
 }
 
-/// The key the JWT validator would check `token` with, chosen from a JWK set document
-/// as a JWKS endpoint would serve it: `Ok(None)` when the set has no key for the token,
-/// `Err` when the token's header or the document is unusable.
+/// The key for `token` in a JWK set document (as a JWKS endpoint serves it), chosen as
+/// the JWT validator chooses it: `Ok(None)` when the set has no key for the token, `Err`
+/// when the token's header or the document is unusable.
 pub fn jwks_key(document: &[u8], token: &str) -> Result<Option<(Jwk, DecodingKey)>, String> {
     let header = decode_header(token).map_err(|e| e.to_string())?;
     if !matches!(
