@@ -43,7 +43,8 @@ bin="$work/$triple/release"
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <("${cargo[@]}" fuzz list --fuzz-dir fuzz)
+  # One file per target, as cargo-fuzz lays them out.
+  mapfile -t targets < <(basename -s .rs fuzz/fuzz_targets/*.rs)
 fi
 
 rm -rf "$work/seeds" "$work/logs" "$work/artifacts"
