@@ -44,9 +44,9 @@ fuzz_target!(|body: &[u8]| {
     );
     assert_jsonrpc_answer(&answer);
     let answer = asap_protocol::json::parse(&answer).expect("checked above");
-    if let Some(envelope) = answer.pointer("/result/envelope") {
-        if let Err(e) = Envelope::from_value(envelope) {
-            panic!("the server answered an envelope its client refuses: {e}\n{envelope}");
-        }
+    if let Some(envelope) = answer.pointer("/result/envelope")
+        && let Err(e) = Envelope::from_value(envelope)
+    {
+        panic!("the server answered an envelope its client refuses: {e}\n{envelope}");
     }
 });
