@@ -10,11 +10,13 @@
 # tokio without features), the API docs (rustdoc, warnings are errors), the doc tests,
 # that both crates package and build alone (cargo publish --dry-run), the release
 # workflow (actionlint), the static release binary in a FROM-scratch container, line
-# coverage, and runs every unit, integration, property and cross-implementation test
-# under nextest (its summary line is the last thing printed).
+# coverage, fuzzes every cargo-fuzz target for a fixed time (scripts/fuzz.sh, nightly),
+# and runs every unit, integration, property and cross-implementation test under nextest
+# (its summary line is the last thing printed).
 #
 #   scripts/test.sh                       # everything
 #   ASAP_COVERAGE=0 scripts/test.sh       # skip the coverage pass
+#   ASAP_FUZZ=0 scripts/test.sh           # skip fuzzing (CI always fuzzes)
 #   ASAP_RELEASE_CHECKS=0 scripts/test.sh # skip packaging, workflow lint, static binary
 #                                         # and container (CI always runs them)
 #
@@ -50,6 +52,7 @@ step "features (cargo hack: no feature, each alone, every pair; warnings are err
 # on the other are skipped; `default` pairs with `conformance` only (all features).
 # About 3 minutes after the clippy step on 2 cores, 1 minute when nothing changed.
 cargo hack clippy --workspace --feature-powerset --depth 2 --no-dev-deps --keep-going \
+  --exclude-features fuzzing \
   -- -D warnings
 
 step "no tokio without features (the model, JSON and JSON-RPC layers)"
@@ -95,6 +98,15 @@ fi
 if [ "$want_coverage" = 1 ]; then
   step "line coverage (cargo llvm-cov)"
   scripts/coverage.sh
+fi
+
+want_fuzz="${ASAP_FUZZ:-1}"
+ci && want_fuzz=1
+if [ "$want_fuzz" = 1 ]; then
+  step "fuzzing (scripts/fuzz.sh, ${ASAP_FUZZ_SECONDS:-10} s per target)"
+  scripts/fuzz.sh
+  # On CI, free the fuzz build's disk (about 3 GB) before the test builds.
+  if ci; then rm -rf target/fuzz; fi
 fi
 
 step "tests (nextest)"

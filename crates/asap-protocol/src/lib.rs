@@ -33,6 +33,9 @@ pub mod client;
 pub mod conformance;
 #[cfg(feature = "client")]
 pub mod discovery;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod json;
 pub mod model;
 pub mod rpc;

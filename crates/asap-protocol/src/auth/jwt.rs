@@ -243,7 +243,9 @@ fn family_matches(alg: Algorithm, jwk: &Jwk) -> bool {
     )
 }
 
-fn pick(keys: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
+/// The key of `keys` for a token signed with `alg`: the one named `kid` when the token
+/// names one, else the first of the algorithm's family.
+pub(crate) fn pick(keys: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
     match kid {
         Some(kid) => keys.find(kid).filter(|k| family_matches(alg, k)).cloned(),
         None => keys.keys.iter().find(|k| family_matches(alg, k)).cloned(),

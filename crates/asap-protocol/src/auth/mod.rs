@@ -19,6 +19,8 @@ pub use authorization_code::{AuthorizationCodeFlow, PendingAuthorization, Refres
 pub use document::DocumentError;
 pub use introspection::{IntrospectionError, TokenInfo, TokenIntrospector};
 pub use jwks::{JwksCache, JwksError};
+#[cfg(feature = "fuzzing")]
+pub(crate) use jwt::pick as pick_jwk;
 pub use jwt::{
     AuthError, Claims, DEFAULT_CUSTOM_CLAIM, JwtPolicy, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE,
     SCOPE_READ, Unavailable, parse_subject_map,

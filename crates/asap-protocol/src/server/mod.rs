@@ -81,6 +81,9 @@ pub use rate_limit::{Limited, RateLimitError, RateLimitRule};
 pub use replay::{NonceStore, check_timestamp};
 pub use tls::{TlsConfig, TlsError};
 pub use trace::ServerSpan;
+// Internal steps reached by `crate::fuzzing` (feature `fuzzing`) only.
+#[cfg(feature = "fuzzing")]
+pub(crate) use body::{coding as request_coding, decode as decode_request_body};
 
 use crate::model::Manifest;
 use crate::store::{MemoryStore, Store};
@@ -275,6 +278,14 @@ async fn refuse_head(request: Request, next: Next) -> Response {
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
+}
+
+#[cfg(feature = "fuzzing")]
+impl Server {
+    /// The frames a WebSocket connection of this server sends for one text frame.
+    pub(crate) async fn answer_text_frame(&self, text: &str) -> Vec<String> {
+        websocket::answer_text_frame(&self.state, text).await
+    }
 }
 
 impl Server {

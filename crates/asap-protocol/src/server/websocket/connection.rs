@@ -137,14 +137,9 @@ pub(super) async fn run(
                 last_received = Instant::now();
                 match message {
                     Message::Text(text) => {
-                        let Ok(value) = json::parse(text.as_bytes()) else {
-                            // Not JSON: ignored, as the reference does.
-                            tracing::debug!("ignoring a WebSocket frame that is not JSON");
+                        let Some(value) = incoming(text.as_str()) else {
                             continue;
                         };
-                        if frames::is_pong(&value) {
-                            continue;
-                        }
                         if let Some(bucket) = &bucket && bucket.check().is_err() {
                             tracing::warn!("WebSocket message rate exceeded; closing");
                             last_words = (Some(frames::rate_limited(value.get("id"))), close(POLICY_VIOLATION, ""));
@@ -187,6 +182,16 @@ pub(super) async fn run(
     }
 }
 
+/// A text frame as the reader takes it: its JSON, or `None` when it is to be ignored
+/// (not JSON, as the reference does, or the heartbeat answer).
+pub(super) fn incoming(text: &str) -> Option<Value> {
+    let Ok(value) = json::parse(text.as_bytes()) else {
+        tracing::debug!("ignoring a WebSocket frame that is not JSON");
+        return None;
+    };
+    (!frames::is_pong(&value)).then_some(value)
+}
+
 /// The envelope of a request that asks for an ack (and has an id to acknowledge).
 fn wants_ack(request: &Value) -> Option<Envelope> {
     let envelope = request.get("params")?.get("envelope")?;
@@ -213,9 +218,10 @@ fn failure_reason(answer: &Value) -> Option<String> {
     Some(text.to_owned())
 }
 
-type Closed = mpsc::error::SendError<String>;
+pub(super) type Closed = mpsc::error::SendError<String>;
 
-async fn handle(
+/// Handles one message taken by the reader: acks, the pipeline, the answer.
+pub(super) async fn handle(
     state: &AppState,
     headers: &HeaderMap,
     caller: Option<&AuthenticatedCaller>,

@@ -133,3 +133,22 @@ pub(crate) async fn upgrade(
         })
         .into_response()
 }
+
+/// What a connection sends in answer to one text frame (acks, pushes, the answer), its
+/// reader's and worker's steps without a socket: the entry point of the fuzz harness.
+#[cfg(feature = "fuzzing")]
+pub(crate) async fn answer_text_frame(state: &AppState, text: &str) -> Vec<String> {
+    let Some(value) = connection::incoming(text) else {
+        return Vec::new();
+    };
+    // Room for every frame one message can produce, so `handle` never waits on it.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let text = axum::extract::ws::Utf8Bytes::from(text.to_owned());
+    let _ = connection::handle(state, &HeaderMap::new(), None, &tx, text, value).await;
+    drop(tx);
+    let mut sent = Vec::new();
+    while let Some(frame) = rx.recv().await {
+        sent.push(frame);
+    }
+    sent
+}
