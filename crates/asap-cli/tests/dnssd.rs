@@ -2,8 +2,7 @@
 //! test re-runs itself under `unshare --net` with loopback up; it skips with a message
 //! only where no namespace can be created, and `.ci/run` requires it to run).
 
-#[path = "../../asap-protocol/tests/common/netns.rs"]
-mod netns;
+use asap_test_support::netns;
 mod support;
 
 use std::process::Command;

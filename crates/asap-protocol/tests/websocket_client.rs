@@ -4,8 +4,7 @@
 //! partitions longer than the stale limit, and the HTTP fallback.
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+use asap_test_support::proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -193,26 +193,3 @@ pub async fn get(base: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
         text: response.text().await.unwrap(),
     }
 }
-
-/// The workspace root.
-pub fn workspace() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The reference's Python interpreter (asap-protocol 1.1.0); creates the virtualenv on
-/// first use with `scripts/ref-venv.sh`.
-pub fn reference_python() -> std::path::PathBuf {
-    let out = std::process::Command::new("bash")
-        .arg(workspace().join("scripts/ref-venv.sh"))
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "could not create the reference virtualenv (needs Python >= 3.13 and PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
