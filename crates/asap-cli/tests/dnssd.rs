@@ -55,7 +55,7 @@ fn serve_mdns_and_discover_local() {
         ],
         &dir.path().join("one"),
     );
-    let (two, _) = support::asap_serve(
+    let (mut two, _) = support::asap_serve(
         &[
             "--storage",
             "memory",
@@ -94,7 +94,8 @@ fn serve_mdns_and_discover_local() {
             .unwrap()
             .success()
     );
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    // It withdraws before it exits: once it has, the goodbye is out.
+    assert!(two.0.wait().unwrap().success(), "a graceful stop");
     let left = discover_local();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0]["id"], "urn:asap:agent:one");
