@@ -6,7 +6,7 @@
 Sources: every raw-string literal in crates/asap-protocol/{src,tests} that is a JSON
 object or array (the wire examples the unit and integration tests assert on), the
 string literals that look like URNs, URLs, timestamps or versions, and the JWK sets in
-crates/asap-protocol/tests/fixtures. Each target gets them in its own input format.
+crates/asap-test-support/fixtures. Each target gets them in its own input format.
 Standard library only; nothing is written into the source tree.
 """
 
@@ -89,7 +89,7 @@ def main(out):
     wire = [dump(e) for e in envelopes] + [dump(request(e)) for e in envelopes]
     scalars = [s.encode() for s in scalar_literals()]
     urls = [s for s in scalars if re.match(rb"^(https?|wss?)://", s)]
-    jwk_sets = sorted((CRATE / "tests" / "fixtures").glob("jwks*.json"))
+    jwk_sets = sorted((ROOT / "crates" / "asap-test-support" / "fixtures").glob("jwks*.json"))
     kids = [k.get("kid") for p in jwk_sets for k in json.loads(p.read_text())["keys"]]
     jwt_headers = [{"alg": "RS256", "kid": k} for k in kids if k] + [{"alg": "ES256"}]
     claims = [o for o in objects if "sub" in o] + [

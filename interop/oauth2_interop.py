@@ -6,7 +6,7 @@
   call --url URL --agent-id URN [--token T]
       The reference ASAPClient sends an echo task.request, with `Authorization: Bearer T` when given;
       prints {"outcome": "ok", "output": ...} or {"outcome": "error", "type": ..., "message": ...}.
-  serve --port P --jwks-uri URL [--scope S]
+  serve --jwks-uri URL [--scope S]   (binds its own socket, prints "listening on URL" first)
       The reference echo agent with its OAuth2 middleware on (create_app(oauth2_config=...)).
 """
 
@@ -71,14 +71,15 @@ async def call(args):
 
 
 def serve(args):
-    import uvicorn
+    from listen import serve as serve_on_own_socket
 
-    manifest = build_manifest(f"http://127.0.0.1:{args.port}/asap")
-    registry = HandlerRegistry()
-    registry.register("task.request", create_echo_handler())
-    config = OAuth2Config(jwks_uri=args.jwks_uri, required_scope=args.scope or None)
-    app = create_app(manifest, registry, oauth2_config=config, rate_limit="1000/second")
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    def build(base):
+        registry = HandlerRegistry()
+        registry.register("task.request", create_echo_handler())
+        config = OAuth2Config(jwks_uri=args.jwks_uri, required_scope=args.scope or None)
+        return create_app(build_manifest(f"{base}/asap"), registry, oauth2_config=config, rate_limit="1000/second")
+
+    serve_on_own_socket(build)
 
 
 def main():
@@ -94,7 +95,6 @@ def main():
     c.add_argument("--agent-id", required=True)
     c.add_argument("--token")
     s = sub.add_parser("serve")
-    s.add_argument("--port", type=int, required=True)
     s.add_argument("--jwks-uri", required=True)
     s.add_argument("--scope", default="asap:execute")
     args = parser.parse_args()

@@ -4,18 +4,19 @@ interop tests over HTTP and WebSocket: task.request (the reference echo handler)
 (task.response cancelled), state.query (state.snapshot of version 1), state.restore
 (state_restore.ack) and message.send (MessageAck processed).
 
-Usage: ref_all_payloads_agent.py PORT
+Usage: ref_all_payloads_agent.py
+
+It binds its own socket and prints "listening on http://127.0.0.1:PORT" first (see listen.py).
 """
 
-import sys
-
-import uvicorn
 from asap.examples.echo_agent import build_manifest
 from asap.models.entities import StateSnapshot
 from asap.models.envelope import Envelope
 from asap.models.payloads import MessageAck, TaskResponse
 from asap.transport.handlers import HandlerRegistry, create_echo_handler
 from asap.transport.server import create_app
+
+from listen import serve
 
 
 def reply(request, manifest, payload_type, payload):
@@ -46,13 +47,11 @@ def message(envelope, manifest):
     return reply(envelope, manifest, "MessageAck", ack.model_dump())
 
 
-port = int(sys.argv[1])
 registry = HandlerRegistry()
 registry.register("task.request", create_echo_handler())
 registry.register("task.cancel", cancel)
 registry.register("state.query", query)
 registry.register("state.restore", restore)
 registry.register("message.send", message)
-app = create_app(build_manifest(f"http://127.0.0.1:{port}/asap"), registry,
-                 rate_limit="100000/second", websocket_message_rate_limit=None)
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+serve(lambda base: create_app(build_manifest(f"{base}/asap"), registry,
+                              rate_limit="100000/second", websocket_message_rate_limit=None))

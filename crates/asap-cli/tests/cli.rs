@@ -1,10 +1,8 @@
 //! The `asap` binary, run as a user runs it.
 
-#[path = "../../asap-protocol/tests/common/idp.rs"]
-mod idp;
+use asap_test_support::idp;
 mod support;
-#[path = "../../asap-protocol/tests/common/tls.rs"]
-mod tls;
+use asap_test_support::tls;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -251,7 +249,10 @@ fn serve_with_oauth2_requires_a_token() {
 }
 
 /// `asap serve` with OAuth2 flags and memory storage.
-fn serve_with_oauth2(flags: &[&str], data: &std::path::Path) -> (support::Guard, String) {
+fn serve_with_oauth2(
+    flags: &[&str],
+    data: &std::path::Path,
+) -> (asap_test_support::process::Guard, String) {
     let mut all = vec!["--storage", "memory"];
     all.extend_from_slice(flags);
     support::asap_serve(&all, data)

@@ -2,15 +2,13 @@
 //! proxy, with its own TLS, logging for operators, and the documents generated from
 //! its definitions (completions, man page, docs/configuration.md).
 
-mod support;
-#[path = "../../asap-protocol/tests/common/tls.rs"]
-mod tls;
+use asap_test_support::tls;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use support::Guard;
+use asap_test_support::process::Guard;
 
 fn asap(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_asap"))

@@ -2,8 +2,7 @@
 //! test re-runs itself under `unshare --net` with loopback up; it skips with a message
 //! only where no namespace can be created, and `.ci/run` requires it to run).
 
-#[path = "../../asap-protocol/tests/common/netns.rs"]
-mod netns;
+use asap_test_support::netns;
 mod support;
 
 use std::process::Command;
@@ -56,7 +55,7 @@ fn serve_mdns_and_discover_local() {
         ],
         &dir.path().join("one"),
     );
-    let (two, _) = support::asap_serve(
+    let (mut two, _) = support::asap_serve(
         &[
             "--storage",
             "memory",
@@ -95,7 +94,8 @@ fn serve_mdns_and_discover_local() {
             .unwrap()
             .success()
     );
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    // It withdraws before it exits: once it has, the goodbye is out.
+    assert!(two.0.wait().unwrap().success(), "a graceful stop");
     let left = discover_local();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0]["id"], "urn:asap:agent:one");

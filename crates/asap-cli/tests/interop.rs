@@ -10,8 +10,9 @@ use std::process::{Command, Output};
 
 use asap_protocol::client::{Client, ClientError};
 use asap_protocol::model::{Envelope, TaskRequest};
+use asap_test_support::process::{reference_echo_agent, reference_script};
 use serde_json::{Value, json};
-use support::{asap_serve, reference_echo_agent, reference_script};
+use support::asap_serve;
 
 fn asap(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_asap"))

@@ -6,19 +6,19 @@
 //! - `asap send` and the library client call the reference server with its OAuth2
 //!   middleware on.
 
-#[path = "../../asap-protocol/tests/common/idp.rs"]
-mod idp;
+use asap_test_support::idp;
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use asap_protocol::auth::{ClientCredentials, JwksCache, JwtPolicy, JwtValidator};
 use asap_protocol::client::{Client, ClientError};
 use asap_protocol::model::{Envelope, TaskRequest};
+use asap_test_support::process::{Guard, reference_script, reference_server};
 use idp::{ClientAuthUsed, MockIdp};
 use serde_json::{Value, json};
-use support::{Guard, asap_serve, free_port, reference_script, wait_until_up};
+use support::asap_serve;
 
 /// Runs `interop/oauth2_interop.py ARGS` with the reference and parses its JSON line.
 fn reference(args: &[&str]) -> Value {
@@ -127,26 +127,10 @@ fn reference_client_against_asap_serve_with_oauth2() {
 
 /// The reference echo agent with its OAuth2 middleware trusting our provider.
 fn reference_oauth2_agent(idp: &MockIdp) -> (Guard, String) {
-    let port = free_port();
-    let child = reference_script("oauth2_interop.py")
-        .args([
-            "serve",
-            "--port",
-            &port.to_string(),
-            "--jwks-uri",
-            &idp.jwks_uri(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = Guard(child);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_until_up(
-        &format!("{url}/.well-known/asap/manifest.json"),
-        "the reference OAuth2 agent",
-    );
-    (guard, url)
+    reference_server(
+        "oauth2_interop.py",
+        &["serve", "--jwks-uri", &idp.jwks_uri()],
+    )
 }
 
 #[test]

@@ -4,14 +4,12 @@
 
 mod support;
 
-use std::process::Stdio;
-
 use asap_protocol::client::{Client, TransportMode};
 use asap_protocol::model::{
     Envelope, MessageRole, MessageSend, StateQuery, StateRestore, TaskCancel, TaskRequest,
 };
+use asap_test_support::process::{reference_script, reference_server};
 use serde_json::json;
-use support::{Guard, free_port, reference_script, wait_until_up};
 
 const AGENT: &str = "urn:asap:agent:echo-agent";
 const ME: &str = "urn:asap:agent:asap-rs-client";
@@ -74,16 +72,7 @@ fn envelopes() -> Vec<(Envelope, &'static str)> {
 
 #[test]
 fn every_payload_type_over_both_transports() {
-    let port = free_port();
-    let child = reference_script("ref_all_payloads_agent.py")
-        .arg(port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _agent = Guard(child);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_until_up(&format!("{url}/health"), "the reference agent");
+    let (_agent, url) = reference_server("ref_all_payloads_agent.py", &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         for mode in [TransportMode::Http, TransportMode::WebSocket] {

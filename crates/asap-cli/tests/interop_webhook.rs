@@ -2,13 +2,11 @@
 //! is byte for byte the reference's, the reference's `verify_signature` accepts our
 //! header, and `asap webhook verify` accepts the reference's.
 
-mod support;
-
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
+use asap_test_support::process::reference_script;
 use serde_json::{Value, json};
-use support::reference_script;
 
 #[test]
 fn signatures_are_accepted_both_ways() {

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use asap_protocol::client::{Client, WebSocketOptions};
 use asap_protocol::model::{Envelope, TaskRequest};
+use asap_test_support::process::{reference_echo_agent, reference_script};
 use serde_json::{Value, json};
-use support::{asap_serve, reference_echo_agent, reference_script};
+use support::asap_serve;
 
 #[test]
 fn reference_websocket_client_against_asap_serve() {

@@ -1,8 +1,6 @@
 //! `asap registry` as a user runs it, and registry entries checked with the reference's
 //! own models.
 
-mod support;
-
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
@@ -38,7 +36,7 @@ fn entries_from_manifests_validate_with_the_reference_and_search_finds_them() {
         String::from_utf8_lossy(&entry.stderr)
     );
     let ours = String::from_utf8(entry.stdout).unwrap();
-    let mut check = support::reference_script("registry_check.py")
+    let mut check = asap_test_support::process::reference_script("registry_check.py")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -12,11 +12,9 @@
 //! The second test validates every document the reference accepted against the JSON
 //! Schemas this crate exports.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{reference_python, workspace};
+use asap_test_support::process::{reference_python, workspace};
 use std::process::Command;
 
 use asap_protocol::json;

@@ -6,8 +6,7 @@
 //! (no `unshare`, no permission) it says so and skips; `.ci/run` runs as root, where it
 //! can.
 
-#[path = "common/netns.rs"]
-mod netns;
+use asap_test_support::netns;
 
 use std::time::Duration;
 

@@ -99,7 +99,8 @@ fn request_decoding_keeps_the_pipeline_limits() {
 
 #[test]
 fn jwks_keys_are_chosen_by_kid_and_algorithm() {
-    let document = include_bytes!("fixtures/jwks.json");
+    let document = asap_test_support::fixture("jwks.json");
+    let document = document.as_slice();
     let token = |header: Value| format!("{}.e30.sig", URL_SAFE_NO_PAD.encode(header.to_string()));
     let (jwk, _) = jwks_key(
         document,

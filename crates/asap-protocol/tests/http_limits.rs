@@ -7,11 +7,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use asap_protocol::model::{AuthScheme, Envelope};
-use asap_protocol::server::{
-    Handler, HandlerContext, HandlerError, HandlerRegistry, RateLimitRule, StaticTokens, reply,
-};
-use common::{Options, echo_request, envelope, get, post, post_raw, start};
+use asap_protocol::model::AuthScheme;
+use asap_protocol::server::{HandlerRegistry, RateLimitRule, StaticTokens};
+use common::{Gate, Options, echo_request, envelope, get, post, post_raw, start};
 use serde_json::{Value, json};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -372,46 +370,18 @@ async fn discovery_routes_and_caching() {
     server.stop().await;
 }
 
-/// Waits, then answers like the echo handler.
-struct Slow(Duration);
-
-#[async_trait::async_trait]
-impl Handler for Slow {
-    async fn handle(
-        &self,
-        request: Envelope,
-        ctx: &HandlerContext,
-    ) -> Result<Envelope, HandlerError> {
-        tokio::time::sleep(self.0).await;
-        Ok(reply(
-            &request,
-            ctx,
-            "task.response",
-            json!({"task_id": "t", "status": "completed"})
-                .as_object()
-                .unwrap()
-                .clone(),
-        ))
-    }
-}
-
-fn slow_registry(delay: Duration) -> HandlerRegistry {
-    let mut registry = HandlerRegistry::new();
-    registry.register("task.request", Arc::new(Slow(delay)));
-    registry
-}
-
 #[tokio::test]
 async fn concurrency_limit_answers_503() {
+    let gate = Gate::new();
     let mut options = Options {
-        registry: Some(slow_registry(Duration::from_millis(500))),
+        registry: Some(gate.registry()),
         ..Options::default()
     };
     options.config.max_concurrent_handlers = Some(1);
     let server = start(options).await;
     let base = server.base.clone();
     let first = tokio::spawn(async move { post(&base, &echo_request(json!({}))).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    gate.entered().await;
     let second = post(&server.base, &echo_request(json!({}))).await;
     assert_eq!(second.status, 503);
     assert_eq!(
@@ -422,53 +392,62 @@ async fn concurrency_limit_answers_503() {
         second.json()["details"],
         json!({"max_threads": 1, "active_threads": 1})
     );
+    gate.release(1);
     assert_eq!(first.await.unwrap().status, 200);
     server.stop().await;
 }
 
-#[tokio::test]
+/// Paused time: `sleep` returns once every task (server and client run on the test's
+/// runtime) is idle, so the server has taken the stop before the handler is released.
+#[tokio::test(start_paused = true)]
 async fn graceful_shutdown_finishes_requests_in_flight() {
+    let gate = Gate::new();
     let options = Options {
-        registry: Some(slow_registry(Duration::from_millis(400))),
+        registry: Some(gate.registry()),
         ..Options::default()
     };
     let mut server = start(options).await;
     let base = server.base.clone();
     let in_flight = tokio::spawn(async move { post(&base, &echo_request(json!({}))).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.entered().await;
     server.signal_stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !server.task.is_finished(),
+        "the server waits for the request"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "stopping: new connections are refused"
+    );
+    gate.release(1);
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text);
     server.task.await.unwrap().unwrap();
-    // Stopped: new connections are refused.
-    assert!(
-        reqwest::Client::new()
-            .get(format!("{}/health", server.base))
-            .send()
-            .await
-            .is_err()
-    );
 }
 
-#[tokio::test]
+/// Paused time: the grace runs on tokio's clock.
+#[tokio::test(start_paused = true)]
 async fn shutdown_deadline_bounds_the_wait() {
+    let gate = Gate::new();
     let mut options = Options {
-        registry: Some(slow_registry(Duration::from_secs(30))),
+        registry: Some(gate.registry()),
         ..Options::default()
     };
-    options.config.shutdown_grace = Duration::from_millis(200);
+    options.config.shutdown_grace = Duration::from_secs(30);
     let mut server = start(options).await;
     let base = server.base.clone();
     let _stuck = tokio::spawn(async move { post(&base, &echo_request(json!({}))).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = std::time::Instant::now();
+    gate.entered().await;
+    let started = tokio::time::Instant::now();
     server.signal_stop();
     server.task.await.unwrap().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "shutdown took {:?}",
-        started.elapsed()
+    assert_eq!(
+        started.elapsed().as_secs(),
+        30,
+        "stopped at the grace, never released"
     );
+    assert_eq!(gate.finished(), 0);
 }
 
 #[tokio::test]

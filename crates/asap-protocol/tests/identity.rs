@@ -4,8 +4,7 @@
 //! sender binding on a real server.
 
 mod common;
-#[path = "common/idp.rs"]
-mod idp;
+use asap_test_support::idp;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,24 +2,18 @@
 //! the reference's behaviour by default, the strict switches, and an attack corpus.
 
 mod common;
-#[path = "common/idp.rs"]
-mod idp;
+use asap_test_support::idp;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator};
 use asap_protocol::server::{OAuth2, Server};
+use asap_test_support::fixture;
 use common::{AGENT, echo_request, get, manifest};
 use idp::MockIdp;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
-}
 
 fn now() -> i64 {
     SystemTime::now()

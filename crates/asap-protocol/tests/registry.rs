@@ -58,7 +58,8 @@ async fn serve(cache: Option<&'static str>) -> (String, Arc<AtomicUsize>) {
 
 use axum::response::IntoResponse;
 
-#[tokio::test]
+/// Paused time: the cache's TTL is on tokio's clock, advanced by the test.
+#[tokio::test(start_paused = true)]
 async fn fetch_search_and_cache() {
     let (base, hits) = serve(None).await;
     let client = RegistryClient::new();
@@ -90,7 +91,10 @@ async fn fetch_search_and_cache() {
     // A short TTL expires.
     let short = RegistryClient::new().ttl(Duration::from_millis(50));
     short.fetch(&url).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::advance(Duration::from_millis(49)).await;
+    short.fetch(&url).await.unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "still fresh");
+    tokio::time::advance(Duration::from_millis(2)).await;
     short.fetch(&url).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // Concurrent first fetches of one source share one request.
@@ -100,7 +104,8 @@ async fn fetch_search_and_cache() {
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
 
-#[tokio::test]
+/// Paused time: the cache's TTL is on tokio's clock, advanced by the test.
+#[tokio::test(start_paused = true)]
 async fn http_caching_headers_win_over_the_default_ttl() {
     let (base, hits) = serve(Some("no-cache")).await;
     let url = format!("{base}/registry.json");
@@ -118,7 +123,10 @@ async fn http_caching_headers_win_over_the_default_ttl() {
     client.fetch(&url).await.unwrap();
     client.fetch(&url).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::advance(Duration::from_millis(990)).await;
+    client.fetch(&url).await.unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "max-age=1 still fresh");
+    tokio::time::advance(Duration::from_millis(20)).await;
     client.fetch(&url).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 2, "max-age=1 expired");
 }

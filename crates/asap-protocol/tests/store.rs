@@ -1,7 +1,5 @@
 //! The store contract, run against every backend.
 
-mod common;
-
 use std::sync::Arc;
 
 use asap_protocol::model::{StateSnapshot, Task, TaskStatus, Timestamp, UsageEvent, UsageMetrics};
@@ -242,7 +240,7 @@ async fn sqlite_files_are_shared_with_the_reference() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/sqlite_compat.py");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.db");
-    let python = common::reference_python();
+    let python = asap_test_support::process::reference_python();
     let out = std::process::Command::new(&python)
         .arg(&script)
         .arg("write")

@@ -3,8 +3,7 @@
 //! when it is not, on both transports alike.
 
 mod common;
-#[path = "common/tls.rs"]
-mod tls;
+use asap_test_support::tls;
 
 use std::time::Duration;
 

@@ -1,16 +1,54 @@
 //! Liveness with servers that stop and start: up, down, back up, on the manifest's
 //! `ttl_seconds`, backing off while down.
+//!
+//! On paused time: the watcher's intervals, backoff and timeouts run on tokio's clock,
+//! and the servers and the watcher share the test's runtime, so virtual time advances
+//! only when all of them are idle.
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use asap_protocol::discovery::{LivenessEvent, Watcher};
 use asap_protocol::server::{Server, ServerConfig};
 use common::manifest;
 
-async fn serve_on(addr: std::net::SocketAddr) -> tokio::sync::oneshot::Sender<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+/// A listener on a free loopback port.
+async fn listen() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+/// An address that takes connections and closes them at once (an agent that is down).
+async fn closing_agent() -> std::net::SocketAddr {
+    let listener = listen().await;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    addr
+}
+
+/// A server with `ttl_seconds` 1 on `listener`.
+struct Serving {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), asap_protocol::server::ServerError>>,
+}
+
+impl Serving {
+    /// Stops the server and waits until it has let go of its port.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+async fn serve_on(listener: TcpListener) -> Serving {
+    let addr = listener.local_addr().unwrap();
     let mut m = manifest(&format!("http://{addr}"));
     m.ttl_seconds = 1;
     let server = Server::builder()
@@ -19,10 +57,10 @@ async fn serve_on(addr: std::net::SocketAddr) -> tokio::sync::oneshot::Sender<()
         .build()
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async move {
+    let task = tokio::spawn(server.serve(listener, async move {
         let _ = stopped.await;
     }));
-    stop
+    Serving { stop, task }
 }
 
 #[track_caller]
@@ -38,19 +76,12 @@ fn next(
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn up_down_and_back_up() {
-    let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let nothing = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let stop = serve_on(addr).await;
+    let listener = listen().await;
+    let addr = listener.local_addr().unwrap();
+    let nothing = closing_agent().await;
+    let serving = serve_on(listener).await;
     let (mut events, _watching) = Watcher::new()
         .agent(format!("http://{addr}"))
         .max_backoff(Duration::from_secs(2))
@@ -62,7 +93,7 @@ async fn up_down_and_back_up() {
         }
         other => panic!("{other:?}"),
     }
-    let _ = stop.send(());
+    serving.stop().await;
     let stopped_at = Instant::now();
     match next(&mut events).await {
         LivenessEvent::Down { reason, .. } => assert!(reason.contains("unreachable"), "{reason}"),
@@ -72,8 +103,9 @@ async fn up_down_and_back_up() {
         stopped_at.elapsed() < Duration::from_secs(3),
         "noticed within about one ttl"
     );
+    // Down for a while (virtual time), then back on the same port.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _restarted = serve_on(addr).await;
+    let _restarted = serve_on(TcpListener::bind(addr).await.unwrap()).await;
     let restarted_at = Instant::now();
     assert!(matches!(next(&mut events).await, LivenessEvent::Up { .. }));
     assert!(
@@ -101,14 +133,11 @@ async fn up_down_and_back_up() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn agents_from_a_registry_are_watched() {
-    let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let _stop = serve_on(addr).await;
+    let listener = listen().await;
+    let addr = listener.local_addr().unwrap();
+    let _serving = serve_on(listener).await;
     let registry = asap_protocol::discovery::LiteRegistry::parse(
         serde_json::json!({"version": "1.0", "updated_at": "2026-11-30T00:00:00Z", "agents": [
             {"id": "urn:asap:agent:a", "name": "A", "description": "a", "asap_version": "0.1",
@@ -125,11 +154,16 @@ async fn agents_from_a_registry_are_watched() {
     }
 }
 
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// Three servers; their addresses and handles.
+async fn three_servers() -> ([std::net::SocketAddr; 3], Vec<Serving>) {
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let listener = listen().await;
+        addrs.push(listener.local_addr().unwrap());
+        servers.push(serve_on(listener).await);
+    }
+    (addrs.try_into().unwrap(), servers)
 }
 
 /// No event arrives within `window`.
@@ -139,10 +173,11 @@ async fn quiet_for(events: &mut tokio::sync::mpsc::Receiver<LivenessEvent>, wind
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn agents_are_added_and_removed_while_watching() {
-    let addr = free_addr();
-    let stop = serve_on(addr).await;
+    let listener = listen().await;
+    let addr = listener.local_addr().unwrap();
+    let serving = serve_on(listener).await;
     let url = format!("http://{addr}");
     let (mut events, watching) = Watcher::new()
         .min_interval(Duration::from_millis(100))
@@ -165,7 +200,7 @@ async fn agents_are_added_and_removed_while_watching() {
     assert!(watching.urls().is_empty());
     assert!(!watching.unwatch(&url).await, "not watched any more");
     // Once unwatched, its going away is nobody's concern.
-    let _ = stop.send(());
+    serving.stop().await;
     quiet_for(&mut events, Duration::from_millis(1500)).await;
 }
 
@@ -183,10 +218,14 @@ fn registry_document(addrs: &[std::net::SocketAddr]) -> String {
         .to_string()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_followed_registry_adds_and_removes_agents() {
-    let (a, b) = (free_addr(), free_addr());
-    let (_stop_a, _stop_b) = (serve_on(a).await, serve_on(b).await);
+    let (listener_a, listener_b) = (listen().await, listen().await);
+    let (a, b) = (
+        listener_a.local_addr().unwrap(),
+        listener_b.local_addr().unwrap(),
+    );
+    let _serving = (serve_on(listener_a).await, serve_on(listener_b).await);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("registry.json");
     std::fs::write(&file, registry_document(&[a])).unwrap();
@@ -228,20 +267,17 @@ async fn a_followed_registry_adds_and_removes_agents() {
     assert_eq!(closed, None);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_full_event_buffer_delays_events_and_loses_none() {
-    let addrs = [free_addr(), free_addr(), free_addr()];
-    let mut stops = Vec::new();
-    for addr in addrs {
-        stops.push(serve_on(addr).await);
-    }
+    let (addrs, _servers) = three_servers().await;
     let mut watcher = Watcher::new().event_buffer(1);
     for addr in addrs {
         watcher = watcher.agent(format!("http://{addr}"));
     }
     let (mut events, _watching) = watcher.start();
     assert_eq!(events.max_capacity(), 1);
-    // Nobody reads while all three agents answer: two checks wait for room.
+    // Nobody reads while all three agents answer: two checks wait for room (paused
+    // time: the sleep ends once the watcher and the servers are idle).
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(events.len(), 1);
     let mut up = Vec::new();
@@ -257,13 +293,9 @@ async fn a_full_event_buffer_delays_events_and_loses_none() {
     assert_eq!(up, want);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unwatching_from_the_reader_never_blocks_and_ends_each_agent_last() {
-    let addrs = [free_addr(), free_addr(), free_addr()];
-    let mut stops = Vec::new();
-    for addr in addrs {
-        stops.push(serve_on(addr).await);
-    }
+    let (addrs, _servers) = three_servers().await;
     let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
     let mut watcher = Watcher::new().event_buffer(1);
     for url in &urls {

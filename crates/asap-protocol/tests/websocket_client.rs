@@ -4,8 +4,7 @@
 //! partitions longer than the stale limit, and the HTTP fallback.
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+use asap_test_support::proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use asap_protocol::model::{Envelope, StateQuery, TaskRequest, TaskResponse, Task
 use asap_protocol::server::{
     Handler, HandlerContext, HandlerError, HandlerRegistry, Server, ServerConfig,
 };
-use common::{AGENT, Options, Running, manifest, start};
+use common::{AGENT, Gate, Options, Running, manifest, start};
 use proxy::Proxy;
 use serde_json::json;
 
@@ -55,11 +54,13 @@ fn task(n: u64) -> Envelope {
     )
 }
 
-/// Counts its calls, records whether envelopes asked for an ack, answers after `delay`.
+/// Counts its calls, records whether envelopes asked for an ack, answers after `delay`
+/// (and after passing `gate`, when there is one).
 struct Recording {
     calls: Arc<AtomicUsize>,
     acked: Arc<AtomicUsize>,
     delay: Duration,
+    gate: Option<Gate>,
 }
 
 #[async_trait::async_trait]
@@ -79,6 +80,9 @@ impl Handler for Recording {
             let _ = ctx.push(&progress).await;
         }
         tokio::time::sleep(self.delay).await;
+        if let Some(gate) = &self.gate {
+            gate.pass().await;
+        }
         let mut reply = TaskResponse::new("t", TaskStatus::Completed);
         reply.result = Some(
             envelope
@@ -100,6 +104,10 @@ struct Recorder {
 }
 
 fn recording(delay: Duration) -> (HandlerRegistry, Recorder) {
+    recording_with(delay, None)
+}
+
+fn recording_with(delay: Duration, gate: Option<Gate>) -> (HandlerRegistry, Recorder) {
     let calls = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(AtomicUsize::new(0));
     let mut registry = HandlerRegistry::echo();
@@ -109,6 +117,7 @@ fn recording(delay: Duration) -> (HandlerRegistry, Recorder) {
             calls: calls.clone(),
             acked: acked.clone(),
             delay,
+            gate,
         }),
     );
     (registry, Recorder { calls, acked })
@@ -202,18 +211,24 @@ async fn pushed_envelopes_reach_subscribers() {
 
 #[tokio::test]
 async fn a_connection_cut_mid_request_completes_exactly_once() {
-    let (registry, recorder) = recording(Duration::from_millis(400));
+    let gate = Gate::new();
+    let (registry, recorder) = recording_with(Duration::ZERO, Some(gate.clone()));
     let server = server(registry).await;
     let proxy = Proxy::start(server.addr).await;
     let client = client(fast_options());
     let url = ws(proxy.addr);
+    gate.release(1);
     client.send(&url, &task(0)).await.unwrap();
+    gate.entered().await;
     let sending = tokio::spawn({
         let (client, url) = (client.clone(), url.clone());
         async move { client.send(&url, &task(1)).await }
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Cut while the request is in the handler; then let it (and any rerun, which the
+    // count below would catch) answer.
+    gate.entered().await;
     proxy.cut();
+    gate.release(10);
     let reply = sending.await.unwrap().unwrap();
     assert_eq!(reply.payload["result"], json!({"n": 1}));
     assert!(proxy.accepted() >= 2, "the client reconnected");
@@ -454,10 +469,12 @@ async fn a_hanging_agent_does_not_hold_up_connections_to_others() {
     // Accepts TCP connections and never answers the WebSocket handshake.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_addr = silent.local_addr().unwrap();
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = silent.accept().await {
             held.push(stream);
+            let _ = accepted_tx.send(());
         }
     });
     let client = client(WebSocketOptions {
@@ -469,7 +486,8 @@ async fn a_hanging_agent_does_not_hold_up_connections_to_others() {
         let client = client.clone();
         async move { client.send(&ws(silent_addr), &task(1)).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The hanging agent has the connection; its handshake is now under way.
+    accepted.recv().await.unwrap();
     let started = std::time::Instant::now();
     client.send(&ws(good.addr), &task(2)).await.unwrap();
     assert!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use asap_protocol::model::{Envelope, Model, TaskRequest, TaskResponse, TaskStatus};
 use asap_protocol::server::{Handler, HandlerContext, HandlerError, HandlerRegistry, ServerConfig};
-use common::{AGENT, Options, Running, start};
+use common::{AGENT, Gate, Options, Running, start};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -417,15 +417,19 @@ async fn connection_cap_and_oversized_messages() {
     );
     one.send(request("small", &echo(false))).await.unwrap();
     assert_eq!(next_json(&mut one).await["id"], "small");
-    // A closed connection frees its slot.
-    drop(one);
+    // A closed connection frees its slot: once the server has ended it (it closes the
+    // TCP connection after answering the close), a third connection is taken. (The slot
+    // is released as the server's connection task ends, just after; hence a few tries,
+    // each yielding to the server.)
+    one.close(None).await.unwrap();
+    while one.next().await.is_some() {}
     let mut three = None;
     for _ in 0..50 {
         if let Ok((socket, _)) = tokio_tungstenite::connect_async(&url).await {
             three = Some(socket);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::task::yield_now().await;
     }
     assert!(three.is_some());
     server.stop().await;
@@ -453,45 +457,28 @@ async fn frames_over_the_websocket_size_cap_close_the_connection() {
     server.stop().await;
 }
 
-/// Answers after a pause.
-struct Slow;
-
-#[async_trait::async_trait]
-impl Handler for Slow {
-    async fn handle(
-        &self,
-        envelope: Envelope,
-        _ctx: &HandlerContext,
-    ) -> Result<Envelope, HandlerError> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Ok(Envelope::response_to(
-            &envelope,
-            TaskResponse::new("task-1", TaskStatus::Completed),
-        ))
-    }
-}
-
 #[tokio::test]
 async fn graceful_shutdown_finishes_the_message_then_closes_with_1001() {
-    let mut registry = HandlerRegistry::new();
-    registry.register("task.request", Arc::new(Slow));
-    let mut server = server_with(open_config(), Some(registry)).await;
+    let gate = Gate::new();
+    let mut server = server_with(open_config(), Some(gate.registry())).await;
     let mut busy = connect(&server).await;
     let mut idle = connect(&server).await;
     busy.send(request("inflight", &echo(false))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    gate.entered().await;
     server.signal_stop();
+    // The idle connection is closed at once; the busy one waits for its message.
+    let (code, reason) = close_of(&mut idle).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::Away, "Server shutting down")
+    );
+    gate.release(1);
     assert_eq!(
         next_json(&mut busy).await["id"],
         "inflight",
         "the message in flight is answered"
     );
     let (code, reason) = close_of(&mut busy).await;
-    assert_eq!(
-        (code, reason.as_str()),
-        (CloseCode::Away, "Server shutting down")
-    );
-    let (code, reason) = close_of(&mut idle).await;
     assert_eq!(
         (code, reason.as_str()),
         (CloseCode::Away, "Server shutting down")
@@ -503,50 +490,15 @@ async fn graceful_shutdown_finishes_the_message_then_closes_with_1001() {
         .unwrap();
 }
 
-/// Signals when it starts, waits for `release`, and records that it finished.
-struct Gated {
-    started: Arc<tokio::sync::Notify>,
-    release: Arc<tokio::sync::Notify>,
-    finished: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl Handler for Gated {
-    async fn handle(
-        &self,
-        envelope: Envelope,
-        _ctx: &HandlerContext,
-    ) -> Result<Envelope, HandlerError> {
-        self.started.notify_one();
-        self.release.notified().await;
-        self.finished.store(true, Ordering::SeqCst);
-        Ok(Envelope::response_to(
-            &envelope,
-            TaskResponse::new("task-1", TaskStatus::Completed),
-        ))
-    }
-}
-
 /// The WebSocket drain at shutdown counts its grace from the stop, not from the start:
 /// a server that has run longer than its grace still waits for the message in flight
 /// before it returns (and closes its store). It used to return at once.
 #[tokio::test]
 async fn shutdown_waits_for_websocket_messages_after_a_long_uptime() {
-    let gate = Gated {
-        started: Arc::new(tokio::sync::Notify::new()),
-        release: Arc::new(tokio::sync::Notify::new()),
-        finished: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    };
-    let (started, release, finished) = (
-        gate.started.clone(),
-        gate.release.clone(),
-        gate.finished.clone(),
-    );
-    let mut registry = HandlerRegistry::new();
-    registry.register("task.request", Arc::new(gate));
+    let gate = Gate::new();
     let mut config = open_config();
     config.shutdown_grace = Duration::from_millis(300);
-    let mut server = server_with(config, Some(registry)).await;
+    let mut server = server_with(config, Some(gate.registry())).await;
     // Up for longer than the grace (the condition of the defect, not a synchronisation).
     tokio::time::sleep(Duration::from_millis(400)).await;
     let mut socket = connect(&server).await;
@@ -554,19 +506,25 @@ async fn shutdown_waits_for_websocket_messages_after_a_long_uptime() {
         .send(request("inflight", &echo(false)))
         .await
         .unwrap();
-    started.notified().await;
+    gate.entered().await;
     server.signal_stop();
-    let releaser = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        release.notify_one();
+    // Released a while after the stop (the drain must wait for it; real time, as the
+    // server measures its grace with std::time::Instant).
+    let releaser = tokio::spawn({
+        let gate = gate.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            gate.release(1);
+        }
     });
     tokio::time::timeout(Duration::from_secs(10), &mut server.task)
         .await
         .expect("the server stops")
         .unwrap()
         .unwrap();
-    assert!(
-        finished.load(Ordering::SeqCst),
+    assert_eq!(
+        gate.finished(),
+        1,
         "serve returned while a WebSocket handler was still running"
     );
     assert_eq!(next_json(&mut socket).await["id"], "inflight");

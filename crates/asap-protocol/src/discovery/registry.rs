@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (std's outside a runtime), so tests can pause and advance it.
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

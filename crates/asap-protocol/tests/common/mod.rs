@@ -194,25 +194,74 @@ pub async fn get(base: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     }
 }
 
-/// The workspace root.
-pub fn workspace() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+/// A `task.request` handler that answers (a completed `task.response`) only when the
+/// test lets it: the test waits until a request is inside ([`Gate::entered`]), does what
+/// it must while the request is in flight, then lets it answer ([`Gate::release`]).
+/// Never released, it is a handler that never answers.
+#[derive(Clone)]
+pub struct Gate {
+    entered: Arc<tokio::sync::Semaphore>,
+    released: Arc<tokio::sync::Semaphore>,
+    finished: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-/// The reference's Python interpreter (asap-protocol 1.1.0); creates the virtualenv on
-/// first use with `scripts/ref-venv.sh`.
-pub fn reference_python() -> std::path::PathBuf {
-    let out = std::process::Command::new("bash")
-        .arg(workspace().join("scripts/ref-venv.sh"))
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "could not create the reference virtualenv (needs Python >= 3.13 and PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self {
+            entered: Arc::new(tokio::sync::Semaphore::new(0)),
+            released: Arc::new(tokio::sync::Semaphore::new(0)),
+            finished: Arc::default(),
+        }
+    }
+
+    /// A registry with this gate as its `task.request` handler.
+    pub fn registry(&self) -> HandlerRegistry {
+        let mut registry = HandlerRegistry::new();
+        registry.register("task.request", Arc::new(self.clone()));
+        registry
+    }
+
+    /// Waits until one more request has entered the handler.
+    pub async fn entered(&self) {
+        self.entered.acquire().await.unwrap().forget();
+    }
+
+    /// Lets `n` requests (waiting now or arriving later) answer.
+    pub fn release(&self, n: usize) {
+        self.released.add_permits(n);
+    }
+
+    /// What the handler does before it answers: tells the test it entered, waits to be
+    /// released, counts itself finished. For handlers that hold in the gate and then
+    /// answer on their own.
+    pub async fn pass(&self) {
+        self.entered.add_permits(1);
+        self.released.acquire().await.unwrap().forget();
+        self.finished
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Requests that have answered.
+    pub fn finished(&self) -> usize {
+        self.finished.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl asap_protocol::server::Handler for Gate {
+    async fn handle(
+        &self,
+        envelope: asap_protocol::model::Envelope,
+        _ctx: &asap_protocol::server::HandlerContext,
+    ) -> Result<asap_protocol::model::Envelope, asap_protocol::server::HandlerError> {
+        self.pass().await;
+        Ok(asap_protocol::model::Envelope::response_to(
+            &envelope,
+            asap_protocol::model::TaskResponse::new(
+                "task-1",
+                asap_protocol::model::TaskStatus::Completed,
+            ),
+        ))
+    }
 }

@@ -1,8 +1,5 @@
 //! A private CA and a TLS terminator in front of a plain agent, as a reverse proxy with
-//! a certificate from a corporate CA puts it: for `https://` and `wss://` tests. Shared
-//! with the CLI's tests through `#[path]`.
-
-#![allow(dead_code)]
+//! a certificate from a corporate CA puts it: for `https://` and `wss://` tests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +20,14 @@ pub struct Pki {
     key: PrivateKeyDer<'static>,
 }
 
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pki {
+    /// Generates a new CA and a leaf certificate for `localhost` and 127.0.0.1.
     pub fn new() -> Self {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -50,10 +54,12 @@ impl Pki {
 /// Terminates TLS on an ephemeral loopback port and forwards every connection to a
 /// plain backend, on a thread of its own; stops with the process.
 pub struct TlsTerminator {
+    /// The loopback port it terminates TLS on.
     pub port: u16,
 }
 
 impl TlsTerminator {
+    /// Starts terminating TLS with `pki`'s certificate, forwarding to `backend`.
     pub fn start(pki: &Pki, backend: SocketAddr) -> Self {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)

@@ -2,8 +2,6 @@
 //! them (stop forwarding, keep the sockets), cut them (close every current connection)
 //! or refuse new ones.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// A running proxy; stops (and cuts its connections) when dropped.
 pub struct Proxy {
+    /// Where clients connect.
     pub addr: SocketAddr,
     stalled: watch::Sender<bool>,
     cut: watch::Sender<u64>,

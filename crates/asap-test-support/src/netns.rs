@@ -1,5 +1,5 @@
 //! Running a test inside a private network namespace (`unshare --net`, loopback up), for
-//! tests that send real multicast. Shared by the library's and the CLI's DNS-SD tests.
+//! tests that send real multicast. Used by the library's and the CLI's DNS-SD tests.
 //!
 //! A test calls [`outside`] first: outside the namespace it re-runs itself inside one and
 //! reports that run; inside, it goes on with its body.

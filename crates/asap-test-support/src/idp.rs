@@ -1,13 +1,10 @@
-//! An in-process OAuth2/OIDC identity provider for the tests (shared by the library's and
-//! the CLI's test suites): discovery, a JWKS that can rotate or fail, a token endpoint
+//! An in-process OAuth2/OIDC identity provider for the tests: discovery, a JWKS that can rotate or fail, a token endpoint
 //! (client credentials with `client_secret_basic` or `client_secret_post`, the
 //! authorization code with PKCE S256, refresh tokens with rotation), an authorization
 //! endpoint that approves at once, and RFC 7662 introspection.
 //!
 //! It runs on its own thread and runtime, so synchronous and asynchronous tests use it
 //! the same way; it stops when dropped.
-
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,8 +35,11 @@ pub const AUDIENCE: &str = "asap-agents";
 /// How a client authenticated to the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuthUsed {
+    /// HTTP Basic (`client_secret_basic`).
     Basic,
+    /// `client_id` and `client_secret` in the form (`client_secret_post`).
     Post,
+    /// A public client: `client_id` only.
     None,
 }
 
@@ -184,18 +184,23 @@ impl MockIdp {
             .insert(client_id.into(), None);
     }
 
+    /// The issuer (its base URL).
     pub fn issuer(&self) -> String {
         self.base.clone()
     }
+    /// The token endpoint.
     pub fn token_url(&self) -> String {
         format!("{}/token", self.base)
     }
+    /// The authorization endpoint.
     pub fn authorize_url(&self) -> String {
         format!("{}/authorize", self.base)
     }
+    /// The JWKS endpoint.
     pub fn jwks_uri(&self) -> String {
         format!("{}/jwks", self.base)
     }
+    /// The RFC 7662 introspection endpoint.
     pub fn introspection_url(&self) -> String {
         format!("{}/introspect", self.base)
     }
@@ -212,12 +217,15 @@ impl MockIdp {
     pub fn set_opaque(&self, opaque: bool) {
         self.shared.opaque.store(opaque, Ordering::SeqCst);
     }
+    /// JWKS requests served so far.
     pub fn jwks_fetches(&self) -> usize {
         self.shared.jwks_fetches.load(Ordering::SeqCst)
     }
+    /// Token requests served so far.
     pub fn token_requests(&self) -> usize {
         self.shared.token_requests.load(Ordering::SeqCst)
     }
+    /// Introspection requests served so far.
     pub fn introspections(&self) -> usize {
         self.shared.introspections.load(Ordering::SeqCst)
     }

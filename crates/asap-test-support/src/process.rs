@@ -1,0 +1,97 @@
+//! Processes the tests start: the reference implementation's Python (asap-protocol 1.1.0)
+//! and servers that announce their URL on their first line of output.
+//!
+//! A server is never started on a port guessed beforehand: it binds `127.0.0.1:0` itself
+//! and prints its URL once it is listening (`asap serve --port 0`, the `interop/` scripts
+//! through `interop/listen.py`), and [`spawn_announced`] reads that line.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The reference's Python interpreter (asap-protocol 1.1.0); creates the virtualenv on
+/// first use with `scripts/ref-venv.sh`.
+pub fn reference_python() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts/ref-venv.sh"))
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "could not create the reference virtualenv (needs Python >= 3.13 and PyPI): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// `interop/<script>` run by the reference's Python.
+pub fn reference_script(script: &str) -> Command {
+    let mut command = Command::new(reference_python());
+    command.arg(workspace().join("interop").join(script));
+    command
+}
+
+/// A child process, killed (and reaped) when dropped.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a server that prints a line `... listening on URL` on stdout once it is
+/// listening; returns the process and that URL. Lines before it (a library's start-up
+/// logs) are skipped, and the rest of its stdout is drained on a thread so its writes
+/// never fail. Panics, naming `what`, if the process ends without announcing a URL.
+pub fn spawn_announced(mut command: Command, what: &str) -> (Guard, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let guard = Guard(child);
+    let mut skipped = String::new();
+    let url = loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            panic!("{what} ended without announcing its URL; it printed {skipped:?}");
+        }
+        if let Some((_, url)) = line.trim_end().rsplit_once("listening on ")
+            && (url.starts_with("http://") || url.starts_with("https://"))
+        {
+            break url.to_owned();
+        }
+        skipped.push_str(&line);
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (guard, url)
+}
+
+/// Starts an `interop/<script>` server with `args` (see `interop/listen.py`); returns
+/// the process and its base URL, already listening.
+pub fn reference_server(script: &str, args: &[&str]) -> (Guard, String) {
+    let mut command = reference_script(script);
+    command.args(args).stderr(Stdio::null());
+    spawn_announced(command, script)
+}
+
+/// Starts the reference echo agent (the app `python -m asap.examples.echo_agent` serves,
+/// from `interop/ref_echo_agent.py`; HTTP rate limit raised, its WebSocket allows 10
+/// messages/s per connection); returns the process and its base URL.
+pub fn reference_echo_agent() -> (Guard, String) {
+    let mut command = reference_script("ref_echo_agent.py");
+    command
+        .env("ASAP_RATE_LIMIT", "1000/second")
+        .stderr(Stdio::null());
+    spawn_announced(command, "the reference echo agent")
+}
