@@ -48,9 +48,10 @@ fuzz_target!(|data: &[u8]| {
     let policy = if flags & 1 == 1 {
         UrlPolicy::development(allow)
     } else {
-        UrlPolicy {
-            allow,
-            ..UrlPolicy::strict()
+        {
+            let mut value = UrlPolicy::strict();
+            value.allow = allow;
+            value
         }
     };
     if let Ok(parsed) = policy.check_syntax(url) {

@@ -62,9 +62,10 @@ pub fn server() -> &'static Server {
             .capabilities
             .skills
             .push(Skill::new("echo", "Echo back the input"));
-        let config = ServerConfig {
-            rate_limits: Vec::new(),
-            ..ServerConfig::default()
+        let config = {
+            let mut value = ServerConfig::default();
+            value.rate_limits = Vec::new();
+            value
         };
         // The runtime is entered: building starts background tasks on it.
         let _entered = runtime().enter();

@@ -66,9 +66,10 @@ fn our_websocket_client_against_the_reference_server() {
         // A short ack timeout: the reference acks task.request before answering, so
         // nothing is retransmitted; concurrent requests share one connection.
         let client = Client::builder()
-            .websocket(WebSocketOptions {
-                ack_timeout: Duration::from_secs(2),
-                ..WebSocketOptions::default()
+            .websocket({
+                let mut value = WebSocketOptions::default();
+                value.ack_timeout = Duration::from_secs(2);
+                value
             })
             .build()
             .unwrap();

@@ -30,11 +30,13 @@ fn success(id: &str) -> Value {
 }
 
 fn fast_retries(attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: attempts,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        jitter: 0.1,
+    {
+        let mut value = RetryPolicy::default();
+        value.max_attempts = attempts;
+        value.base_delay = Duration::from_millis(10);
+        value.max_delay = Duration::from_millis(50);
+        value.jitter = 0.1;
+        value
     }
 }
 
@@ -161,9 +163,11 @@ async fn the_breaker_opens_after_consecutive_failures() {
         .await;
     let client = Client::builder()
         .retry(RetryPolicy::none())
-        .circuit_breaker(Some(BreakerConfig {
-            threshold: 2,
-            open_for: Duration::from_secs(60),
+        .circuit_breaker(Some({
+            let mut value = BreakerConfig::default();
+            value.threshold = 2;
+            value.open_for = Duration::from_secs(60);
+            value
         }))
         .build()
         .unwrap();

@@ -70,9 +70,10 @@ async fn call(method: &str, url: &str, token: Option<&str>) -> (u16, Option<Stri
 #[tokio::test]
 async fn client_credentials_with_both_client_auth_methods_reach_a_protected_agent() {
     let idp = MockIdp::start();
-    let policy = JwtPolicy {
-        required_scope: Some("asap:execute".into()),
-        ..JwtPolicy::strict(idp.issuer(), idp::AUDIENCE)
+    let policy = {
+        let mut value = JwtPolicy::strict(idp.issuer(), idp::AUDIENCE);
+        value.required_scope = Some("asap:execute".into());
+        value
     };
     let server = protected(OAuth2::new(jwt_validator(&idp, policy))).await;
     for (auth, used) in [
@@ -296,9 +297,10 @@ async fn opaque_tokens_are_checked_by_introspection() {
     let introspector = Arc::new(
         TokenIntrospector::new(idp.introspection_url(), "asap-client", "asap-secret").unwrap(),
     );
-    let policy = JwtPolicy {
-        required_scope: Some("asap:execute".into()),
-        ..JwtPolicy::strict(idp.issuer(), idp::AUDIENCE)
+    let policy = {
+        let mut value = JwtPolicy::strict(idp.issuer(), idp::AUDIENCE);
+        value.required_scope = Some("asap:execute".into());
+        value
     };
     let validator = jwt_validator(&idp, policy).with_introspection(introspector);
     let server = protected(OAuth2::new(validator)).await;
@@ -410,12 +412,12 @@ async fn per_route_scopes() {
 #[tokio::test]
 async fn sender_binding_to_the_authenticated_caller() {
     let idp = MockIdp::start();
-    let policy = JwtPolicy {
-        subject_map: asap_protocol::auth::parse_subject_map(
-            r#"{"urn:asap:agent:caller": "asap-client"}"#,
-        )
-        .unwrap(),
-        ..JwtPolicy::default()
+    let policy = {
+        let mut value = JwtPolicy::default();
+        value.subject_map =
+            asap_protocol::auth::parse_subject_map(r#"{"urn:asap:agent:caller": "asap-client"}"#)
+                .unwrap();
+        value
     };
     let server = protected(OAuth2::new(jwt_validator(&idp, policy)).bind_sender()).await;
     let token = idp.issue("asap-client", "asap:execute");

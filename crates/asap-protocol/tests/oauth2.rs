@@ -94,9 +94,10 @@ async fn call(base: &str, authorization: Option<&str>) -> (u16, Value, Option<St
 }
 
 fn scoped() -> JwtPolicy {
-    JwtPolicy {
-        required_scope: Some("asap:execute".into()),
-        ..JwtPolicy::default()
+    {
+        let mut value = JwtPolicy::default();
+        value.required_scope = Some("asap:execute".into());
+        value
     }
 }
 
@@ -199,9 +200,10 @@ async fn reference_behaviour_by_default() {
 #[tokio::test]
 async fn strict_switches() {
     let idp = MockIdp::start();
-    let policy = JwtPolicy {
-        required_scope: Some("asap:execute".into()),
-        ..JwtPolicy::strict("https://idp.test", "urn:asap:agent:test-server")
+    let policy = {
+        let mut value = JwtPolicy::strict("https://idp.test", "urn:asap:agent:test-server");
+        value.required_scope = Some("asap:execute".into());
+        value
     };
     let server = protected(&idp, policy).await;
     let base = json!({"sub": "c", "scope": "asap:execute", "iss": "https://idp.test", "aud": "urn:asap:agent:test-server", "exp": now() + 600});
@@ -443,23 +445,17 @@ async fn subject_map_decision_table() {
     let idp = MockIdp::start();
     let map =
         asap_protocol::auth::parse_subject_map(&format!(r#"{{"{AGENT}": ["client-1"]}}"#)).unwrap();
-    let lenient = JwtValidator::new(
-        Arc::new(JwksCache::new(idp.jwks_uri()).unwrap()),
-        AGENT,
-        JwtPolicy {
-            subject_map: map.clone(),
-            ..scoped()
-        },
-    );
-    let strict = JwtValidator::new(
-        Arc::new(JwksCache::new(idp.jwks_uri()).unwrap()),
-        AGENT,
-        JwtPolicy {
-            subject_map: map,
-            strict_subjects: true,
-            ..scoped()
-        },
-    );
+    let lenient = JwtValidator::new(Arc::new(JwksCache::new(idp.jwks_uri()).unwrap()), AGENT, {
+        let mut value = scoped();
+        value.subject_map = map.clone();
+        value
+    });
+    let strict = JwtValidator::new(Arc::new(JwksCache::new(idp.jwks_uri()).unwrap()), AGENT, {
+        let mut value = scoped();
+        value.subject_map = map;
+        value.strict_subjects = true;
+        value
+    });
     let listed = rsa(&good_claims());
     let unlisted = rsa(&json!({"sub": "stranger", "scope": "asap:execute"}));
     // The reference's table: without the custom claim, everything is accepted.

@@ -40,9 +40,10 @@ async fn upgrade(addr: std::net::SocketAddr, origin: &str) -> Result<(), u16> {
 
 #[tokio::test]
 async fn foreign_origins_are_refused_and_clients_without_origin_are_not() {
-    let config = ServerConfig {
-        allowed_origins: AllowedOrigins::new(["https://console.example"]),
-        ..ServerConfig::default()
+    let config = {
+        let mut value = ServerConfig::default();
+        value.allowed_origins = AllowedOrigins::new(["https://console.example"]);
+        value
     };
     let server = start(Options {
         config,

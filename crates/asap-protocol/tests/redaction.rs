@@ -36,10 +36,11 @@ fn debug_output_never_shows_secrets() {
     assert_hidden(debug.clone(), &["hook-s3cret", "104, 111, 111, 107"]);
     assert!(debug.contains("https://hooks.example/x"), "{debug}");
 
-    let settings = OAuth2Settings {
-        client_id: Some("agent".into()),
-        client_secret: Some("client-s3cret".into()),
-        ..OAuth2Settings::default()
+    let settings = {
+        let mut value = OAuth2Settings::default();
+        value.client_id = Some("agent".into());
+        value.client_secret = Some("client-s3cret".into());
+        value
     };
     assert_hidden(format!("{settings:?}"), &["client-s3cret"]);
 

@@ -22,12 +22,11 @@ fn request(marker: &str) -> Envelope {
 }
 
 fn client(ca_pem: Option<&str>) -> Client {
-    let mut builder = Client::builder()
-        .timeout(Duration::from_secs(10))
-        .retry(RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        });
+    let mut builder = Client::builder().timeout(Duration::from_secs(10)).retry({
+        let mut value = RetryPolicy::default();
+        value.max_attempts = 1;
+        value
+    });
     if let Some(pem) = ca_pem {
         builder = builder.root_certificates_pem(pem);
     }

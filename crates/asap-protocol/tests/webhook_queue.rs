@@ -212,15 +212,16 @@ impl Resolver for Names {
 }
 
 fn config() -> WebhookConfig {
-    WebhookConfig {
-        policy: UrlPolicy::development(["127.0.0.1/32".parse().unwrap()]),
-        backoff_base: Duration::from_millis(100),
-        backoff_cap: Duration::from_millis(1600),
-        jitter: 0.0,
-        per_url_rate: 1000,
-        poll_interval: Duration::from_millis(50),
-        timeout: Duration::from_secs(2),
-        ..WebhookConfig::default()
+    {
+        let mut value = WebhookConfig::default();
+        value.policy = UrlPolicy::development(["127.0.0.1/32".parse().unwrap()]);
+        value.backoff_base = Duration::from_millis(100);
+        value.backoff_cap = Duration::from_millis(1600);
+        value.jitter = 0.0;
+        value.per_url_rate = 1000;
+        value.poll_interval = Duration::from_millis(50);
+        value.timeout = Duration::from_secs(2);
+        value
     }
 }
 
@@ -347,9 +348,10 @@ async fn a_4xx_is_not_retried_and_429_honours_retry_after() {
 async fn after_the_last_retry_a_dead_letter_then_replay() {
     let receiver = Receiver::start().await;
     receiver.script(&[(503, None), (503, None), (503, None)]);
-    let (queue, _task) = start_queue(WebhookConfig {
-        max_retries: 2,
-        ..config()
+    let (queue, _task) = start_queue({
+        let mut value = config();
+        value.max_retries = 2;
+        value
     })
     .await;
     let buried = Arc::new(Mutex::new(Vec::new()));
@@ -382,9 +384,10 @@ async fn after_the_last_retry_a_dead_letter_then_replay() {
 #[tokio::test]
 async fn the_per_url_rate_limit_spreads_deliveries_and_concurrency_is_bounded() {
     let receiver = Receiver::start().await;
-    let (queue, _task) = start_queue(WebhookConfig {
-        per_url_rate: 5,
-        ..config()
+    let (queue, _task) = start_queue({
+        let mut value = config();
+        value.per_url_rate = 5;
+        value
     })
     .await;
     let started = Instant::now();
@@ -409,9 +412,10 @@ async fn the_per_url_rate_limit_spreads_deliveries_and_concurrency_is_bounded() 
 
     let slow = Receiver::start().await;
     *slow.state.delay.lock().unwrap() = Duration::from_millis(150);
-    let (bounded, _task) = start_queue(WebhookConfig {
-        max_in_flight: 2,
-        ..config()
+    let (bounded, _task) = start_queue({
+        let mut value = config();
+        value.max_in_flight = 2;
+        value
     })
     .await;
     for n in 0..8 {
@@ -427,10 +431,11 @@ async fn the_per_url_rate_limit_spreads_deliveries_and_concurrency_is_bounded() 
 
 #[tokio::test]
 async fn a_name_that_rebinds_to_loopback_is_caught_at_delivery() {
-    let (queue, _task) = start_queue(WebhookConfig {
-        // http allowed, nothing private allowed.
-        policy: UrlPolicy::development([]),
-        ..config()
+    let (queue, _task) = start_queue({
+        let mut value = config();
+        value.// http allowed = // http allowed; value.nothing private allowed.
+        policy = UrlPolicy::development([]);
+        value
     })
     .await;
     // Registration sees the public answer and accepts the URL ...
@@ -608,9 +613,10 @@ async fn deliver_now_reports_the_outcome_of_its_attempts() {
     receiver.script(&[(502, None), (502, None)]);
     let exhausted = deliver_now(
         Webhook::signed(receiver.url("down"), json!({}), "s"),
-        &WebhookConfig {
-            max_retries: 1,
-            ..config()
+        &{
+            let mut value = config();
+            value.max_retries = 1;
+            value
         },
         names(),
     )
@@ -636,9 +642,10 @@ async fn deliver_now_reports_the_outcome_of_its_attempts() {
     let before = receiver.seen().len();
     let redirected = deliver_now(
         Webhook::signed(receiver.url("moved"), json!({}), "s"),
-        &WebhookConfig {
-            max_retries: 0,
-            ..config()
+        &{
+            let mut value = config();
+            value.max_retries = 0;
+            value
         },
         names(),
     )
@@ -655,9 +662,10 @@ async fn deliver_now_reports_the_outcome_of_its_attempts() {
         .port();
     let refused = deliver_now(
         Webhook::signed(format!("http://receiver.test:{closed}/"), json!({}), "s"),
-        &WebhookConfig {
-            max_retries: 1,
-            ..config()
+        &{
+            let mut value = config();
+            value.max_retries = 1;
+            value
         },
         names(),
     )

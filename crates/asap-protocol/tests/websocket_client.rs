@@ -29,12 +29,13 @@ fn config() -> ServerConfig {
 }
 
 fn fast_options() -> WebSocketOptions {
-    WebSocketOptions {
-        reconnect_base: Duration::from_millis(50),
-        reconnect_cap: Duration::from_millis(400),
-        reconnect_max_attempts: Some(40),
-        ack_timeout: Duration::from_millis(300),
-        ..WebSocketOptions::default()
+    {
+        let mut value = WebSocketOptions::default();
+        value.reconnect_base = Duration::from_millis(50);
+        value.reconnect_cap = Duration::from_millis(400);
+        value.reconnect_max_attempts = Some(40);
+        value.ack_timeout = Duration::from_millis(300);
+        value
     }
 }
 
@@ -285,10 +286,11 @@ async fn a_partition_longer_than_the_stale_limit_is_noticed_by_both_sides() {
     })
     .await;
     let proxy = Proxy::start(server.addr).await;
-    let client = client(WebSocketOptions {
-        ping_interval: Duration::from_millis(100),
-        stale_after: Duration::from_millis(400),
-        ..fast_options()
+    let client = client({
+        let mut value = fast_options();
+        value.ping_interval = Duration::from_millis(100);
+        value.stale_after = Duration::from_millis(400);
+        value
     });
     let url = ws(proxy.addr);
     client.send(&url, &task(1)).await.unwrap();
@@ -352,14 +354,16 @@ async fn deaf_agent() -> (SocketAddr, Arc<AtomicUsize>) {
 async fn unacknowledged_envelopes_are_retransmitted_then_the_breaker_falls_back_to_http() {
     let (addr, frames) = deaf_agent().await;
     let client = Client::builder()
-        .websocket(WebSocketOptions {
-            ack_timeout: Duration::from_millis(100),
-            ack_retries: 2,
-            ..WebSocketOptions::default()
+        .websocket({
+            let mut value = WebSocketOptions::default();
+            value.ack_timeout = Duration::from_millis(100);
+            value.ack_retries = 2;
+            value
         })
-        .circuit_breaker(Some(BreakerConfig {
-            threshold: 1,
-            ..BreakerConfig::default()
+        .circuit_breaker(Some({
+            let mut value = BreakerConfig::default();
+            value.threshold = 1;
+            value
         }))
         .timeout(Duration::from_secs(10))
         .build()
@@ -412,9 +416,10 @@ async fn a_bearer_token_goes_on_the_upgrade_and_refusals_are_http_errors() {
         other => panic!("{other:?}"),
     }
     // Nothing listening: a clear connection error, not a hang.
-    let nowhere = client(WebSocketOptions {
-        reconnect_max_attempts: Some(0),
-        ..fast_options()
+    let nowhere = client({
+        let mut value = fast_options();
+        value.reconnect_max_attempts = Some(0);
+        value
     });
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -433,9 +438,10 @@ async fn the_pool_is_bounded_and_closes_idle_connections() {
     let one = server(recording(Duration::ZERO).0).await;
     let two = server(recording(Duration::ZERO).0).await;
     let three = server(recording(Duration::ZERO).0).await;
-    let bounded = client(WebSocketOptions {
-        max_connections: 2,
-        ..WebSocketOptions::default()
+    let bounded = client({
+        let mut value = WebSocketOptions::default();
+        value.max_connections = 2;
+        value
     });
     for s in [&one, &two, &three] {
         bounded.send(&ws(s.addr), &task(1)).await.unwrap();
@@ -445,9 +451,10 @@ async fn the_pool_is_bounded_and_closes_idle_connections() {
         2,
         "one evicted for the third agent"
     );
-    let idle = client(WebSocketOptions {
-        idle_timeout: Duration::from_millis(100),
-        ..WebSocketOptions::default()
+    let idle = client({
+        let mut value = WebSocketOptions::default();
+        value.idle_timeout = Duration::from_millis(100);
+        value
     });
     idle.send(&ws(one.addr), &task(1)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -477,10 +484,11 @@ async fn a_hanging_agent_does_not_hold_up_connections_to_others() {
             let _ = accepted_tx.send(());
         }
     });
-    let client = client(WebSocketOptions {
-        open_timeout: Duration::from_secs(3),
-        reconnect_max_attempts: Some(0),
-        ..WebSocketOptions::default()
+    let client = client({
+        let mut value = WebSocketOptions::default();
+        value.open_timeout = Duration::from_secs(3);
+        value.reconnect_max_attempts = Some(0);
+        value
     });
     let hanging = tokio::spawn({
         let client = client.clone();

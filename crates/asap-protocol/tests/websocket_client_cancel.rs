@@ -48,9 +48,10 @@ async fn a_cancelled_call_lets_its_connection_idle_out() {
     let echo = start(options(None)).await;
     let client = Client::builder()
         .transport(TransportMode::WebSocket)
-        .websocket(WebSocketOptions {
-            idle_timeout: Duration::from_secs(60),
-            ..WebSocketOptions::default()
+        .websocket({
+            let mut value = WebSocketOptions::default();
+            value.idle_timeout = Duration::from_secs(60);
+            value
         })
         .timeout(Duration::from_secs(3600))
         .build()

@@ -35,7 +35,12 @@ pub fn webhook_policy(
 ) -> anyhow::Result<asap_protocol::webhook::UrlPolicy> {
     let allow = asap_protocol::webhook::UrlPolicy::parse_allow_list(allow_private)
         .map_err(|e| invalid_input(format!("{flag}: {e}")))?;
-    Ok(asap_protocol::webhook::UrlPolicy { allow_http, allow })
+    Ok({
+        let mut value = asap_protocol::webhook::UrlPolicy::default();
+        value.allow_http = allow_http;
+        value.allow = allow;
+        value
+    })
 }
 
 /// The parser of boolean options that also come from a variable: `1/0`, `true/false`,

@@ -101,9 +101,10 @@ impl Connection {
             .timeout(std::time::Duration::from_secs_f64(
                 self.timeout.unwrap_or(60.0).max(0.001),
             ))
-            .retry(RetryPolicy {
-                max_attempts: self.attempts.max(1),
-                ..RetryPolicy::default()
+            .retry({
+                let mut value = RetryPolicy::default();
+                value.max_attempts = self.attempts.max(1);
+                value
             })
             .require_https(!self.insecure_http)
             .transport(match self.transport.trim() {

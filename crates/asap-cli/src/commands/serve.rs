@@ -374,7 +374,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 Some(queue),
             )
         }
-        StorageConfig::Memory => (
+        // Memory, and any other backend: no webhook queue.
+        _ => (
             storage.open().await.context("opening the state store")?,
             None,
         ),
@@ -454,6 +455,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let state = match &storage {
         StorageConfig::Sqlite(path) => format!("sqlite {}", path.display()),
         StorageConfig::Memory => "memory".to_owned(),
+        other => format!("{other:?}"),
     };
     crate::out!(
         "asap: {} ({}) manifest {manifest_url}, state {state}, listening on {listening_url}",
@@ -518,34 +520,37 @@ fn public_url(url: &str) -> anyhow::Result<String> {
 
 /// The webhook delivery settings the flags ask for.
 fn webhook_config(args: &ServeArgs) -> anyhow::Result<WebhookConfig> {
-    Ok(WebhookConfig {
-        policy: super::webhook_policy(
+    Ok({
+        let mut value = WebhookConfig::default();
+        value.policy = super::webhook_policy(
             args.webhook_allow_http,
             &args.webhook_allow_private,
             "--webhook-allow-private",
-        )?,
-        ..WebhookConfig::default()
+        )?;
+        value
     })
 }
 
 /// The OAuth2 protection the flags (and their `ASAP_AUTH_*` variables) ask for, if any.
 async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth2>> {
-    let settings = OAuth2Settings {
-        issuer: args.oauth2_issuer.clone(),
-        jwks_uri: args.oauth2_jwks_uri.clone(),
-        introspection_url: args.oauth2_introspection_url.clone(),
-        client_id: args.oauth2_client_id.clone(),
-        client_secret: secret(
+    let settings = {
+        let mut value = OAuth2Settings::default();
+        value.issuer = args.oauth2_issuer.clone();
+        value.jwks_uri = args.oauth2_jwks_uri.clone();
+        value.introspection_url = args.oauth2_introspection_url.clone();
+        value.client_id = args.oauth2_client_id.clone();
+        value.client_secret = secret(
             args.oauth2_client_secret.clone(),
             args.oauth2_client_secret_file.as_deref(),
-        )?,
-        required_scope: Some(args.oauth2_scope.clone()),
-        audience: args.oauth2_audience.clone(),
-        strict: args.oauth2_strict,
-        per_route_scopes: args.oauth2_per_route_scopes,
-        bind_sender: args.oauth2_bind_sender,
-        subject_map: std::env::var("ASAP_AUTH_SUBJECT_MAP").ok(),
-        custom_claim: std::env::var("ASAP_AUTH_CUSTOM_CLAIM").ok(),
+        )?;
+        value.required_scope = Some(args.oauth2_scope.clone());
+        value.audience = args.oauth2_audience.clone();
+        value.strict = args.oauth2_strict;
+        value.per_route_scopes = args.oauth2_per_route_scopes;
+        value.bind_sender = args.oauth2_bind_sender;
+        value.subject_map = std::env::var("ASAP_AUTH_SUBJECT_MAP").ok();
+        value.custom_claim = std::env::var("ASAP_AUTH_CUSTOM_CLAIM").ok();
+        value
     };
     settings
         .build(agent_id)

@@ -103,11 +103,13 @@ impl QueueArgs {
         let store = SqliteStore::open(super::state_db(&self.data_dir)?)
             .await
             .context("opening the state store")?;
-        let config = WebhookConfig {
-            policy: super::webhook_policy(self.allow_http, &self.allow_private, "--allow-private")?,
-            max_in_flight: self.max_in_flight,
-            per_url_rate: self.per_url_rate,
-            ..WebhookConfig::default()
+        let config = {
+            let mut value = WebhookConfig::default();
+            value.policy =
+                super::webhook_policy(self.allow_http, &self.allow_private, "--allow-private")?;
+            value.max_in_flight = self.max_in_flight;
+            value.per_url_rate = self.per_url_rate;
+            value
         };
         Ok(WebhookQueue::new(&store, config)?)
     }

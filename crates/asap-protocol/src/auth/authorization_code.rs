@@ -98,6 +98,7 @@ pub struct AuthorizationCodeFlow {
 
 /// A started authorization: the URL to open, and what the exchange needs to check and
 /// prove (the `state` and the PKCE verifier, never shown).
+#[must_use = "the authorization must be completed with the redirect it expects"]
 pub struct PendingAuthorization {
     /// The URL the user opens in a browser.
     pub url: String,

@@ -27,6 +27,7 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// What a token must satisfy. `Default` is the reference's behaviour.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JwtPolicy {
     /// A scope every token must carry (`None`: no scope check).
     pub required_scope: Option<String>,

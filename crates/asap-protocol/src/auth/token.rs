@@ -10,6 +10,7 @@ use oauth2::{
 
 /// How the client authenticates to the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ClientAuth {
     /// HTTP Basic (`client_secret_basic`), as the reference.
     #[default]

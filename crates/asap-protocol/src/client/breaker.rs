@@ -11,6 +11,7 @@ use crate::model::AsapError;
 
 /// Circuit breaker settings (the reference's defaults: 5 failures, 60 s).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BreakerConfig {
     /// Consecutive failures that open the circuit.
     pub threshold: u32,

@@ -185,6 +185,7 @@ impl ClientError {
 
 /// Configures a [`Client`].
 #[derive(Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,

@@ -6,6 +6,7 @@ use rand::Rng;
 
 /// When and how often to try again (the reference client's defaults).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in total, the first included (at least 1).
     pub max_attempts: u32,

@@ -7,6 +7,7 @@
 
 /// Which Python encoder's float layout to reproduce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FloatStyle {
     /// `repr(float)`, used by `json.dumps`: scientific below `1e-4` and from `1e16`,
     /// exponent with a sign and at least two digits (`1e-07`, `1e+16`).

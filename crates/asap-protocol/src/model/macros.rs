@@ -76,6 +76,7 @@ macro_rules! payload_types {
     ),+ $(,)?) => {
         /// Every payload model the protocol defines, by its `payload_type`.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
         pub enum PayloadType {
             $(
                 #[doc = concat!("`", $wire, "` ([`", stringify!($model), "`])")]
@@ -153,6 +154,7 @@ macro_rules! payload_types {
 
         /// Any payload, typed.
         #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
         pub enum Payload {
             $(
                 #[doc = concat!("A [`", stringify!($model), "`].")]

@@ -202,6 +202,7 @@ model! {
 /// Any part, chosen by its `type` member.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum Part {
     /// `"text"`
     Text(TextPart),

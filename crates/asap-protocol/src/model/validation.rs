@@ -19,6 +19,7 @@ const PYDANTIC_DOCS: &str = "https://errors.pydantic.dev/2.14/v/";
 /// One step of a [`ErrorDetail::loc`] path: a member name or an array index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum LocItem {
     /// An object member.
     Key(String),
@@ -38,6 +39,7 @@ impl fmt::Display for LocItem {
 /// A path into the input being validated, built on the stack while validating and
 /// turned into a `Vec<LocItem>` only when an error is recorded.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Loc<'a> {
     /// The document itself.
     Root,

@@ -19,6 +19,7 @@ pub const ASAP_METHOD: &str = "asap.send";
 
 /// A JSON-RPC error code with its fixed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// -32700: the body is not JSON.
     ParseError,

@@ -12,6 +12,7 @@ use crate::model::{Model, ValidationError};
 /// A JSON-RPC request id: a string or an integer (of any size, echoed exactly).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum RequestId {
     /// A string id, as the reference client sends (`"req-1"`).
     Str(String),

@@ -71,6 +71,7 @@ impl TokenValidator for StaticTokens {
 
 /// Why authentication failed, with the reference's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AuthFailure {
     /// No usable `Authorization: Bearer` header.
     Missing,

@@ -31,6 +31,7 @@ pub(crate) fn too_large(n: usize, max: usize) -> BodyRejection {
 
 /// A supported request coding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Coding {
     /// No coding (absent, empty or `identity`).
     Identity,

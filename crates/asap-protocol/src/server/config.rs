@@ -33,6 +33,7 @@ pub enum ConfigError {
 
 /// Every limit and switch of the HTTP server. `Default` gives the reference's defaults.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Largest request body, before and after decompression (`ASAP_MAX_REQUEST_SIZE`).
     pub max_request_size: usize,
@@ -102,6 +103,7 @@ pub struct ServerConfig {
 /// Limits of the WebSocket binding (wire spec section 11). `Default` gives the
 /// reference's values where it has them.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct WebSocketConfig {
     /// Serve `/asap/ws` at all.
     pub enabled: bool,

@@ -165,6 +165,7 @@ impl Inner {
 
 /// Configures a [`Server`].
 #[derive(Default)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ServerBuilder {
     manifest: Option<Manifest>,
     registry: Option<HandlerRegistry>,
@@ -259,6 +260,7 @@ impl ServerBuilder {
 }
 
 /// An ASAP agent server.
+#[must_use = "a server answers nothing until `serve` (or its router) runs"]
 pub struct Server {
     state: AppState,
 }

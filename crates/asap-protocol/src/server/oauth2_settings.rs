@@ -24,6 +24,7 @@ use crate::auth::{
 /// assert_eq!(settings.required_scope, None);
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OAuth2Settings {
     /// The provider's issuer (`ASAP_AUTH_ISSUER`): keys and introspection endpoint come
     /// from its OIDC discovery document, whose `issuer` must match.

@@ -131,6 +131,7 @@ pub trait Store: TaskStore + SnapshotStore + MeteringStore {
 
 /// Which backend to use, as `ASAP_STORAGE_BACKEND` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StorageConfig {
     /// In process memory; lost on exit.
     Memory,

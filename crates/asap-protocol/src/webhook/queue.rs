@@ -22,6 +22,7 @@ use crate::store::SqliteStore;
 
 /// Limits and timing of webhook delivery.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct WebhookConfig {
     /// Where callbacks may go (default: `https` to public addresses only).
     pub policy: UrlPolicy,

@@ -182,6 +182,7 @@ pub fn blocked(ip: IpAddr) -> Option<BlockReason> {
 
 /// Where callbacks may go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UrlPolicy {
     /// Allow `http` as well as `https` (development only).
     pub allow_http: bool,

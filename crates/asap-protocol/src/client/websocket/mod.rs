@@ -29,6 +29,7 @@ pub enum TransportMode {
 /// Settings of the WebSocket transport. `Default` follows the reference (section 11.8)
 /// except where noted.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct WebSocketOptions {
     /// Time to open a connection (10 s).
     pub open_timeout: Duration,
