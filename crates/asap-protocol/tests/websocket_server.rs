@@ -493,13 +493,14 @@ async fn graceful_shutdown_finishes_the_message_then_closes_with_1001() {
 /// The WebSocket drain at shutdown counts its grace from the stop, not from the start:
 /// a server that has run longer than its grace still waits for the message in flight
 /// before it returns (and closes its store). It used to return at once.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_websocket_messages_after_a_long_uptime() {
     let gate = Gate::new();
     let mut config = open_config();
     config.shutdown_grace = Duration::from_millis(300);
     let mut server = server_with(config, Some(gate.registry())).await;
-    // Up for longer than the grace (the condition of the defect, not a synchronisation).
+    // Up for longer than the grace (the condition of the defect, not a synchronisation;
+    // paused time, so no real wait).
     tokio::time::sleep(Duration::from_millis(400)).await;
     let mut socket = connect(&server).await;
     socket
@@ -508,8 +509,7 @@ async fn shutdown_waits_for_websocket_messages_after_a_long_uptime() {
         .unwrap();
     gate.entered().await;
     server.signal_stop();
-    // Released a while after the stop (the drain must wait for it; real time, as the
-    // server measures its grace with std::time::Instant).
+    // Released a while after the stop (the drain must wait for it; paused time).
     let releaser = tokio::spawn({
         let gate = gate.clone();
         async move {

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::model::AsapError;
 
@@ -132,8 +134,8 @@ impl CircuitBreakers {
 mod tests {
     use super::*;
 
-    #[test]
-    fn opens_half_opens_and_closes() {
+    #[tokio::test(start_paused = true)]
+    async fn opens_half_opens_and_closes() {
         let b = CircuitBreakers::new(BreakerConfig {
             threshold: 2,
             open_for: Duration::from_millis(30),
@@ -148,12 +150,12 @@ mod tests {
         assert_eq!(err.code(), "asap:transport/circuit_open");
         assert_eq!(err.details()["consecutive_failures"], 2);
         b.allow("http://other").unwrap();
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_millis(31)).await;
         b.allow(url).unwrap(); // the probe
         assert!(b.allow(url).is_err(), "only one probe while half-open");
         b.failure(url);
         assert!(b.is_open(url));
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_millis(31)).await;
         b.allow(url).unwrap();
         b.success(url);
         assert!(!b.is_open(url));
@@ -162,18 +164,18 @@ mod tests {
 
     /// A probe whose caller went away (timeout, dropped future) records nothing; the
     /// circuit used to stay half-open, refusing every call, forever.
-    #[test]
-    fn an_abandoned_probe_is_given_up_after_open_for() {
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_is_given_up_after_open_for() {
         let b = CircuitBreakers::new(BreakerConfig {
             threshold: 1,
             open_for: Duration::from_millis(30),
         });
         let url = "http://a";
         b.failure(url);
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_millis(31)).await;
         b.allow(url).unwrap(); // the probe, whose outcome never arrives
         assert!(b.allow(url).is_err(), "one probe at a time");
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_millis(31)).await;
         b.allow(url)
             .expect("a new probe once the first is given up");
         b.success(url);

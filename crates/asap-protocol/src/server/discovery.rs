@@ -2,7 +2,7 @@
 //! 9.9), the health document (9.10) and the liveness and readiness probes.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;

@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -326,8 +328,8 @@ mod tests {
         assert_eq!(store.len(), 1);
     }
 
-    #[test]
-    fn nonce_store_is_bounded_and_expires() {
+    #[tokio::test(start_paused = true)]
+    async fn nonce_store_is_bounded_and_expires() {
         let store = NonceStore::new(Duration::from_secs(600), 3);
         for i in 0..10 {
             store
@@ -338,11 +340,18 @@ mod tests {
                 .unwrap();
         }
         assert!(store.len() <= 3);
-        let short = NonceStore::new(Duration::from_millis(1), 10);
+        let short = NonceStore::new(Duration::from_secs(600), 10);
         short
             .check(&envelope("2026-11-23T23:07:20Z", json!({"nonce": "x"})))
             .unwrap();
-        std::thread::sleep(Duration::from_millis(5));
+        // Within the window the same nonce is a replay; past it, it is new again.
+        tokio::time::advance(Duration::from_secs(599)).await;
+        assert!(
+            short
+                .check(&envelope("2026-11-23T23:07:20Z", json!({"nonce": "x"})))
+                .is_err()
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
         short
             .check(&envelope("2026-11-23T23:07:20Z", json!({"nonce": "x"})))
             .unwrap();
