@@ -29,11 +29,31 @@ fn asap(args: &[&str], stdin: Option<&[u8]>) -> Output {
 /// `seq` and delivery id.
 struct Receiver {
     port: u16,
-    got: Arc<Mutex<Vec<(u64, String)>>>,
+    got: Arc<Recorded>,
+}
+
+/// What a receiver got, with a signal for each arrival.
+#[derive(Default)]
+struct Recorded {
+    list: Mutex<Vec<(u64, String)>>,
+    arrived: std::sync::Condvar,
+}
+
+impl Receiver {
+    /// Waits (at most `within`) until `n` deliveries arrived; panics with `what` otherwise.
+    fn wait_for(&self, n: usize, within: Duration, what: &str) {
+        let list = self.got.list.lock().unwrap();
+        let (list, _) = self
+            .got
+            .arrived
+            .wait_timeout_while(list, within, |list| list.len() < n)
+            .unwrap();
+        assert!(list.len() >= n, "{what}: {} of {n}", list.len());
+    }
 }
 
 fn receiver(status: u16, delay: Duration) -> Receiver {
-    let got = Arc::new(Mutex::new(Vec::new()));
+    let got = Arc::new(Recorded::default());
     let seen = got.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -54,9 +74,11 @@ fn receiver(status: u16, delay: Duration) -> Receiver {
                             tokio::time::sleep(delay).await;
                             let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
                             let id = headers["x-asap-delivery-id"].to_str().unwrap().to_owned();
-                            seen.lock()
+                            seen.list
+                                .lock()
                                 .unwrap()
                                 .push((value["seq"].as_u64().unwrap_or(0), id));
+                            seen.arrived.notify_all();
                             axum::http::StatusCode::from_u16(status).unwrap()
                         }
                     },
@@ -161,7 +183,11 @@ fn enqueue_refuses_blocked_urls_and_dead_letters_can_be_replayed() {
     let mut deliver = vec!["webhook", "deliver", "--until-empty", "--data-dir", data];
     deliver.extend(LOOPBACK);
     assert!(asap(&deliver, None).status.success());
-    assert_eq!(gone.got.lock().unwrap().len(), 1, "a 404 is not retried");
+    assert_eq!(
+        gone.got.list.lock().unwrap().len(),
+        1,
+        "a 404 is not retried"
+    );
     let letters = asap(&["webhook", "dead-letters", "--data-dir", data], None);
     let letter: serde_json::Value = serde_json::from_slice(&letters.stdout).unwrap();
     assert_eq!(letter["id"], id);
@@ -174,7 +200,11 @@ fn enqueue_refuses_blocked_urls_and_dead_letters_can_be_replayed() {
             .is_empty()
     );
     assert!(asap(&deliver, None).status.success());
-    assert_eq!(gone.got.lock().unwrap().len(), 2, "replayed and sent again");
+    assert_eq!(
+        gone.got.list.lock().unwrap().len(),
+        2,
+        "replayed and sent again"
+    );
     assert_eq!(
         asap(&["webhook", "replay", "nope", "--data-dir", data], None)
             .status
@@ -236,14 +266,14 @@ fn deliveries_survive_sigkill_of_the_delivering_process() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (slow.got.lock().unwrap().len() as u64) < TOTAL / 3 {
-        assert!(Instant::now() < deadline, "deliveries did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    slow.wait_for(
+        (TOTAL / 3) as usize,
+        Duration::from_secs(60),
+        "deliveries did not start",
+    );
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
-    let at_kill = slow.got.lock().unwrap().len();
+    let at_kill = slow.got.list.lock().unwrap().len();
     assert!(
         (at_kill as u64) < TOTAL,
         "killed mid-way ({at_kill} delivered)"
@@ -257,7 +287,7 @@ fn deliveries_survive_sigkill_of_the_delivering_process() {
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );
-    let got = slow.got.lock().unwrap().clone();
+    let got = slow.got.list.lock().unwrap().clone();
     let mut per_seq: HashMap<u64, u32> = HashMap::new();
     let mut ids_per_seq: HashMap<u64, std::collections::HashSet<String>> = HashMap::new();
     for (seq, id) in &got {
@@ -305,11 +335,7 @@ fn serve_sends_task_events_to_registered_callbacks() {
         "{}",
         String::from_utf8_lossy(&sent.stdout)
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while hook.got.lock().unwrap().len() < 4 {
-        assert!(Instant::now() < deadline, "task events did not arrive");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    hook.wait_for(4, Duration::from_secs(20), "task events did not arrive");
     drop(agent);
     let blocked = asap(
         &[
@@ -376,7 +402,7 @@ fn conformance_skills_answer_as_the_contract_says() {
         serde_json::json!({"delivered": true, "status_code": 200, "attempts": 1}),
         "{reply}"
     );
-    assert_eq!(hook.got.lock().unwrap()[0].0, 9);
+    assert_eq!(hook.got.list.lock().unwrap()[0].0, 9);
 
     // `slow` ends as soon as task.cancel for its task arrives.
     let started = Instant::now();
