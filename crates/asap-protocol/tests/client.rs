@@ -575,6 +575,27 @@ async fn identity_documents_are_capped() {
         chain(&error)
     );
     assert!(matches!(&error, OidcError::Fetch { source, .. } if too_large(source)));
+    // Each cap is the caller's to set.
+    let keys = asap_protocol::auth::JwksCache::new(format!("{url}/jwks"))
+        .unwrap()
+        .max_document_size(4096)
+        .keys()
+        .await;
+    let Err(JwksError::Fetch { source, .. }) = keys else {
+        panic!("{keys:?}")
+    };
+    assert!(
+        matches!(&source, DocumentError::Body(body)
+            if matches!(**body, ClientError::ResponseTooLarge { limit: 4096, .. })),
+        "{source:?}"
+    );
+    let registry = asap_protocol::discovery::RegistryClient::new()
+        .unwrap()
+        .max_document_size(4096)
+        .fetch(&format!("{url}/registry.json"))
+        .await
+        .unwrap_err();
+    assert!(registry.to_string().contains("4096"), "{registry}");
 }
 
 /// An error and its sources, joined with `: `.

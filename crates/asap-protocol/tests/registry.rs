@@ -62,7 +62,7 @@ use axum::response::IntoResponse;
 #[tokio::test(start_paused = true)]
 async fn fetch_search_and_cache() {
     let (base, hits) = serve(None).await;
-    let client = RegistryClient::new();
+    let client = RegistryClient::new().unwrap();
     let url = format!("{base}/registry.json");
     let registry = client.fetch(&url).await.unwrap();
     assert_eq!(registry.agents.len(), 2);
@@ -89,7 +89,9 @@ async fn fetch_search_and_cache() {
         "cached for the default 15 minutes"
     );
     // A short TTL expires.
-    let short = RegistryClient::new().ttl(Duration::from_millis(50));
+    let short = RegistryClient::new()
+        .unwrap()
+        .ttl(Duration::from_millis(50));
     short.fetch(&url).await.unwrap();
     tokio::time::advance(Duration::from_millis(49)).await;
     short.fetch(&url).await.unwrap();
@@ -98,7 +100,7 @@ async fn fetch_search_and_cache() {
     short.fetch(&url).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // Concurrent first fetches of one source share one request.
-    let fresh = RegistryClient::new();
+    let fresh = RegistryClient::new().unwrap();
     let (a, b, c) = tokio::join!(fresh.fetch(&url), fresh.fetch(&url), fresh.fetch(&url));
     assert!(a.is_ok() && b.is_ok() && c.is_ok());
     assert_eq!(hits.load(Ordering::SeqCst), 4);
@@ -109,7 +111,7 @@ async fn fetch_search_and_cache() {
 async fn http_caching_headers_win_over_the_default_ttl() {
     let (base, hits) = serve(Some("no-cache")).await;
     let url = format!("{base}/registry.json");
-    let client = RegistryClient::new();
+    let client = RegistryClient::new().unwrap();
     client.fetch(&url).await.unwrap();
     client.fetch(&url).await.unwrap();
     assert_eq!(
@@ -119,7 +121,7 @@ async fn http_caching_headers_win_over_the_default_ttl() {
     );
     let (base, hits) = serve(Some("public, max-age=1")).await;
     let url = format!("{base}/registry.json");
-    let client = RegistryClient::new();
+    let client = RegistryClient::new().unwrap();
     client.fetch(&url).await.unwrap();
     client.fetch(&url).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 1);
@@ -134,7 +136,7 @@ async fn http_caching_headers_win_over_the_default_ttl() {
 #[tokio::test]
 async fn invalid_and_unreachable_registries_are_clear_errors() {
     let (base, _) = serve(None).await;
-    let client = RegistryClient::new();
+    let client = RegistryClient::new().unwrap();
     match client.fetch(&format!("{base}/bad.json")).await.unwrap_err() {
         RegistryError::Invalid { reason, .. } => assert!(reason.contains("not-a-urn"), "{reason}"),
         other => panic!("{other:?}"),

@@ -232,7 +232,7 @@ async fn a_followed_registry_adds_and_removes_agents() {
 
     let (mut events, watching) = Watcher::new().start();
     watching.follow_registry(
-        asap_protocol::discovery::RegistryClient::new(),
+        asap_protocol::discovery::RegistryClient::new().unwrap(),
         file.to_str().unwrap(),
         Duration::from_millis(100),
     );

@@ -45,7 +45,7 @@ pub fn run(action: RegistryAction) -> anyhow::Result<ExitCode> {
             id,
             registry,
         } => super::remote::runtime()?.block_on(async move {
-            let registry = RegistryClient::new().fetch(&registry).await?;
+            let registry = RegistryClient::new()?.fetch(&registry).await?;
             let found: Vec<&RegistryEntry> = match (&skill, &id) {
                 (_, Some(id)) => registry.find_by_id(id).into_iter().collect(),
                 (Some(skill), None) => registry.find_by_skill(skill),

@@ -1,11 +1,12 @@
 //! Fetching an identity document (JWKS, OIDC discovery, introspection answer): one
-//! request, a success status, a body of at most [`MAX_IDENTITY_DOCUMENT`] bytes, JSON.
+//! request, a success status, a body of at most the caller's limit
+//! ([`MAX_IDENTITY_DOCUMENT`](crate::client::MAX_IDENTITY_DOCUMENT) by default), JSON.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::client::{ClientError, MAX_IDENTITY_DOCUMENT};
+use crate::client::ClientError;
 
 /// Why an identity document could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +43,13 @@ pub(crate) fn identity_http() -> Result<reqwest::Client, reqwest::Error> {
 pub(crate) async fn fetch_json<T: serde::de::DeserializeOwned>(
     request: reqwest::RequestBuilder,
     what: &'static str,
+    limit: usize,
 ) -> Result<T, DocumentError> {
     let response = request.send().await.map_err(DocumentError::Request)?;
     if !response.status().is_success() {
         return Err(DocumentError::Status(response.status()));
     }
-    let body = crate::client::body::read_capped(response, MAX_IDENTITY_DOCUMENT, what)
+    let body = crate::client::body::read_capped(response, limit, what)
         .await
         .map_err(|e| DocumentError::Body(Box::new(e)))?;
     serde_json::from_slice(&body).map_err(|source| DocumentError::Parse { what, source })

@@ -54,6 +54,7 @@ pub struct TokenIntrospector {
     client_id: String,
     client_secret: String,
     http: reqwest::Client,
+    max_document: usize,
     capacity: usize,
     cache: std::sync::Mutex<HashMap<String, (Option<TokenInfo>, Instant)>>,
 }
@@ -80,9 +81,18 @@ impl TokenIntrospector {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             http,
+            max_document: crate::client::MAX_IDENTITY_DOCUMENT,
             capacity: 1000,
             cache: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The largest document read (default
+    /// [`MAX_IDENTITY_DOCUMENT`](crate::client::MAX_IDENTITY_DOCUMENT), 1 MiB); a larger
+    /// answer is refused while it streams.
+    pub fn max_document_size(mut self, bytes: usize) -> Self {
+        self.max_document = bytes;
+        self
     }
 
     /// Caches at most `capacity` answers.
@@ -108,7 +118,7 @@ impl TokenIntrospector {
             .basic_auth(&self.client_id, Some(&self.client_secret))
             .header("accept", "application/json")
             .form(&[("token", token), ("token_type_hint", "access_token")]);
-        let body: Value = fetch_json(request, "introspection answer")
+        let body: Value = fetch_json(request, "introspection answer", self.max_document)
             .await
             .map_err(|source| IntrospectionError::Fetch {
                 url: self.url.clone(),

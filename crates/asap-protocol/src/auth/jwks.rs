@@ -41,6 +41,7 @@ struct Cached {
 pub struct JwksCache {
     uri: String,
     http: reqwest::Client,
+    max_document: usize,
     ttl: Duration,
     min_refetch: Duration,
     state: tokio::sync::Mutex<Cached>,
@@ -60,11 +61,20 @@ impl JwksCache {
         Self {
             uri: uri.into(),
             http,
+            max_document: crate::client::MAX_IDENTITY_DOCUMENT,
             ttl: Duration::from_secs(3600),
             min_refetch: Duration::from_secs(10),
             state: tokio::sync::Mutex::new(Cached::default()),
             fetches: AtomicU64::new(0),
         }
+    }
+
+    /// The largest document read (default
+    /// [`MAX_IDENTITY_DOCUMENT`](crate::client::MAX_IDENTITY_DOCUMENT), 1 MiB); a larger
+    /// answer is refused while it streams.
+    pub fn max_document_size(mut self, bytes: usize) -> Self {
+        self.max_document = bytes;
+        self
     }
 
     /// Sets how long a fetched key set is used.
@@ -86,7 +96,7 @@ impl JwksCache {
 
     async fn fetch(&self) -> Result<Arc<JwkSet>, JwksError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let set: JwkSet = fetch_json(self.http.get(&self.uri), "JWK set")
+        let set: JwkSet = fetch_json(self.http.get(&self.uri), "JWK set", self.max_document)
             .await
             .map_err(|source| JwksError::Fetch {
                 uri: self.uri.clone(),

@@ -65,6 +65,7 @@ pub enum OidcError {
 pub struct OidcDiscovery {
     issuer: String,
     http: reqwest::Client,
+    max_document: usize,
     ttl: Duration,
     cached: tokio::sync::Mutex<Option<(OidcConfig, Instant)>>,
 }
@@ -77,9 +78,18 @@ impl OidcDiscovery {
         Ok(Self {
             issuer: issuer.into().trim_end_matches('/').to_owned(),
             http,
+            max_document: crate::client::MAX_IDENTITY_DOCUMENT,
             ttl: Duration::from_secs(3600),
             cached: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The largest document read (default
+    /// [`MAX_IDENTITY_DOCUMENT`](crate::client::MAX_IDENTITY_DOCUMENT), 1 MiB); a larger
+    /// answer is refused while it streams.
+    pub fn max_document_size(mut self, bytes: usize) -> Self {
+        self.max_document = bytes;
+        self
     }
 
     /// The discovery document's URL: the suffix is appended after any issuer path.
@@ -98,7 +108,7 @@ impl OidcDiscovery {
         }
         let url = self.url();
         let request = self.http.get(&url).header("accept", "application/json");
-        let config: OidcConfig = fetch_json(request, "OIDC discovery document")
+        let config: OidcConfig = fetch_json(request, "OIDC discovery document", self.max_document)
             .await
             .map_err(|source| OidcError::Fetch {
                 url: url.clone(),

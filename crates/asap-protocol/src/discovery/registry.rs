@@ -67,9 +67,12 @@ pub struct LiteRegistry {
 }
 
 /// Why a registry could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
+    /// The HTTP client could not be built.
+    #[error("the registry's HTTP client could not be built")]
+    ClientBuild(#[source] reqwest::Error),
     /// It could not be read.
     #[error("registry {source_name}: {reason}")]
     Fetch {
@@ -190,6 +193,7 @@ impl LiteRegistry {
 /// Concurrent fetches of one source share one request.
 pub struct RegistryClient {
     http: reqwest::Client,
+    max_document: usize,
     ttl: Duration,
     /// One slot per source: fetches of one source wait for each other (and share the
     /// answer), fetches of different sources do not.
@@ -199,23 +203,28 @@ pub struct RegistryClient {
 /// A registry and until when it is fresh.
 type Cached = (Arc<LiteRegistry>, Instant);
 
-impl Default for RegistryClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl RegistryClient {
-    /// A client with the default TTL (900 s) and a 30 s timeout.
-    pub fn new() -> Self {
-        Self {
-            http: crate::client::tls::http_builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
+    /// A client with the default TTL (900 s) and a 30 s timeout; fails when that HTTP
+    /// client cannot be built (it used to fall back to one without a timeout).
+    pub fn new() -> Result<Self, RegistryError> {
+        let http = crate::client::tls::http_builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(RegistryError::ClientBuild)?;
+        Ok(Self {
+            http,
+            max_document: crate::client::MAX_REGISTRY_DOCUMENT,
             ttl: Duration::from_secs(900),
             cache: std::sync::Mutex::default(),
-        }
+        })
+    }
+
+    /// The largest registry document read (default
+    /// [`MAX_REGISTRY_DOCUMENT`](crate::client::MAX_REGISTRY_DOCUMENT), 16 MiB); a larger
+    /// answer is refused while it streams.
+    pub fn max_document_size(mut self, bytes: usize) -> Self {
+        self.max_document = bytes;
+        self
     }
 
     /// How long a registry without HTTP caching headers is kept.
@@ -264,13 +273,9 @@ impl RegistryClient {
             .get(reqwest::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok());
         let ttl = crate::client::max_age(cache_control).unwrap_or(self.ttl);
-        let text = crate::client::body::read_capped(
-            response,
-            crate::client::MAX_REGISTRY_DOCUMENT,
-            "registry",
-        )
-        .await
-        .map_err(|e| fetch_error(e.to_string()))?;
+        let text = crate::client::body::read_capped(response, self.max_document, "registry")
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?;
         let registry = Arc::new(LiteRegistry::parse(&text, source)?);
         *cached = (!ttl.is_zero()).then(|| (registry.clone(), Instant::now() + ttl));
         Ok(registry)
