@@ -253,3 +253,32 @@ async fn request_bytes_in_memory_are_bounded_across_requests() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_answer_given_before_the_body_was_read_says_the_connection_closes() {
+    let server = start(Options::default()).await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    // Declared larger than max_request_size: 413 at once, the body never read.
+    client
+        .write_all(
+            b"POST /asap HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20000000\r\n\r\n{\"partial\"",
+        )
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut client, Duration::from_secs(30)).await;
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 413"), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    // A request whose body was read keeps its connection.
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    client
+        .write_all(&request_bytes(&echo_request(json!({"n": 1})), ""))
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = client.read(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(!text.contains("connection: close"), "{text}");
+    server.stop().await;
+}

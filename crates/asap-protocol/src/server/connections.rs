@@ -14,8 +14,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Semaphore, watch};
@@ -84,14 +84,29 @@ async fn serve_connection<I>(
     });
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let mut request = request.map(Body::new);
+        let has_body = !request.body().is_end_stream();
+        let body_read = Arc::new(AtomicBool::new(false));
+        let mut request = request.map(|body| {
+            Body::new(ReadToEnd {
+                inner: body,
+                done: body_read.clone(),
+            })
+        });
         request.extensions_mut().insert(ConnectInfo(peer));
         let busy = Busy::new(requests.clone());
         let router = router.clone();
         async move {
-            let response: Response<Body> = router.oneshot(request).await?;
+            let mut response: Response<Body> = router.oneshot(request).await?;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 busy.activity.upgraded.store(true, Ordering::Relaxed);
+            }
+            // Answered before its body was read (a refused token, a body declared too
+            // large, ...): hyper closes such a connection after the answer, so say so,
+            // or a client reusing it would see it closed under its next request.
+            if has_body && !body_read.load(Ordering::Relaxed) {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             drop(busy);
             Ok::<_, Infallible>(response)
@@ -246,5 +261,35 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body that notes when it has been read to its end.
+struct ReadToEnd {
+    inner: Incoming,
+    done: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for ReadToEnd {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.done.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
