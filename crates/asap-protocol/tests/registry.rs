@@ -154,13 +154,25 @@ async fn invalid_and_unreachable_registries_are_clear_errors() {
         .await
         .unwrap_err()
     {
-        RegistryError::Fetch { reason, .. } => assert!(reason.contains("404"), "{reason}"),
+        RegistryError::Fetch { source, .. } => {
+            assert!(source.to_string().contains("404"), "{source}")
+        }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        client.fetch("/nonexistent/registry.json").await,
-        Err(RegistryError::Fetch { .. })
-    ));
+    // A missing file keeps the I/O error as the source.
+    match client
+        .fetch("/nonexistent/registry.json")
+        .await
+        .unwrap_err()
+    {
+        RegistryError::Fetch { source, .. } => {
+            let io = source
+                .downcast_ref::<std::io::Error>()
+                .expect("an I/O error");
+            assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("{other:?}"),
+    }
     // A file works too.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.json");

@@ -288,3 +288,17 @@ async fn sqlite_files_are_shared_with_the_reference() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0], asap_protocol::model::Model::to_json(&ours));
 }
+
+#[tokio::test]
+async fn a_backend_failure_keeps_the_backends_error_as_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the database file should be: SQLite cannot open it.
+    let error = asap_protocol::store::SqliteStore::open(dir.path())
+        .await
+        .unwrap_err();
+    let source = std::error::Error::source(&error).expect("a source");
+    assert!(
+        source.downcast_ref::<sqlx::Error>().is_some(),
+        "{error}: {source:?}"
+    );
+}

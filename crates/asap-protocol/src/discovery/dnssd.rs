@@ -14,13 +14,13 @@ use crate::model::Manifest;
 /// The service type.
 pub const SERVICE_TYPE: &str = "_asap._tcp.local.";
 
-/// Why DNS-SD failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why DNS-SD failed: the mDNS daemon's (or the address parser's) error.
+#[derive(Debug, thiserror::Error)]
 #[error("DNS-SD: {0}")]
-pub struct DnsSdError(pub String);
+pub struct DnsSdError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
-fn dnssd(e: impl std::fmt::Display) -> DnsSdError {
-    DnsSdError(e.to_string())
+fn dnssd(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> DnsSdError {
+    DnsSdError(e.into())
 }
 
 /// The instance name the reference derives from a manifest name: every character that

@@ -74,12 +74,12 @@ pub enum RegistryError {
     #[error("the registry's HTTP client could not be built")]
     ClientBuild(#[source] reqwest::Error),
     /// It could not be read.
-    #[error("registry {source_name}: {reason}")]
+    #[error("registry {source_name}: {source}")]
     Fetch {
         /// The URL or file.
         source_name: String,
-        /// Why.
-        reason: String,
+        /// Why: the I/O, HTTP or body error.
+        source: crate::store::BoxError,
     },
     /// It is not a valid registry document.
     #[error("registry {source_name} is invalid: {reason}")]
@@ -235,14 +235,14 @@ impl RegistryClient {
 
     /// The registry at `source`: an `http(s)://` URL, or a file path (read every time).
     pub async fn fetch(&self, source: &str) -> Result<Arc<LiteRegistry>, RegistryError> {
-        let fetch_error = |reason: String| RegistryError::Fetch {
+        let fetch_error = |why: crate::store::BoxError| RegistryError::Fetch {
             source_name: source.to_owned(),
-            reason,
+            source: why,
         };
         if !(source.starts_with("http://") || source.starts_with("https://")) {
             let text = tokio::fs::read(source)
                 .await
-                .map_err(|e| fetch_error(e.to_string()))?;
+                .map_err(|e| fetch_error(e.into()))?;
             return LiteRegistry::parse(&text, source).map(Arc::new);
         }
         let slot = self
@@ -264,9 +264,9 @@ impl RegistryClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| fetch_error(e.to_string()))?;
+            .map_err(|e| fetch_error(e.into()))?;
         if !response.status().is_success() {
-            return Err(fetch_error(format!("HTTP {}", response.status())));
+            return Err(fetch_error(format!("HTTP {}", response.status()).into()));
         }
         let cache_control = response
             .headers()
@@ -275,7 +275,7 @@ impl RegistryClient {
         let ttl = crate::client::max_age(cache_control).unwrap_or(self.ttl);
         let text = crate::client::body::read_capped(response, self.max_document, "registry")
             .await
-            .map_err(|e| fetch_error(e.to_string()))?;
+            .map_err(|e| fetch_error(e.into()))?;
         let registry = Arc::new(LiteRegistry::parse(&text, source)?);
         *cached = (!ttl.is_zero()).then(|| (registry.clone(), Instant::now() + ttl));
         Ok(registry)

@@ -35,16 +35,20 @@ pub use memory::{DEFAULT_MEMORY_CAPACITY, MemoryStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
+/// Any error, boxed, as the store's and the backends' sources.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The backend failed (I/O, lock timeout, corrupt file, ...).
+    /// The backend failed (I/O, lock timeout, corrupt file, ...): the backend's error
+    /// (`StoreError::Backend("why".into())` from a message).
     #[error("storage backend error: {0}")]
-    Backend(String),
-    /// A stored record could not be read back.
+    Backend(#[source] BoxError),
+    /// A stored record could not be read back: why.
     #[error("stored record is invalid: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] BoxError),
     /// The configuration names no usable backend.
     #[error("invalid storage configuration: {0}")]
     Config(String),

@@ -25,12 +25,12 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: impl Into<super::BoxError>) -> StoreError {
+    StoreError::Backend(e.into())
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+fn corrupt(e: impl Into<super::BoxError>) -> StoreError {
+    StoreError::Corrupt(e.into())
 }
 
 impl SqliteStore {

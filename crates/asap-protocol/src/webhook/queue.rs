@@ -132,16 +132,16 @@ pub enum WebhookError {
     /// The URL is not an allowed target.
     #[error("webhook URL rejected: {0}")]
     Blocked(#[from] BlockReason),
-    /// The database failed.
+    /// The database failed: its error.
     #[error("webhook queue storage: {0}")]
-    Storage(String),
+    Storage(#[source] crate::store::BoxError),
     /// No dead letter with this id.
     #[error("no dead letter {0}")]
     NotFound(String),
 }
 
-fn storage(e: impl std::fmt::Display) -> WebhookError {
-    WebhookError::Storage(e.to_string())
+fn storage(e: impl Into<crate::store::BoxError>) -> WebhookError {
+    WebhookError::Storage(e.into())
 }
 
 fn now() -> f64 {
