@@ -282,3 +282,18 @@ async fn an_answer_given_before_the_body_was_read_says_the_connection_closes() {
     assert!(!text.contains("connection: close"), "{text}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn absurd_connection_limits_are_clamped_not_a_panic() {
+    let mut options = Options::default();
+    options.config.max_connections = usize::MAX;
+    let server = start(options).await;
+    let reply = post_raw(
+        &server.base,
+        serde_json::to_vec(&echo_request(json!({"n": 1}))).unwrap(),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    server.stop().await;
+}

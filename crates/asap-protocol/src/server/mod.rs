@@ -384,7 +384,9 @@ impl Server {
         let state = self.state.clone();
         let grace = state.config.shutdown_grace;
         let limits = connections::ConnectionLimits {
-            max_connections: state.config.max_connections.max(1),
+            // At least one; at most what the slot semaphore can count and the drain can
+            // wait for at once (u32), so no setting can make serving panic.
+            max_connections: state.config.max_connections.clamp(1, u32::MAX as usize),
             header_read_timeout: state.config.header_read_timeout,
             idle_timeout: state.config.idle_timeout,
         };
