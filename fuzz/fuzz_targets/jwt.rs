@@ -25,7 +25,9 @@ fn validator() -> &'static JwtValidator {
     static VALIDATOR: OnceLock<JwtValidator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
         // Not an http(s) URL: every fetch fails at once, without the network.
-        let jwks = Arc::new(JwksCache::new("file:///nonexistent/jwks.json"));
+        let jwks = Arc::new(
+            JwksCache::new("file:///nonexistent/jwks.json").expect("the JWKS HTTP client builds"),
+        );
         JwtValidator::new(jwks, AGENT, JwtPolicy::default())
             .with_hmac_secret(SECRET)
             .verified_cache(Duration::ZERO, 0)
