@@ -606,3 +606,27 @@ async fn manifest_bearer_auth_uses_the_handshake_header() {
     assert!(next_json(&mut second).await.get("result").is_some());
     server.stop().await;
 }
+
+/// `authenticate_upgrade` off restores the reference: the upgrade is open and each
+/// message without a valid token is refused.
+#[tokio::test]
+async fn with_upgrade_auth_off_tokenless_messages_are_refused_one_by_one() {
+    let mut config = open_config();
+    config.websocket.authenticate_upgrade = false;
+    let server = start(
+        Options {
+            config,
+            ..Options::default()
+        }
+        .bearer_tokens(&[("s3cret", "urn:asap:agent:client")]),
+    )
+    .await;
+    let url = format!("ws://{}/asap/ws", server.addr);
+    let mut anonymous = tokio_tungstenite::connect_async(&url).await.unwrap().0;
+    anonymous.send(request("anon", &echo(false))).await.unwrap();
+    assert_eq!(
+        next_json(&mut anonymous).await["error"],
+        json!({"code": -32600, "message": "Invalid request", "data": {"error": "Authentication required", "status_code": 401}})
+    );
+    server.stop().await;
+}

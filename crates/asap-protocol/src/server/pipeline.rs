@@ -162,11 +162,7 @@ fn auth_failure_response(state: &AppState, failure: AuthFailure, started: Instan
     );
     let data = json!({"error": failure.message(), "status_code": 401});
     let body = JsonRpcErrorResponse::new(JsonRpcError::new(ErrorCode::InvalidRequest, data), None);
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json::to_compact(&body)))
-        .expect("valid response")
+    json_response(StatusCode::OK, &body)
 }
 
 /// A request body: decoded bytes, or JSON the WebSocket reader has already parsed.
