@@ -17,6 +17,7 @@ use crate::server::{
     EchoHandler, Handler, HandlerContext, HandlerError, HandlerRegistry, RateLimitRule,
     ServerConfig, reply_with,
 };
+use crate::store::{StoreError, WriteBatch};
 use crate::webhook::{SystemResolver, UrlPolicy, Webhook, WebhookConfig, deliver_now};
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -146,18 +147,50 @@ async fn slow(
         .clamp(0.0, 300.0);
     let mut task = Task::new(task_id.clone(), payload.conversation_id.clone());
     task.transition(TaskStatus::Working)?;
-    ctx.save_task(&task).await?;
+    // The caller names the task: a task of that name left by an earlier run starts over.
+    match ctx
+        .commit(WriteBatch::new().create_task(task.clone()))
+        .await
+    {
+        Err(StoreError::Conflict { .. }) => {
+            ctx.update_task::<HandlerError, _>(
+                &task_id,
+                |stored| {
+                    *stored = task.clone();
+                    Ok(true)
+                },
+                |_| WriteBatch::new(),
+            )
+            .await?;
+        }
+        other => other?,
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(25)).await;
         if let Some(current) = ctx.store.get_task(&task_id).await?
-            && current.status == TaskStatus::Cancelled
+            && current.task.status == TaskStatus::Cancelled
         {
             return Ok((task_id, TaskStatus::Cancelled, json!({"cancelled": true})));
         }
     }
-    task.transition(TaskStatus::Completed)?;
-    ctx.save_task(&task).await?;
+    // Completed unless a task.cancel landed since the last look.
+    let finished = ctx
+        .update_task::<HandlerError, _>(
+            &task_id,
+            |stored| {
+                if stored.is_terminal() {
+                    return Ok(false);
+                }
+                stored.transition(TaskStatus::Completed)?;
+                Ok(true)
+            },
+            |_| WriteBatch::new(),
+        )
+        .await?;
+    if finished.is_some_and(|t| t.status == TaskStatus::Cancelled) {
+        return Ok((task_id, TaskStatus::Cancelled, json!({"cancelled": true})));
+    }
     Ok((task_id, TaskStatus::Completed, json!({"slept": seconds})))
 }
 
@@ -261,12 +294,18 @@ impl Handler for Cancel {
         ctx: &HandlerContext,
     ) -> Result<Envelope, HandlerError> {
         let cancel: TaskCancel = request.payload_as()?;
-        if let Some(mut task) = ctx.store.get_task(&cancel.task_id).await?
-            && !task.is_terminal()
-        {
-            task.transition(TaskStatus::Cancelled)?;
-            ctx.save_task(&task).await?;
-        }
+        ctx.update_task::<HandlerError, _>(
+            &cancel.task_id,
+            |task| {
+                if task.is_terminal() {
+                    return Ok(false);
+                }
+                task.transition(TaskStatus::Cancelled)?;
+                Ok(true)
+            },
+            |_| WriteBatch::new(),
+        )
+        .await?;
         let response = TaskResponse::new(cancel.task_id, TaskStatus::Cancelled);
         Ok(reply_with(&request, ctx, response))
     }

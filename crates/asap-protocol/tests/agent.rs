@@ -42,7 +42,7 @@ async fn task_lifecycle_snapshots_and_cancellation() {
     let store: Arc<dyn Store> = Arc::new(asap_protocol::store::MemoryStore::new());
     let server = start(agent(store.clone())).await;
     let task_id = run_echo(&server.base).await;
-    let task = store.get_task(&task_id).await.unwrap().unwrap();
+    let task = store.get_task(&task_id).await.unwrap().unwrap().task;
     assert_eq!(task.status.as_str(), "completed");
     assert_eq!(store.list_versions(&task_id).await.unwrap(), [1, 2]);
 
@@ -133,7 +133,10 @@ async fn task_lifecycle_snapshots_and_cancellation() {
     running
         .transition(asap_protocol::model::TaskStatus::Working)
         .unwrap();
-    store.put_task(&running).await.unwrap();
+    store
+        .commit(asap_protocol::store::WriteBatch::new().create_task(running))
+        .await
+        .unwrap();
     let reply = post(
         &server.base,
         &send(
@@ -156,6 +159,7 @@ async fn task_lifecycle_snapshots_and_cancellation() {
             .await
             .unwrap()
             .unwrap()
+            .task
             .status
             .as_str(),
         "cancelled"
@@ -205,4 +209,145 @@ async fn sqlite_state_survives_a_restart() {
     assert_eq!(env["payload"]["task_id"], json!(task_id), "{}", reply.text);
     assert_eq!(env["payload"]["version"], 2);
     server.stop().await;
+}
+
+/// A store that holds the first task read back until the test lets it go: the read
+/// returns what was stored before the pause, so a write made during the pause is one
+/// the reader has not seen.
+struct PausingStore {
+    inner: asap_protocol::store::MemoryStore,
+    paused: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<String>,
+            tokio::sync::oneshot::Receiver<()>,
+        )>,
+    >,
+}
+
+#[async_trait::async_trait]
+impl asap_protocol::store::TaskStore for PausingStore {
+    async fn get_task(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<asap_protocol::store::StoredTask>, asap_protocol::store::StoreError> {
+        let read = self.inner.get_task(task_id).await?;
+        let pause = self.paused.lock().unwrap().take();
+        if let Some((reached, resume)) = pause {
+            reached.send(task_id.to_owned()).unwrap();
+            resume.await.unwrap();
+        }
+        Ok(read)
+    }
+}
+
+#[async_trait::async_trait]
+impl asap_protocol::store::SnapshotStore for PausingStore {
+    async fn save(
+        &self,
+        snapshot: &asap_protocol::model::StateSnapshot,
+    ) -> Result<(), asap_protocol::store::StoreError> {
+        self.inner.save(snapshot).await
+    }
+    async fn get(
+        &self,
+        task_id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<asap_protocol::model::StateSnapshot>, asap_protocol::store::StoreError> {
+        self.inner.get(task_id, version).await
+    }
+    async fn list_versions(
+        &self,
+        task_id: &str,
+    ) -> Result<Vec<i64>, asap_protocol::store::StoreError> {
+        self.inner.list_versions(task_id).await
+    }
+    async fn delete(
+        &self,
+        task_id: &str,
+        version: Option<i64>,
+    ) -> Result<bool, asap_protocol::store::StoreError> {
+        self.inner.delete(task_id, version).await
+    }
+}
+
+#[async_trait::async_trait]
+impl asap_protocol::store::MeteringStore for PausingStore {
+    async fn record(
+        &self,
+        event: &asap_protocol::model::UsageEvent,
+    ) -> Result<(), asap_protocol::store::StoreError> {
+        self.inner.record(event).await
+    }
+    async fn query(
+        &self,
+        agent_id: &str,
+        start: Option<asap_protocol::model::Timestamp>,
+        end: Option<asap_protocol::model::Timestamp>,
+    ) -> Result<Vec<asap_protocol::model::UsageEvent>, asap_protocol::store::StoreError> {
+        self.inner.query(agent_id, start, end).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PausingStore {
+    async fn commit(
+        &self,
+        batch: asap_protocol::store::WriteBatch,
+    ) -> Result<(), asap_protocol::store::StoreError> {
+        self.inner.commit(batch).await
+    }
+    async fn ping(&self) -> Result<(), asap_protocol::store::StoreError> {
+        self.inner.ping().await
+    }
+    async fn close(&self) {}
+}
+
+/// A `task.cancel` that lands after the task handler read the task back from its skill
+/// and before it wrote the outcome: the cancellation stands (the handler's write
+/// conflicts, it reads again and records what holds). Before conditional writes the
+/// handler's `completed` silently replaced `cancelled`.
+#[tokio::test]
+async fn a_cancel_between_the_handlers_read_and_write_is_not_overwritten() {
+    let (reached_tx, reached) = tokio::sync::oneshot::channel();
+    let (resume, resume_rx) = tokio::sync::oneshot::channel();
+    let store = Arc::new(PausingStore {
+        inner: asap_protocol::store::MemoryStore::new(),
+        paused: std::sync::Mutex::new(Some((reached_tx, resume_rx))),
+    });
+    let server = start(agent(store.clone())).await;
+    let store: Arc<dyn Store> = store;
+    let base = server.base.clone();
+    let request = tokio::spawn(async move {
+        post(
+            &base,
+            &send(
+                "task.request",
+                json!({"conversation_id": "c1", "skill_id": "echo", "input": {}}),
+            ),
+        )
+        .await
+    });
+    // The echo skill has run; the handler has read the task (working) and waits.
+    let task_id = reached.await.unwrap();
+    let cancel = post(
+        &server.base,
+        &send("task.cancel", json!({"task_id": task_id})),
+    )
+    .await;
+    assert_eq!(
+        cancel.json()["result"]["envelope"]["payload"]["status"],
+        "cancelled",
+        "{}",
+        cancel.text
+    );
+    resume.send(()).unwrap();
+    let reply = request.await.unwrap();
+    let payload = reply.json()["result"]["envelope"]["payload"].clone();
+    assert_eq!(payload["status"], "cancelled", "{}", reply.text);
+    let stored = store.get_task(&task_id).await.unwrap().unwrap();
+    assert_eq!(stored.task.status.as_str(), "cancelled");
+    // Created, then cancelled; the handler, finding it cancelled, wrote only its snapshot.
+    assert_eq!(stored.revision, 2);
+    let outcome = store.get(&task_id, Some(2)).await.unwrap().unwrap();
+    assert_eq!(outcome.data["status"], "cancelled");
 }

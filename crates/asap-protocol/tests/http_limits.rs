@@ -483,16 +483,10 @@ fn gone() -> asap_protocol::store::StoreError {
 
 #[async_trait::async_trait]
 impl asap_protocol::store::TaskStore for BrokenStore {
-    async fn put_task(
-        &self,
-        _: &asap_protocol::model::Task,
-    ) -> Result<(), asap_protocol::store::StoreError> {
-        Err(gone())
-    }
     async fn get_task(
         &self,
         _: &str,
-    ) -> Result<Option<asap_protocol::model::Task>, asap_protocol::store::StoreError> {
+    ) -> Result<Option<asap_protocol::store::StoredTask>, asap_protocol::store::StoreError> {
         Err(gone())
     }
 }
@@ -544,6 +538,12 @@ impl asap_protocol::store::MeteringStore for BrokenStore {
 
 #[async_trait::async_trait]
 impl asap_protocol::store::Store for BrokenStore {
+    async fn commit(
+        &self,
+        _: asap_protocol::store::WriteBatch,
+    ) -> Result<(), asap_protocol::store::StoreError> {
+        Err(gone())
+    }
     async fn ping(&self) -> Result<(), asap_protocol::store::StoreError> {
         Err(gone())
     }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use asap_protocol::model::{StateSnapshot, Task, TaskStatus, Timestamp, UsageEvent, UsageMetrics};
-use asap_protocol::store::{MemoryStore, SnapshotStore, SqliteStore, StorageConfig, Store};
+use asap_protocol::store::{
+    MemoryStore, SnapshotStore, SqliteStore, StorageConfig, Store, StoreError, WriteBatch,
+};
 use serde_json::json;
 use sqlx::Row;
 
@@ -60,12 +62,7 @@ async fn contract(store: Arc<dyn Store>) {
     assert!(!store.delete("t1", None).await.unwrap());
     assert_eq!(store.get("t1", None).await.unwrap(), None);
 
-    let mut task = Task::new("task_9", "conv");
-    store.put_task(&task).await.unwrap();
-    task.transition(TaskStatus::Working).unwrap();
-    store.put_task(&task).await.unwrap();
-    assert_eq!(store.get_task("task_9").await.unwrap(), Some(task));
-    assert_eq!(store.get_task("nope").await.unwrap(), None);
+    task_contract(store.as_ref()).await;
 
     let event = |ts: &str, tokens: i64| UsageEvent {
         task_id: "t".into(),
@@ -123,9 +120,123 @@ async fn contract(store: Arc<dyn Store>) {
     );
 }
 
+/// Tasks: created once, updated only at the revision read, a batch all or nothing.
+async fn task_contract(store: &dyn Store) {
+    let mut task = Task::new("task_9", "conv");
+    store
+        .commit(WriteBatch::new().create_task(task.clone()))
+        .await
+        .unwrap();
+    let stored = store.get_task("task_9").await.unwrap().unwrap();
+    assert_eq!((stored.task, stored.revision), (task.clone(), 1));
+    assert_eq!(store.get_task("nope").await.unwrap(), None);
+
+    // Creating it again conflicts, and nothing else of that batch is written.
+    let again = WriteBatch::new()
+        .save_snapshot(snapshot("task_9", 1, json!({"lost": true})))
+        .create_task(task.clone());
+    let conflict = store.commit(again).await.unwrap_err();
+    assert!(
+        matches!(&conflict, StoreError::Conflict { task_id, expected: 0 } if task_id == "task_9"),
+        "{conflict:?}"
+    );
+    assert_eq!(store.get("task_9", None).await.unwrap(), None);
+
+    // An update at the revision read succeeds and moves the revision on ...
+    task.transition(TaskStatus::Working).unwrap();
+    store
+        .commit(
+            WriteBatch::new()
+                .update_task(task.clone(), 1)
+                .save_snapshot(snapshot("task_9", 1, json!({"kept": true}))),
+        )
+        .await
+        .unwrap();
+    let stored = store.get_task("task_9").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.task.status, stored.revision),
+        (TaskStatus::Working, 2)
+    );
+    assert_eq!(store.list_versions("task_9").await.unwrap(), [1]);
+
+    // ... and a second writer still holding revision 1 loses, whole.
+    let mut stale = task.clone();
+    stale.transition(TaskStatus::Cancelled).unwrap();
+    let lost = WriteBatch::new()
+        .update_task(stale, 1)
+        .save_snapshot(snapshot("task_9", 2, json!({"lost": true})));
+    assert!(matches!(
+        store.commit(lost).await.unwrap_err(),
+        StoreError::Conflict { expected: 1, .. }
+    ));
+    let stored = store.get_task("task_9").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.task.status, stored.revision),
+        (TaskStatus::Working, 2)
+    );
+    assert_eq!(store.list_versions("task_9").await.unwrap(), [1]);
+
+    // Updating a task nobody created conflicts too.
+    assert!(matches!(
+        store
+            .commit(WriteBatch::new().update_task(Task::new("ghost", "c"), 1))
+            .await
+            .unwrap_err(),
+        StoreError::Conflict { expected: 1, .. }
+    ));
+    assert_eq!(store.get_task("ghost").await.unwrap(), None);
+
+    // Two conditional writes in one batch: the second's conflict undoes the first.
+    task.transition(TaskStatus::Completed).unwrap();
+    let both = WriteBatch::new()
+        .update_task(task.clone(), 2)
+        .create_task(Task::new("task_9", "dup"));
+    assert!(matches!(
+        store.commit(both).await.unwrap_err(),
+        StoreError::Conflict { expected: 0, .. }
+    ));
+    assert_eq!(store.get_task("task_9").await.unwrap().unwrap().revision, 2);
+    assert!(store.commit(WriteBatch::new()).await.is_ok());
+}
+
+/// Many writers committing at once (the SQLite store groups them): every batch lands,
+/// each conflict is reported to its own writer only.
+async fn concurrent_batches(store: Arc<dyn Store>) {
+    let mut jobs = Vec::new();
+    for n in 0..200 {
+        let store = store.clone();
+        jobs.push(tokio::spawn(async move {
+            let id = format!("task_c{}", n % 100);
+            let created = store
+                .commit(
+                    WriteBatch::new()
+                        .create_task(Task::new(&id, "c"))
+                        .save_snapshot(snapshot(&id, n, json!({"n": n}))),
+                )
+                .await;
+            created.is_ok()
+        }));
+    }
+    let mut created = 0;
+    for job in jobs {
+        created += usize::from(job.await.unwrap());
+    }
+    // Each of the 100 ids was created exactly once; the other 100 batches conflicted
+    // and left no snapshot behind.
+    assert_eq!(created, 100);
+    let mut snapshots = 0;
+    for n in 0..100 {
+        let id = format!("task_c{n}");
+        assert_eq!(store.get_task(&id).await.unwrap().unwrap().revision, 1);
+        snapshots += store.list_versions(&id).await.unwrap().len();
+    }
+    assert_eq!(snapshots, 100);
+}
+
 #[tokio::test]
 async fn memory_store_meets_the_contract() {
     contract(Arc::new(MemoryStore::new())).await;
+    concurrent_batches(Arc::new(MemoryStore::new())).await;
 }
 
 #[tokio::test]
@@ -139,6 +250,10 @@ async fn sqlite_store_meets_the_contract() {
             .unwrap(),
     )
     .await;
+    let store = SqliteStore::open(dir.path().join("concurrent.db"))
+        .await
+        .unwrap();
+    concurrent_batches(Arc::new(store)).await;
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use crate::model::{
     StateQuery, StateRestore, StateSnapshot, Task, TaskCancel, TaskRequest, TaskResponse,
     TaskStatus, Timestamp, generate_id,
 };
+use crate::store::WriteBatch;
 
 /// Payload type of the answer to `state.query` (the interop test-agent contract).
 pub const STATE_SNAPSHOT: &str = "state.snapshot";
@@ -125,22 +126,16 @@ impl TaskHandler {
     }
 }
 
-async fn save_snapshot(
-    ctx: &HandlerContext,
-    task: &Task,
-    version: i64,
-    data: Value,
-    checkpoint: bool,
-) -> Result<(), HandlerError> {
-    let snapshot = StateSnapshot {
+/// A snapshot of `task` at `version`, made now.
+fn snapshot(task_id: &str, version: i64, data: Value, checkpoint: bool) -> StateSnapshot {
+    StateSnapshot {
         id: format!("snap_{}", generate_id()),
-        task_id: task.id.clone(),
+        task_id: task_id.to_owned(),
         version,
         data: object(data),
         checkpoint,
         created_at: Timestamp::now(),
-    };
-    Ok(ctx.store.save(&snapshot).await?)
+    }
 }
 
 #[async_trait]
@@ -162,61 +157,66 @@ impl Handler for TaskHandler {
                 details: object(json!({"skill_id": payload.skill_id})),
             }
         })?;
+        // One transaction before the skill runs: the task (moved from submitted to
+        // working, as listeners are told) and snapshot 1 recording the request.
         let mut task = Task::new(
             format!("task_{}", generate_id()),
             payload.conversation_id.clone(),
         );
         task.parent_task_id.clone_from(&payload.parent_task_id);
-        ctx.save_task(&task).await?;
-        save_snapshot(
-            ctx,
-            &task,
-            1,
-            json!({"status": "submitted", "skill_id": payload.skill_id, "input": payload.input}),
-            false,
-        )
-        .await?;
+        let submitted = task.clone();
         task.transition(TaskStatus::Working)?;
-        ctx.save_task(&task).await?;
-        let outcome = skill.run(&task, &payload, ctx).await;
-        // The skill may have moved the task itself (for example to cancelled).
-        if let Some(current) = ctx.store.get_task(&task.id).await? {
-            task = current;
+        if let Some(events) = &ctx.events {
+            events.task_changed(&submitted).await;
         }
-        let (status, result) = match outcome {
-            Ok(result) => (TaskStatus::Completed, result),
-            Err(error) => {
-                if task.status == TaskStatus::Working {
-                    task.transition(TaskStatus::Failed)?;
-                    ctx.save_task(&task).await?;
-                }
-                save_snapshot(
-                    ctx,
-                    &task,
-                    2,
-                    json!({"status": task.status.as_str(), "error": error.to_string()}),
-                    true,
-                )
-                .await?;
-                return Err(error);
-            }
-        };
-        if task.status == TaskStatus::Working {
-            task.transition(status)?;
-            ctx.save_task(&task).await?;
-        }
-        save_snapshot(
-            ctx,
-            &task,
-            2,
-            json!({"status": task.status.as_str(), "result": result}),
-            true,
+        let request_data =
+            json!({"status": "submitted", "skill_id": payload.skill_id, "input": payload.input});
+        ctx.commit(
+            WriteBatch::new()
+                .create_task(task.clone())
+                .save_snapshot(snapshot(&task.id, 1, request_data, false)),
         )
         .await?;
+        let outcome = skill.run(&task, &payload, ctx).await;
+        // One transaction after: the outcome, unless someone (a task.cancel, the skill
+        // itself) moved the task meanwhile, and snapshot 2 recording what holds.
+        let target = match &outcome {
+            Ok(_) => TaskStatus::Completed,
+            Err(_) => TaskStatus::Failed,
+        };
+        let snapshot_2 = |task: &Task| {
+            let status = task.status.as_str();
+            let data = match &outcome {
+                Ok(result) => json!({"status": status, "result": result}),
+                Err(error) => json!({"status": status, "error": error.to_string()}),
+            };
+            WriteBatch::new().save_snapshot(snapshot(&task.id, 2, data, true))
+        };
+        let task = ctx
+            .update_task::<HandlerError, _>(
+                &task.id,
+                |task| {
+                    if task.status != TaskStatus::Working {
+                        return Ok(false);
+                    }
+                    task.transition(target)?;
+                    Ok(true)
+                },
+                snapshot_2,
+            )
+            .await?
+            .ok_or_else(|| HandlerError::internal(TaskVanished(task.id.clone())))?;
+        let result = outcome?;
         let response = TaskResponse::new(task.id.clone(), task.status).with_result(result);
         Ok(reply_with(&request, ctx, response))
     }
 }
+
+/// A task deleted while its skill ran (only a store changed behind the agent's back
+/// can do that).
+#[derive(Debug, thiserror::Error)]
+#[error("task {0} disappeared from the store while its skill ran")]
+struct TaskVanished(String);
 
 /// `task.cancel`: moves the task to `cancelled` through the state machine.
 #[derive(Debug, Clone, Copy, Default)]
@@ -230,23 +230,27 @@ impl Handler for CancelHandler {
         ctx: &HandlerContext,
     ) -> Result<Envelope, HandlerError> {
         let cancel: TaskCancel = request.payload_as()?;
-        let mut task =
-            ctx.store
-                .get_task(&cancel.task_id)
-                .await?
-                .ok_or(AsapError::TaskNotFound {
-                    task_id: cancel.task_id.clone(),
-                })?;
-        if task.is_terminal() {
-            return Err(AsapError::TaskAlreadyCompleted {
-                task_id: task.id,
-                current_status: task.status,
-            }
-            .into());
-        }
-        task.transition(TaskStatus::Cancelled)?;
-        ctx.save_task(&task).await?;
-        let response = TaskResponse::new(task.id, TaskStatus::Cancelled);
+        let cancelled = ctx
+            .update_task::<HandlerError, _>(
+                &cancel.task_id,
+                |task| {
+                    if task.is_terminal() {
+                        return Err(AsapError::TaskAlreadyCompleted {
+                            task_id: task.id.clone(),
+                            current_status: task.status,
+                        }
+                        .into());
+                    }
+                    task.transition(TaskStatus::Cancelled)?;
+                    Ok(true)
+                },
+                |_| WriteBatch::new(),
+            )
+            .await?
+            .ok_or(AsapError::TaskNotFound {
+                task_id: cancel.task_id.clone(),
+            })?;
+        let response = TaskResponse::new(cancelled.id, TaskStatus::Cancelled);
         Ok(reply_with(&request, ctx, response))
     }
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{AsapError, Envelope, Manifest, Model, PayloadType, ValidationError};
-use crate::store::{Store, StoreError};
+use crate::model::{AsapError, Envelope, Manifest, Model, PayloadType, Task, ValidationError};
+use crate::store::{Store, StoreError, StoredTask, WriteBatch};
 
 /// What a handler can use besides the envelope.
 #[derive(Clone)]
@@ -63,14 +63,62 @@ impl Push {
     }
 }
 
+/// How often [`HandlerContext::update_task`] reads again after a conflict before it
+/// gives up (each conflict means another writer changed the task meanwhile).
+const UPDATE_ATTEMPTS: usize = 16;
+
 impl HandlerContext {
-    /// Stores `task` and tells the task-event listener, if any.
-    pub async fn save_task(&self, task: &crate::model::Task) -> Result<(), StoreError> {
-        self.store.put_task(task).await?;
+    /// Commits `batch` atomically ([`Store::commit`](crate::store::Store::commit)),
+    /// then tells the task-event listener, if any, of every task it wrote.
+    pub async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let tasks: Vec<Task> = match &self.events {
+            Some(_) => batch.tasks().cloned().collect(),
+            None => Vec::new(),
+        };
+        self.store.commit(batch).await?;
         if let Some(events) = &self.events {
-            events.task_changed(task).await;
+            for task in &tasks {
+                events.task_changed(task).await;
+            }
         }
         Ok(())
+    }
+
+    /// Reads the task, lets `change` modify it (returning whether to write it) and
+    /// writes it back only if nobody wrote it meanwhile; after a conflict it reads the
+    /// fresh record and calls `change` again. The writes `extra` makes from the task go
+    /// in the same transaction (alone when `change` leaves the task as it is). The task
+    /// as stored afterwards; `None` when there is no such task.
+    pub async fn update_task<E, F>(
+        &self,
+        task_id: &str,
+        mut change: F,
+        extra: impl Fn(&Task) -> WriteBatch,
+    ) -> Result<Option<Task>, E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&mut Task) -> Result<bool, E>,
+    {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(StoredTask { mut task, revision }) = self.store.get_task(task_id).await?
+            else {
+                return Ok(None);
+            };
+            if !change(&mut task)? {
+                self.commit(extra(&task)).await?;
+                return Ok(Some(task));
+            }
+            let batch = extra(&task).update_task(task.clone(), revision);
+            match self.commit(batch).await {
+                Ok(()) => return Ok(Some(task)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(StoreError::Backend(
+            format!("task {task_id} kept changing: {UPDATE_ATTEMPTS} conflicting updates").into(),
+        )
+        .into())
     }
 
     /// Pushes `envelope` to the WebSocket client ahead of the reply.

@@ -19,15 +19,78 @@ pub const DEFAULT_MEMORY_CAPACITY: usize = 100_000;
 #[derive(Debug)]
 pub struct MemoryStore {
     capacity: usize,
-    tasks: Mutex<Tasks>,
-    snapshots: Mutex<HashMap<String, BTreeMap<i64, StateSnapshot>>>,
-    events: Mutex<VecDeque<UsageEvent>>,
+    state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
-struct Tasks {
-    by_id: HashMap<String, Task>,
+struct State {
+    tasks: HashMap<String, StoredTask>,
+    snapshots: HashMap<String, BTreeMap<i64, StateSnapshot>>,
+    /// Task ids (of tasks or snapshots) in the order first seen, for the bound.
     order: VecDeque<String>,
+    events: VecDeque<UsageEvent>,
+}
+
+impl State {
+    /// Records a task id, forgetting the oldest tasks beyond `capacity`.
+    fn admit(&mut self, task_id: &str, capacity: usize) {
+        if self.tasks.contains_key(task_id) || self.snapshots.contains_key(task_id) {
+            return;
+        }
+        self.order.push_back(task_id.to_owned());
+        while self.order.len() > capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.tasks.remove(&old);
+                self.snapshots.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `write` may be applied to the current state.
+    fn allows(&self, write: &Write) -> bool {
+        match write {
+            Write::CreateTask(task) => !self.tasks.contains_key(&task.id),
+            Write::UpdateTask { task, expected } => self
+                .tasks
+                .get(&task.id)
+                .is_some_and(|stored| stored.revision == *expected),
+            _ => true,
+        }
+    }
+
+    fn apply(&mut self, write: Write, capacity: usize) {
+        match write {
+            Write::CreateTask(task) => {
+                self.admit(&task.id, capacity);
+                self.tasks
+                    .insert(task.id.clone(), StoredTask { task, revision: 1 });
+            }
+            Write::UpdateTask { task, expected } => {
+                self.tasks.insert(
+                    task.id.clone(),
+                    StoredTask {
+                        task,
+                        revision: expected + 1,
+                    },
+                );
+            }
+            Write::SaveSnapshot(snapshot) => self.save(snapshot, capacity),
+            Write::RecordUsage(event) => {
+                self.events.push_back(event);
+                while self.events.len() > capacity {
+                    self.events.pop_front();
+                }
+            }
+        }
+    }
+
+    fn save(&mut self, snapshot: StateSnapshot, capacity: usize) {
+        self.admit(&snapshot.task_id, capacity);
+        self.snapshots
+            .entry(snapshot.task_id.clone())
+            .or_default()
+            .insert(snapshot.version, snapshot);
+    }
 }
 
 impl Default for MemoryStore {
@@ -46,55 +109,28 @@ impl MemoryStore {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            tasks: Mutex::default(),
-            snapshots: Mutex::default(),
-            events: Mutex::default(),
+            state: Mutex::default(),
         }
     }
 
-    /// Records a task id, forgetting the oldest tasks beyond the bound.
-    fn admit(&self, task_id: &str) {
-        let mut tasks = lock(&self.tasks);
-        if tasks.by_id.contains_key(task_id) || lock(&self.snapshots).contains_key(task_id) {
-            return;
-        }
-        tasks.order.push_back(task_id.to_owned());
-        while tasks.order.len() > self.capacity {
-            if let Some(old) = tasks.order.pop_front() {
-                tasks.by_id.remove(&old);
-                lock(&self.snapshots).remove(&old);
-            }
-        }
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[async_trait]
 impl TaskStore for MemoryStore {
-    async fn put_task(&self, task: &Task) -> Result<(), StoreError> {
-        self.admit(&task.id);
-        lock(&self.tasks)
-            .by_id
-            .insert(task.id.clone(), task.clone());
-        Ok(())
-    }
-
-    async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
-        Ok(lock(&self.tasks).by_id.get(task_id).cloned())
+    async fn get_task(&self, task_id: &str) -> Result<Option<StoredTask>, StoreError> {
+        Ok(self.state().tasks.get(task_id).cloned())
     }
 }
 
 #[async_trait]
 impl SnapshotStore for MemoryStore {
     async fn save(&self, snapshot: &StateSnapshot) -> Result<(), StoreError> {
-        self.admit(&snapshot.task_id);
-        lock(&self.snapshots)
-            .entry(snapshot.task_id.clone())
-            .or_default()
-            .insert(snapshot.version, snapshot.clone());
+        self.state().save(snapshot.clone(), self.capacity);
         Ok(())
     }
 
@@ -103,8 +139,8 @@ impl SnapshotStore for MemoryStore {
         task_id: &str,
         version: Option<i64>,
     ) -> Result<Option<StateSnapshot>, StoreError> {
-        let all = lock(&self.snapshots);
-        let Some(versions) = all.get(task_id) else {
+        let state = self.state();
+        let Some(versions) = state.snapshots.get(task_id) else {
             return Ok(None);
         };
         Ok(match version {
@@ -114,14 +150,17 @@ impl SnapshotStore for MemoryStore {
     }
 
     async fn list_versions(&self, task_id: &str) -> Result<Vec<i64>, StoreError> {
-        Ok(lock(&self.snapshots)
+        Ok(self
+            .state()
+            .snapshots
             .get(task_id)
             .map(|v| v.keys().copied().collect())
             .unwrap_or_default())
     }
 
     async fn delete(&self, task_id: &str, version: Option<i64>) -> Result<bool, StoreError> {
-        let mut all = lock(&self.snapshots);
+        let mut state = self.state();
+        let all = &mut state.snapshots;
         Ok(match version {
             None => all.remove(task_id).is_some_and(|v| !v.is_empty()),
             Some(v) => {
@@ -141,11 +180,8 @@ impl SnapshotStore for MemoryStore {
 #[async_trait]
 impl MeteringStore for MemoryStore {
     async fn record(&self, event: &UsageEvent) -> Result<(), StoreError> {
-        let mut events = lock(&self.events);
-        events.push_back(event.clone());
-        while events.len() > self.capacity {
-            events.pop_front();
-        }
+        self.state()
+            .apply(Write::RecordUsage(event.clone()), self.capacity);
         Ok(())
     }
 
@@ -155,7 +191,9 @@ impl MeteringStore for MemoryStore {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> Result<Vec<UsageEvent>, StoreError> {
-        let mine: Vec<UsageEvent> = lock(&self.events)
+        let mine: Vec<UsageEvent> = self
+            .state()
+            .events
             .iter()
             .filter(|e| e.agent_id == agent_id)
             .cloned()
@@ -166,6 +204,18 @@ impl MeteringStore for MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let writes = batch.into_ordered();
+        if let Some(refused) = writes.iter().find(|w| !state.allows(w)) {
+            return Err(StoreError::conflict(refused));
+        }
+        for write in writes {
+            state.apply(write, self.capacity);
+        }
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -176,12 +226,16 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Task;
 
     #[tokio::test]
     async fn oldest_tasks_and_snapshots_are_forgotten_beyond_the_bound() {
         let store = MemoryStore::with_capacity(2);
         for id in ["a", "b", "c"] {
-            store.put_task(&Task::new(id, "conv")).await.unwrap();
+            store
+                .commit(WriteBatch::new().create_task(Task::new(id, "conv")))
+                .await
+                .unwrap();
             let snapshot = StateSnapshot {
                 id: format!("s{id}"),
                 task_id: id.into(),
@@ -198,7 +252,6 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            store.put_task(&Task::new(id, "conv")).await.unwrap();
         }
         assert!(store.get_task("a").await.unwrap().is_none());
         assert!(store.get("a", None).await.unwrap().is_none());

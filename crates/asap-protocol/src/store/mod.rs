@@ -21,19 +21,23 @@
 //! # }
 //! ```
 
+mod batch;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_writer;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{StateSnapshot, Task, Timestamp, UsageAggregate, UsageEvent};
+use crate::model::{StateSnapshot, Timestamp, UsageAggregate, UsageEvent};
 
+pub use batch::{StoredTask, Write, WriteBatch};
 pub use memory::{DEFAULT_MEMORY_CAPACITY, MemoryStore};
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteStore};
 
 /// Any error, boxed, as the store's and the backends' sources.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -52,15 +56,41 @@ pub enum StoreError {
     /// The configuration names no usable backend.
     #[error("invalid storage configuration: {0}")]
     Config(String),
+    /// A conditional write found other data than it expected: the task exists already
+    /// ([`Write::CreateTask`]), or changed since it was read or does not exist
+    /// ([`Write::UpdateTask`]). Nothing of the batch was written; read again and decide.
+    #[error("task {task_id} changed concurrently (expected revision {expected})")]
+    Conflict {
+        /// The task.
+        task_id: String,
+        /// The revision the write expected (0 for a creation).
+        expected: u64,
+    },
 }
 
-/// Task records, keyed by task id.
+impl StoreError {
+    /// The conflict a failed conditional write reports.
+    pub(crate) fn conflict(write: &Write) -> Self {
+        match write {
+            Write::CreateTask(task) => Self::Conflict {
+                task_id: task.id.clone(),
+                expected: 0,
+            },
+            Write::UpdateTask { task, expected } => Self::Conflict {
+                task_id: task.id.clone(),
+                expected: *expected,
+            },
+            _ => Self::Backend("an unconditional write cannot conflict".into()),
+        }
+    }
+}
+
+/// Task records, keyed by task id. They are written through [`Store::commit`], whose
+/// conditional writes keep the state machine whole under concurrency.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
-    /// Inserts or replaces a task.
-    async fn put_task(&self, task: &Task) -> Result<(), StoreError>;
-    /// The task with this id.
-    async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError>;
+    /// The task with this id, with its revision.
+    async fn get_task(&self, task_id: &str) -> Result<Option<StoredTask>, StoreError>;
 }
 
 /// Versioned state snapshots, keyed by (task id, version).
@@ -102,6 +132,15 @@ pub trait MeteringStore: Send + Sync {
     }
 }
 
+/// A new usage event id, as the reference makes them (`evt_` and 32 hex digits).
+#[cfg(feature = "sqlite")]
+pub(crate) fn usage_event_id() -> String {
+    use rand::RngCore;
+    let mut raw = [0u8; 16];
+    rand::rng().fill_bytes(&mut raw);
+    format!("evt_{}", hex::encode(raw))
+}
+
 /// Keeps the events with `start <= timestamp <= end`, oldest first, comparing instants
 /// (not strings, so events written with different offsets order correctly).
 pub(crate) fn within(
@@ -127,6 +166,10 @@ pub(crate) fn within(
 /// and shutdown.
 #[async_trait]
 pub trait Store: TaskStore + SnapshotStore + MeteringStore {
+    /// Applies every write of `batch` in one transaction, or none of them: a
+    /// conditional write that finds other data than it expects fails the whole batch
+    /// with [`StoreError::Conflict`].
+    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
     /// Checks that the backend answers (for the health endpoint).
     async fn ping(&self) -> Result<(), StoreError>;
     /// Flushes and releases the backend (on shutdown).

@@ -1,28 +1,56 @@
 //! SQLite stores through sqlx: WAL journal, a busy timeout, and the reference's
 //! schema, so a file written by either implementation can be read by the other.
+//!
+//! Reads go through a pool of connections (WAL readers never wait for the writer);
+//! every write goes through one writer connection that commits the batches of
+//! concurrent requests together ([`super::sqlite_writer`]).
+//!
+//! Durability: `synchronous = NORMAL` in WAL mode. A committed transaction is in the
+//! WAL file (in the operating system's cache) before the caller is answered, so an
+//! answered request survives a crash or kill of the process; the WAL is synced to the
+//! disk at checkpoints, so a power loss or kernel crash can lose the last
+//! transactions. `FULL` (a sync at every commit) survives those too, at the cost of
+//! one disk flush per group: choose it with [`SqliteStore::open_with`].
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::RngCore;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{MeteringStore, SnapshotStore, Store, StoreError, TaskStore};
+use super::sqlite_writer::Writer;
+use super::{MeteringStore, SnapshotStore, Store, StoreError, StoredTask, TaskStore, WriteBatch};
 use crate::json;
 use crate::model::{Model, StateSnapshot, Task, Timestamp, UsageEvent, UsageMetrics};
 
 /// How long a writer waits for another's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read connections of a file database.
+const READERS: u32 = 8;
 
 /// Every store in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Readers (and the webhook queue's statements).
     pool: SqlitePool,
+    writer: Writer,
+}
+
+/// How a [`SqliteStore`] syncs commits to the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `synchronous = NORMAL` (the default): an answered write survives a crash of the
+    /// process, not necessarily a power loss.
+    #[default]
+    Process,
+    /// `synchronous = FULL`: an answered write survives a power loss too (one disk
+    /// flush per commit group).
+    PowerLoss,
 }
 
 fn backend(e: impl Into<super::BoxError>) -> StoreError {
@@ -36,20 +64,39 @@ fn corrupt(e: impl Into<super::BoxError>) -> StoreError {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, Durability::default()).await
+    }
+
+    /// [`open`](Self::open) with a choice of durability.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        durability: Durability,
+    ) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path.as_ref())
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match durability {
+                Durability::Process => SqliteSynchronous::Normal,
+                Durability::PowerLoss => SqliteSynchronous::Full,
+            })
             .busy_timeout(BUSY_TIMEOUT);
-        Self::connect(options).await
+        let pool = Self::open_pool(options.clone(), READERS).await?;
+        let writer = Self::open_pool(options, 1).await?;
+        Ok(Self {
+            pool,
+            writer: Writer::start(writer),
+        })
     }
 
-    /// A private in-memory database (for tests).
+    /// A private in-memory database (for tests): one connection, for reads and writes.
     pub async fn in_memory() -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(backend)?;
-        let store = Self::connect_with(options, 1).await?;
-        Ok(store)
+        let pool = Self::open_pool(options, 1).await?;
+        Ok(Self {
+            writer: Writer::start(pool.clone()),
+            pool,
+        })
     }
 
     /// The connection pool (shared with the webhook queue, which keeps its tables in the
@@ -59,16 +106,15 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        Self::connect_with(options, 8).await
-    }
-
-    async fn connect_with(
+    /// A pool of `connections` with the schema brought up to date.
+    async fn open_pool(
         options: SqliteConnectOptions,
         connections: u32,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<SqlitePool, StoreError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(connections)
+            // A local file: a broken connection shows in the statement's own error.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(backend)?;
@@ -76,31 +122,25 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(backend)?;
-        Ok(Self { pool })
+        Ok(pool)
     }
 }
 
 #[async_trait]
 impl TaskStore for SqliteStore {
-    async fn put_task(&self, task: &Task) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR REPLACE INTO asap_tasks (id, record, updated_at) VALUES (?, ?, ?)")
-            .bind(&task.id)
-            .bind(task.to_json())
-            .bind(task.updated_at.isoformat())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
-        let row = sqlx::query("SELECT record FROM asap_tasks WHERE id = ?")
+    async fn get_task(&self, task_id: &str) -> Result<Option<StoredTask>, StoreError> {
+        let row = sqlx::query("SELECT record, revision FROM asap_tasks WHERE id = ?")
             .bind(task_id)
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.map(|r| Task::from_json(r.get::<String, _>(0).as_bytes()).map_err(corrupt))
-            .transpose()
+        row.map(|r| {
+            Ok(StoredTask {
+                task: Task::from_json(r.get::<String, _>(0).as_bytes()).map_err(corrupt)?,
+                revision: u64::try_from(r.get::<i64, _>(1)).map_err(corrupt)?,
+            })
+        })
+        .transpose()
     }
 }
 
@@ -127,19 +167,9 @@ fn snapshot_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StateSnapshot, Sto
 #[async_trait]
 impl SnapshotStore for SqliteStore {
     async fn save(&self, snapshot: &StateSnapshot) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO snapshots (task_id, id, version, data, checkpoint, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&snapshot.task_id)
-        .bind(&snapshot.id)
-        .bind(snapshot.version)
-        .bind(json::to_python_default(&snapshot.data))
-        .bind(i64::from(snapshot.checkpoint))
-        .bind(snapshot.created_at.isoformat())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        self.writer
+            .commit(WriteBatch::new().save_snapshot(snapshot.clone()))
+            .await
     }
 
     async fn get(
@@ -188,19 +218,9 @@ impl SnapshotStore for SqliteStore {
 #[async_trait]
 impl MeteringStore for SqliteStore {
     async fn record(&self, event: &UsageEvent) -> Result<(), StoreError> {
-        let mut raw = [0u8; 16];
-        rand::rng().fill_bytes(&mut raw);
-        sqlx::query("INSERT INTO usage_events (id, task_id, agent_id, consumer_id, metrics, timestamp) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(format!("evt_{}", hex::encode(raw)))
-            .bind(&event.task_id)
-            .bind(&event.agent_id)
-            .bind(&event.consumer_id)
-            .bind(event.metrics.to_json())
-            .bind(event.timestamp.isoformat())
-            .execute(&self.pool)
+        self.writer
+            .commit(WriteBatch::new().record_usage(event.clone()))
             .await
-            .map_err(backend)?;
-        Ok(())
     }
 
     async fn query(
@@ -234,6 +254,10 @@ impl MeteringStore for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.writer.commit(batch).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
