@@ -69,7 +69,7 @@ pub fn of_client_error(error: &ClientError) -> Exit {
         ClientError::Remote { .. }
         | ClientError::Http { .. }
         | ClientError::InvalidResponse(_)
-        | ClientError::Incompatible(_)
+        | ClientError::Incompatible { .. }
         | ClientError::ResponseTooLarge { .. } => Exit::PeerError,
         // TLS errors come from the client's own settings (a malformed --ca-cert); a
         // failed handshake is a transport error.
