@@ -147,4 +147,36 @@ mod tests {
         assert_eq!(of_error(&bad), Exit::InvalidInput);
         assert_eq!(of_error(&anyhow::anyhow!("disk full")), Exit::Failure);
     }
+
+    #[test]
+    fn typed_client_errors_keep_their_exit_codes() {
+        use asap_protocol::client::{RequestError, ResponseError, TlsError, WebSocketError};
+        let cases = [
+            (
+                ClientError::from(RequestError::InsecureTransport {
+                    url: "http://example.com".into(),
+                }),
+                Exit::InvalidInput,
+            ),
+            (
+                ClientError::from(TlsError::NoCertificate),
+                Exit::InvalidInput,
+            ),
+            (
+                ClientError::from(ResponseError::MissingEnvelope),
+                Exit::PeerError,
+            ),
+            (
+                ClientError::Incompatible {
+                    agent: "urn:asap:agent:x".into(),
+                    asap_version: "2.0".into(),
+                },
+                Exit::PeerError,
+            ),
+            (ClientError::from(WebSocketError::Closed), Exit::Unreachable),
+        ];
+        for (error, exit) in cases {
+            assert_eq!(of_client_error(&error), exit, "{error}");
+        }
+    }
 }
