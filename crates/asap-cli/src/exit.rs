@@ -69,7 +69,7 @@ pub fn of_client_error(error: &ClientError) -> Exit {
         ClientError::Remote { .. }
         | ClientError::Http { .. }
         | ClientError::InvalidResponse(_)
-        | ClientError::Incompatible(_)
+        | ClientError::Incompatible { .. }
         | ClientError::ResponseTooLarge { .. } => Exit::PeerError,
         // TLS errors come from the client's own settings (a malformed --ca-cert); a
         // failed handshake is a transport error.
@@ -146,5 +146,37 @@ mod tests {
         let bad = crate::commands::invalid_input("nope");
         assert_eq!(of_error(&bad), Exit::InvalidInput);
         assert_eq!(of_error(&anyhow::anyhow!("disk full")), Exit::Failure);
+    }
+
+    #[test]
+    fn typed_client_errors_keep_their_exit_codes() {
+        use asap_protocol::client::{RequestError, ResponseError, TlsError, WebSocketError};
+        let cases = [
+            (
+                ClientError::from(RequestError::InsecureTransport {
+                    url: "http://example.com".into(),
+                }),
+                Exit::InvalidInput,
+            ),
+            (
+                ClientError::from(TlsError::NoCertificate),
+                Exit::InvalidInput,
+            ),
+            (
+                ClientError::from(ResponseError::MissingEnvelope),
+                Exit::PeerError,
+            ),
+            (
+                ClientError::Incompatible {
+                    agent: "urn:asap:agent:x".into(),
+                    asap_version: "2.0".into(),
+                },
+                Exit::PeerError,
+            ),
+            (ClientError::from(WebSocketError::Closed), Exit::Unreachable),
+        ];
+        for (error, exit) in cases {
+            assert_eq!(of_client_error(&error), exit, "{error}");
+        }
     }
 }

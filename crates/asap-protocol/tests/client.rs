@@ -5,7 +5,9 @@ use reqwest::StatusCode;
 use std::io::Read;
 use std::time::Duration;
 
-use asap_protocol::client::{BreakerConfig, Client, ClientError, RetryPolicy};
+use asap_protocol::client::{
+    BreakerConfig, Client, ClientError, RequestError, ResponseError, RetryPolicy,
+};
 use asap_protocol::model::{Envelope, Model, TaskRequest, TaskResponse, TaskStatus};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
@@ -232,7 +234,9 @@ async fn responses_that_are_not_asap_are_rejected() {
         .await;
     assert!(matches!(
         client(1).send(&server.uri(), &request()).await,
-        Err(ClientError::InvalidResponse(_))
+        Err(ClientError::InvalidResponse(
+            ResponseError::IdMismatch { .. }
+        ))
     ));
     let unanswered = Client::builder().retry(fast_retries(2)).build().unwrap();
     assert!(matches!(
@@ -242,7 +246,8 @@ async fn responses_that_are_not_asap_are_rejected() {
     let strict = Client::builder().build().unwrap();
     assert!(matches!(
         strict.send("http://example.com", &request()).await,
-        Err(ClientError::InvalidRequest(_))
+        Err(ClientError::InvalidRequest(RequestError::InsecureTransport { url }))
+            if url == "http://example.com"
     ));
     let mut response_without_correlation = Envelope::new(
         "urn:asap:agent:a",
@@ -254,7 +259,7 @@ async fn responses_that_are_not_asap_are_rejected() {
         strict
             .send(&server.uri(), &response_without_correlation)
             .await,
-        Err(ClientError::InvalidRequest(_))
+        Err(ClientError::InvalidRequest(RequestError::Envelope(_)))
     ));
 }
 
@@ -317,21 +322,26 @@ async fn invalid_and_incompatible_manifests_are_errors() {
             .unwrap()
             .discover(&server.uri())
             .await,
-        Err(ClientError::Incompatible(_))
+        Err(ClientError::Incompatible { agent, asap_version })
+            if agent == "urn:asap:agent:echo" && asap_version == "2.0"
     ));
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id": "x"}"#))
         .mount(&server)
         .await;
+    let invalid = Client::builder()
+        .build()
+        .unwrap()
+        .discover(&server.uri())
+        .await
+        .unwrap_err();
     assert!(matches!(
-        Client::builder()
-            .build()
-            .unwrap()
-            .discover(&server.uri())
-            .await,
-        Err(ClientError::InvalidResponse(_))
+        &invalid,
+        ClientError::InvalidResponse(ResponseError::Manifest(_))
     ));
+    let decode = std::error::Error::source(&invalid).and_then(std::error::Error::source);
+    assert!(decode.is_some_and(|e| e.is::<asap_protocol::model::DecodeError>()));
 }
 
 #[tokio::test]

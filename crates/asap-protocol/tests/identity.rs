@@ -513,7 +513,9 @@ async fn settings_from_the_environment_build_the_protection() {
     ]);
     assert!(matches!(
         bad_map.build(AGENT).await,
-        Err(OAuth2SetupError::SubjectMap(_))
+        Err(OAuth2SetupError::SubjectMap(
+            asap_protocol::auth::SubjectMapError::NotAnObject
+        ))
     ));
     let no_credentials = env(vec![(
         "ASAP_AUTH_INTROSPECTION_URL",

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use asap_protocol::discovery::{LiteRegistry, RegistryClient, RegistryEntry, RegistryError};
+use asap_protocol::discovery::{
+    InvalidRegistry, LiteRegistry, RegistryClient, RegistryEntry, RegistryError,
+};
 use serde_json::{Value, json};
 
 fn document() -> Value {
@@ -138,7 +140,10 @@ async fn invalid_and_unreachable_registries_are_clear_errors() {
     let (base, _) = serve(None).await;
     let client = RegistryClient::new().unwrap();
     match client.fetch(&format!("{base}/bad.json")).await.unwrap_err() {
-        RegistryError::Invalid { reason, .. } => assert!(reason.contains("not-a-urn"), "{reason}"),
+        RegistryError::Invalid {
+            reason: InvalidRegistry::AgentId { id, .. },
+            ..
+        } => assert_eq!(id, "not-a-urn"),
         other => panic!("{other:?}"),
     }
     match client
@@ -146,7 +151,14 @@ async fn invalid_and_unreachable_registries_are_clear_errors() {
         .await
         .unwrap_err()
     {
-        RegistryError::Invalid { reason, .. } => assert!(reason.contains("version"), "{reason}"),
+        RegistryError::Invalid {
+            reason: reason @ InvalidRegistry::Json(_),
+            ..
+        } => {
+            assert!(reason.to_string().contains("version"), "{reason}");
+            let source = std::error::Error::source(&reason);
+            assert!(source.is_some_and(|e| e.is::<serde_json::Error>()));
+        }
         other => panic!("{other:?}"),
     }
     match client
@@ -267,9 +279,10 @@ fn an_entry_knows_its_base_url_and_endpoints_must_be_strings() {
         Some("https://demo.example")
     );
     match entry(json!({"http": 8000})).unwrap_err() {
-        RegistryError::Invalid { reason, .. } => {
-            assert!(reason.contains("\"http\" is not a string"), "{reason}")
-        }
+        RegistryError::Invalid {
+            reason: InvalidRegistry::Endpoint { endpoint, .. },
+            ..
+        } => assert_eq!(endpoint, "http"),
         other => panic!("{other:?}"),
     }
 }

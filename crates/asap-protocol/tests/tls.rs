@@ -7,7 +7,7 @@ use asap_test_support::tls;
 
 use std::time::Duration;
 
-use asap_protocol::client::{Client, ClientError, RetryPolicy};
+use asap_protocol::client::{Client, ClientError, RetryPolicy, TlsError, WebSocketError};
 use asap_protocol::model::{Envelope, TaskRequest};
 use common::{AGENT, Options, start};
 use serde_json::json;
@@ -75,7 +75,10 @@ async fn agents_behind_a_private_ca_are_reached_over_https_and_wss_with_its_root
         .send(&format!("wss://localhost:{port}/asap/ws"), &request("x"))
         .await
     {
-        Err(ClientError::WebSocket(why)) => assert!(why.contains("UnknownIssuer"), "{why}"),
+        Err(ClientError::WebSocket(WebSocketError::Connect { source, .. })) => {
+            let why = format!("{source:?}");
+            assert!(why.contains("UnknownIssuer"), "{why}");
+        }
         other => panic!("wss must fail the certificate check: {other:?}"),
     }
     server.stop().await;
@@ -83,20 +86,30 @@ async fn agents_behind_a_private_ca_are_reached_over_https_and_wss_with_its_root
 
 #[test]
 fn malformed_root_certificates_fail_the_build() {
-    for (pem, why) in [
-        ("", "no CERTIFICATE block"),
+    type Expect = fn(&TlsError) -> bool;
+    let cases: [(&str, &str, Expect); 3] = [
+        ("", "no CERTIFICATE block", |e| {
+            matches!(e, TlsError::NoCertificate)
+        }),
         (
             "-----BEGIN CERTIFICATE-----\n@@@@\n-----END CERTIFICATE-----\n",
             "root certificates",
+            |e| matches!(e, TlsError::Pem(_)),
         ),
         // Well-formed PEM and base64, but not a certificate: refused as a root.
         (
             "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
             "trust store",
+            |e| matches!(e, TlsError::TrustStore(_)),
         ),
-    ] {
+    ];
+    for (pem, why, expected) in cases {
         match Client::builder().root_certificates_pem(pem).build() {
-            Err(ClientError::Tls(message)) => assert!(message.contains(why), "{message}"),
+            Err(ClientError::Tls(error)) => {
+                let message = error.to_string();
+                assert!(message.contains(why), "{message}");
+                assert!(expected(&error), "{pem:?}: {error:?}");
+            }
             Err(other) => panic!("{pem:?}: expected a TLS error, got {other}"),
             Ok(_) => panic!("{pem:?}: expected a TLS error, got a client"),
         }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use asap_protocol::client::{BreakerConfig, Client, ClientError, TransportMode, WebSocketOptions};
+use asap_protocol::client::{
+    BreakerConfig, Client, ClientError, TransportMode, WebSocketError, WebSocketOptions,
+};
 use asap_protocol::model::{Envelope, StateQuery, TaskRequest, TaskResponse, TaskStatus};
 use asap_protocol::server::{
     Handler, HandlerContext, HandlerError, HandlerRegistry, Server, ServerConfig,
@@ -427,7 +429,9 @@ async fn a_bearer_token_goes_on_the_upgrade_and_refusals_are_http_errors() {
         .local_addr()
         .unwrap();
     match nowhere.send(&ws(closed), &task(1)).await.unwrap_err() {
-        ClientError::WebSocket(why) => assert!(why.contains("cannot connect"), "{why}"),
+        ClientError::WebSocket(why @ WebSocketError::Connect { .. }) => {
+            assert!(why.to_string().contains("cannot connect"), "{why}")
+        }
         other => panic!("{other:?}"),
     }
     server.stop().await;

@@ -53,41 +53,6 @@ pub struct JwtPolicy {
     pub strict_subjects: bool,
 }
 
-/// Parses `ASAP_AUTH_SUBJECT_MAP`: `{"<agent urn>": "<sub>" | ["<sub>", ...]}`. Unlike the
-/// reference (which silently ignores a malformed map), anything else is an error.
-///
-/// ```
-/// let map = asap_protocol::auth::parse_subject_map(r#"{"urn:asap:agent:a": ["s1", "s2"], "urn:asap:agent:b": "s3"}"#).unwrap();
-/// assert_eq!(map["urn:asap:agent:b"], ["s3"]);
-/// assert!(asap_protocol::auth::parse_subject_map(r#"{"urn:asap:agent:a": 5}"#).is_err());
-/// ```
-pub fn parse_subject_map(text: &str) -> Result<HashMap<String, Vec<String>>, String> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| format!("ASAP_AUTH_SUBJECT_MAP is not JSON: {e}"))?;
-    let Value::Object(entries) = value else {
-        return Err(
-            "ASAP_AUTH_SUBJECT_MAP must be a JSON object of agent URN to subject(s)".into(),
-        );
-    };
-    let mut map = HashMap::new();
-    for (urn, subjects) in entries {
-        let list = match subjects {
-            Value::String(s) => vec![s],
-            Value::Array(items) if items.iter().all(Value::is_string) => items
-                .into_iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            other => {
-                return Err(format!(
-                    "ASAP_AUTH_SUBJECT_MAP[{urn:?}] must be a string or an array of strings, got {other}"
-                ));
-            }
-        };
-        map.insert(urn, list);
-    }
-    Ok(map)
-}
-
 impl Default for JwtPolicy {
     fn default() -> Self {
         Self {

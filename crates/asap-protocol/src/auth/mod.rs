@@ -13,6 +13,7 @@ mod jwt;
 #[cfg(feature = "server")]
 mod loopback;
 mod oidc;
+mod subject_map;
 mod token;
 
 pub use authorization_code::{AuthorizationCodeFlow, PendingAuthorization, RefreshingToken};
@@ -23,11 +24,12 @@ pub use jwks::{JwksCache, JwksError};
 pub(crate) use jwt::pick as pick_jwk;
 pub use jwt::{
     AuthError, Claims, DEFAULT_CUSTOM_CLAIM, JwtPolicy, JwtValidator, SCOPE_ADMIN, SCOPE_EXECUTE,
-    SCOPE_READ, Unavailable, parse_subject_map,
+    SCOPE_READ, Unavailable,
 };
 #[cfg(feature = "server")]
 pub use loopback::{Callback, LoopbackRedirect};
 pub use oidc::{OidcConfig, OidcDiscovery, OidcError};
+pub use subject_map::{SubjectMapError, parse_subject_map};
 pub use token::{
     AccessToken, ClientAuth, ClientCredentials, DEFAULT_MAX_TOKEN_RESPONSE, RequestError,
     TokenError, TokenHttpError,

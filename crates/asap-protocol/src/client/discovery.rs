@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 
-use super::{ClientError, ResponseLimits};
+use super::{ClientError, ResponseError, ResponseLimits};
 use crate::model::{HealthStatus, Manifest, Model};
 
 /// Freshness when a manifest response has no `Cache-Control: max-age`.
@@ -59,8 +59,8 @@ pub(crate) fn max_age(value: Option<&str>) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// Protocol versions this client understands: release 1.1 advertises "0.1"; "1.x" is
-/// accepted for forward compatibility.
+/// Protocol versions this client understands ([`super::SUPPORTED_ASAP_VERSIONS`]):
+/// release 1.1 advertises "0.1"; "1.x" is accepted for forward compatibility.
 fn compatible(asap_version: &str) -> bool {
     matches!(asap_version.split('.').next(), Some("0" | "1"))
 }
@@ -82,9 +82,7 @@ pub(crate) async fn fetch_health(
     match parsed {
         Ok(h) => Ok(h),
         Err(_) if !status.is_success() => Err(ClientError::Http { status, body: text }),
-        Err(e) => Err(ClientError::InvalidResponse(format!(
-            "invalid health document: {e}"
-        ))),
+        Err(e) => Err(ResponseError::HealthDocument(e).into()),
     }
 }
 
@@ -143,13 +141,12 @@ impl DiscoveryCache {
         if !status.is_success() {
             return Err(ClientError::Http { status, body: text });
         }
-        let manifest = Manifest::from_json(text.as_bytes())
-            .map_err(|e| ClientError::InvalidResponse(format!("invalid manifest: {e}")))?;
+        let manifest = Manifest::from_json(text.as_bytes()).map_err(ResponseError::Manifest)?;
         if !compatible(&manifest.capabilities.asap_version) {
-            return Err(ClientError::Incompatible(format!(
-                "{} speaks ASAP {}, this client speaks 0.x and 1.x",
-                manifest.id, manifest.capabilities.asap_version
-            )));
+            return Err(ClientError::Incompatible {
+                agent: manifest.id,
+                asap_version: manifest.capabilities.asap_version,
+            });
         }
         Self::lock(&self.manifests).insert(
             base.to_owned(),

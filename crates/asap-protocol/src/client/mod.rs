@@ -19,6 +19,7 @@
 pub(crate) mod body;
 mod breaker;
 mod discovery;
+mod error;
 mod retry;
 pub(crate) mod tls;
 mod websocket;
@@ -28,7 +29,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
@@ -36,12 +36,16 @@ pub use body::{MAX_IDENTITY_DOCUMENT, MAX_REGISTRY_DOCUMENT, ResponseLimits};
 pub use breaker::{BreakerConfig, CircuitBreakers};
 pub use discovery::DiscoveryCache;
 pub(crate) use discovery::{fetch_health, max_age};
+pub use error::{
+    ClientError, Disconnect, RequestError, ResponseError, SUPPORTED_ASAP_VERSIONS, TlsError,
+    WebSocketError,
+};
 pub(crate) use retry::exponential_backoff;
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use websocket::{TransportMode, WebSocketOptions, http_base_url, websocket_url};
 
 use crate::json;
-use crate::model::{AsapError, Envelope, Model, generate_id};
+use crate::model::{Envelope, Model, generate_id};
 use crate::rpc::{JsonRpcRequest, RequestId};
 
 /// Supplies the bearer token for each request (for example OAuth2 client credentials,
@@ -94,94 +98,6 @@ impl Credentials {
 
 /// Bodies at least this large are sent Brotli-compressed (when that makes them smaller).
 pub const COMPRESSION_THRESHOLD: usize = 1024;
-
-/// Why a call failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The peer answered with a JSON-RPC error.
-    #[error("remote error {code}: {message}")]
-    Remote {
-        /// The JSON-RPC code (for example -32602).
-        code: i64,
-        /// Its message.
-        message: String,
-        /// Its `data`.
-        data: Option<Value>,
-    },
-    /// The peer answered with an HTTP error that is not JSON-RPC (413, 415, 429, 503, ...).
-    #[error("HTTP {status}: {body}")]
-    Http {
-        /// The status.
-        status: StatusCode,
-        /// The body, as text.
-        body: String,
-    },
-    /// No answer: connection refused, reset, timed out.
-    #[error("transport error: {0}")]
-    Transport(#[from] reqwest::Error),
-    /// An answer that is not a valid ASAP response.
-    #[error("invalid response: {0}")]
-    InvalidResponse(String),
-    /// The circuit breaker for this peer is open.
-    #[error("{0}")]
-    CircuitOpen(AsapError),
-    /// The request cannot be sent as it is (bad URL, plain HTTP to a remote host, ...).
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    /// The [`TokenSource`] could not supply a token (its error is the source).
-    #[error("invalid request: no access token")]
-    NoToken(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The peer's manifest speaks an incompatible protocol version.
-    #[error("incompatible agent: {0}")]
-    Incompatible(String),
-    /// The WebSocket connection could not be opened, or closed for good.
-    #[error("WebSocket: {0}")]
-    WebSocket(String),
-    /// The TLS settings cannot be used (a malformed root certificate, no trust store).
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The peer's answer was larger than the client reads ([`ResponseLimits`]).
-    #[error("the {what} is larger than {limit} bytes")]
-    ResponseTooLarge {
-        /// What was being read (`response envelope`, `manifest`, `health document`).
-        what: &'static str,
-        /// The cap it passed.
-        limit: usize,
-    },
-    /// No answer within the time allowed.
-    #[error("no answer within {} s", .0.as_secs_f64())]
-    Timeout(Duration),
-    /// An envelope that asked for an ack got none, after every retransmission.
-    #[error("envelope {envelope_id} was not acknowledged after {attempts} attempts")]
-    NotAcknowledged {
-        /// The envelope's id.
-        envelope_id: String,
-        /// How many times it was sent.
-        attempts: u32,
-    },
-}
-
-impl ClientError {
-    /// The JSON-RPC code, for remote errors.
-    pub fn rpc_code(&self) -> Option<i64> {
-        match self {
-            Self::Remote { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-
-    /// Whether retrying the same request could succeed.
-    fn is_transient(&self) -> bool {
-        match self {
-            Self::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request(),
-            Self::Http { status, .. } => {
-                *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
-            }
-            _ => false,
-        }
-    }
-}
 
 /// Configures a [`Client`].
 #[derive(Clone)]
@@ -350,7 +266,7 @@ impl ClientBuilder {
             .iter()
             .map(|der| reqwest::Certificate::from_der(der))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ClientError::Tls(format!("root certificates: {e}")))?;
+            .map_err(TlsError::HttpsRoot)?;
         let make = |redirects: reqwest::redirect::Policy| {
             let http = crate::client::tls::http_builder()
                 .timeout(self.timeout)
@@ -442,20 +358,24 @@ fn normalize_base(base_url: &str, require_https: bool) -> Result<String, ClientE
     } else {
         base_url
     };
-    let url = reqwest::Url::parse(base_url)
-        .map_err(|e| ClientError::InvalidRequest(format!("{base_url:?} is not a URL: {e}")))?;
+    let url = reqwest::Url::parse(base_url).map_err(|source| RequestError::InvalidUrl {
+        url: base_url.to_owned(),
+        source,
+    })?;
     match url.scheme() {
         "https" => {}
         "http" if !require_https || is_loopback(&url) => {}
         "http" => {
-            return Err(ClientError::InvalidRequest(format!(
-                "{base_url} uses plain HTTP to a remote host; use https:// or turn require_https off"
-            )));
+            return Err(RequestError::InsecureTransport {
+                url: base_url.to_owned(),
+            }
+            .into());
         }
         other => {
-            return Err(ClientError::InvalidRequest(format!(
-                "unsupported URL scheme {other:?}"
-            )));
+            return Err(RequestError::UnsupportedScheme {
+                scheme: other.to_owned(),
+            }
+            .into());
         }
     }
     Ok(base_url.trim_end_matches('/').to_owned())
@@ -521,9 +441,7 @@ impl Client {
         envelope: &Envelope,
     ) -> Result<Envelope, ClientError> {
         let url = self.checked_websocket_url(base_url)?;
-        envelope
-            .check_for_sending()
-            .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+        envelope.check_for_sending().map_err(RequestError::from)?;
         let mut envelope = envelope.clone();
         if websocket::needs_ack(&envelope.payload_type) {
             envelope.requires_ack = true;
@@ -578,9 +496,7 @@ impl Client {
         envelope: &Envelope,
     ) -> Result<Envelope, ClientError> {
         let base = normalize_base(base_url, self.inner.config.require_https)?;
-        envelope
-            .check_for_sending()
-            .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+        envelope.check_for_sending().map_err(RequestError::from)?;
         let id = RequestId::from(format!(
             "req-{}",
             self.inner.next_id.fetch_add(1, Ordering::Relaxed)
@@ -664,14 +580,8 @@ impl Client {
             );
         }
         if let Some(token) = self.credentials().token().await.map_err(|e| (e, None))? {
-            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                (
-                    ClientError::InvalidRequest(
-                        "the bearer token is not a valid header value".into(),
-                    ),
-                    None,
-                )
-            })?;
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| (RequestError::InvalidToken(e).into(), None))?;
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
         let response = self
@@ -724,16 +634,16 @@ impl Client {
 
 /// Reads a JSON-RPC response body: the envelope of a success, or the remote error.
 fn parse_response(text: &str, id: &RequestId) -> Result<Envelope, ClientError> {
-    let value = json::parse(text.as_bytes())
-        .map_err(|e| ClientError::InvalidResponse(format!("not JSON: {e}")))?;
+    let value = json::parse(text.as_bytes()).map_err(ResponseError::NotJson)?;
     let echoed = value
         .get("id")
         .and_then(|v| RequestId::echo_from(&serde_json::json!({"id": v})));
     if value.get("error").is_none() && echoed.as_ref() != Some(id) {
-        return Err(ClientError::InvalidResponse(format!(
-            "response id {:?} does not match request id {id}",
-            value.get("id")
-        )));
+        return Err(ResponseError::IdMismatch {
+            expected: id.clone(),
+            received: value.get("id").cloned().unwrap_or_default(),
+        }
+        .into());
     }
     answer_envelope(&value)
 }
@@ -757,8 +667,8 @@ fn answer_envelope(value: &Value) -> Result<Envelope, ClientError> {
     let envelope = value
         .get("result")
         .and_then(|r| r.get("envelope"))
-        .ok_or_else(|| ClientError::InvalidResponse("no result.envelope in the response".into()))?;
-    Envelope::from_value(envelope).map_err(|e| ClientError::InvalidResponse(e.to_string()))
+        .ok_or(ResponseError::MissingEnvelope)?;
+    Ok(Envelope::from_value(envelope).map_err(ResponseError::Envelope)?)
 }
 
 #[cfg(test)]
@@ -785,19 +695,33 @@ mod tests {
             assert!(
                 matches!(
                     normalize_base(remote, true),
-                    Err(ClientError::InvalidRequest(_))
+                    Err(ClientError::InvalidRequest(RequestError::InsecureTransport { url })) if url == remote
                 ),
                 "{remote}"
             );
         }
         assert!(matches!(
             normalize_base("http://example.com", true),
-            Err(ClientError::InvalidRequest(_))
+            Err(ClientError::InvalidRequest(
+                RequestError::InsecureTransport { .. }
+            ))
         ));
         assert!(normalize_base("http://example.com", false).is_ok());
         assert!(normalize_base("https://example.com", true).is_ok());
-        assert!(normalize_base("ftp://example.com", false).is_err());
-        assert!(normalize_base("not a url", false).is_err());
+        assert!(matches!(
+            normalize_base("ftp://example.com", false),
+            Err(ClientError::InvalidRequest(RequestError::UnsupportedScheme { scheme })) if scheme == "ftp"
+        ));
+        let not_a_url = normalize_base("not a url", false).unwrap_err();
+        assert!(matches!(
+            &not_a_url,
+            ClientError::InvalidRequest(RequestError::InvalidUrl {
+                source: url::ParseError::RelativeUrlWithoutBase,
+                ..
+            })
+        ));
+        let source = std::error::Error::source(&not_a_url).and_then(std::error::Error::source);
+        assert!(source.is_some_and(|e| e.is::<url::ParseError>()));
     }
 
     #[test]
@@ -805,17 +729,31 @@ mod tests {
         let id = RequestId::from("req-1");
         let err = parse_response(r#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found","data":{"method":"x"}},"id":"req-1"}"#, &id).unwrap_err();
         assert_eq!(err.rpc_code(), Some(-32601));
+        let not_json = parse_response("nope", &id).unwrap_err();
         assert!(matches!(
-            parse_response("nope", &id),
-            Err(ClientError::InvalidResponse(_))
+            &not_json,
+            ClientError::InvalidResponse(ResponseError::NotJson(_))
         ));
+        let source = std::error::Error::source(&not_json).and_then(std::error::Error::source);
+        assert!(source.is_some_and(|e| e.is::<serde_json::Error>()));
         assert!(matches!(
             parse_response(r#"{"jsonrpc":"2.0","result":{},"id":"req-1"}"#, &id),
-            Err(ClientError::InvalidResponse(_))
+            Err(ClientError::InvalidResponse(ResponseError::MissingEnvelope))
         ));
+        let other = parse_response(r#"{"jsonrpc":"2.0","result":{},"id":"req-2"}"#, &id);
         assert!(matches!(
-            parse_response(r#"{"jsonrpc":"2.0","result":{},"id":"req-2"}"#, &id),
-            Err(ClientError::InvalidResponse(_))
+            &other,
+            Err(ClientError::InvalidResponse(ResponseError::IdMismatch { expected, received }))
+                if *expected == id && received == "req-2"
+        ));
+        assert_eq!(
+            other.unwrap_err().to_string(),
+            r#"invalid response: response id "req-2" does not match request id req-1"#
+        );
+        let invalid = r#"{"jsonrpc":"2.0","result":{"envelope":{}},"id":"req-1"}"#;
+        assert!(matches!(
+            parse_response(invalid, &id),
+            Err(ClientError::InvalidResponse(ResponseError::Envelope(_)))
         ));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::ClientError;
+use super::{ClientError, TlsError};
 
 fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     rustls::crypto::CryptoProvider::get_default()
@@ -52,11 +52,9 @@ pub(crate) fn certificates_from_pem(
 ) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let certificates = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ClientError::Tls(format!("root certificates: {e}")))?;
+        .map_err(TlsError::Pem)?;
     if certificates.is_empty() {
-        return Err(ClientError::Tls(
-            "root certificates: no CERTIFICATE block in the PEM document".into(),
-        ));
+        return Err(TlsError::NoCertificate.into());
     }
     Ok(certificates)
 }
@@ -72,13 +70,11 @@ pub(crate) fn websocket_config(
         // else fail with UnknownIssuer.
         let mut roots = rustls::RootCertStore::empty();
         for root in extra_roots {
-            roots
-                .add(root.clone())
-                .map_err(|e| ClientError::Tls(format!("root certificates: {e}")))?;
+            roots.add(root.clone()).map_err(TlsError::InvalidRoot)?;
         }
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .map_err(TlsError::ProtocolVersions)?
             .with_root_certificates(roots)
             .with_no_client_auth();
         return Ok(Arc::new(config));
@@ -91,10 +87,10 @@ pub(crate) fn websocket_config(
             provider.clone(),
         )
     }
-    .map_err(|e| ClientError::Tls(format!("trust store: {e}")))?;
+    .map_err(TlsError::TrustStore)?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .map_err(TlsError::ProtocolVersions)?
         .dangerous() // a custom verifier, not an unverified connection
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();

@@ -21,7 +21,7 @@ pub use dnssd::{
     Advertiser, AgentInfo, Browser, DnsSdError, DnsSdEvent, SERVICE_TYPE, instance_name,
 };
 pub use registry::{
-    DEFAULT_REGISTRY_URL, LiteRegistry, RegistryClient, RegistryEntry, RegistryError,
-    agent_base_url,
+    DEFAULT_REGISTRY_URL, InvalidRegistry, LiteRegistry, RegistryClient, RegistryEntry,
+    RegistryError, agent_base_url,
 };
 pub use watcher::{LivenessEvent, Watcher, Watching};

@@ -87,7 +87,33 @@ pub enum RegistryError {
         /// The URL or file.
         source_name: String,
         /// What is wrong.
+        #[source]
+        reason: InvalidRegistry,
+    },
+}
+
+/// What is wrong with a registry document ([`RegistryError::Invalid`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidRegistry {
+    /// It is not JSON, or not the shape of a registry document.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// An agent's id is not an agent URN.
+    #[error("agent {id:?}: {reason}")]
+    AgentId {
+        /// The id.
+        id: String,
+        /// Why it is not an agent URN.
         reason: String,
+    },
+    /// An agent's endpoint is not a string.
+    #[error("agent {id}: endpoint {endpoint:?} is not a string")]
+    Endpoint {
+        /// The agent's id.
+        id: String,
+        /// The endpoint's name.
+        endpoint: String,
     },
 }
 
@@ -148,13 +174,16 @@ impl RegistryEntry {
         ]
     }
 
-    fn check(&self) -> Result<(), String> {
-        validate_agent_urn(&self.id).map_err(|e| format!("agent {:?}: {e}", self.id))?;
+    fn check(&self) -> Result<(), InvalidRegistry> {
+        validate_agent_urn(&self.id).map_err(|reason| InvalidRegistry::AgentId {
+            id: self.id.clone(),
+            reason,
+        })?;
         if let Some((key, _)) = self.endpoints.iter().find(|(_, v)| !v.is_string()) {
-            return Err(format!(
-                "agent {}: endpoint {key:?} is not a string",
-                self.id
-            ));
+            return Err(InvalidRegistry::Endpoint {
+                id: self.id.clone(),
+                endpoint: key.clone(),
+            });
         }
         Ok(())
     }
@@ -163,11 +192,11 @@ impl RegistryEntry {
 impl LiteRegistry {
     /// Reads a registry document (unknown members ignored; ids checked as agent URNs).
     pub fn parse(text: &[u8], source_name: &str) -> Result<Self, RegistryError> {
-        let invalid = |reason: String| RegistryError::Invalid {
+        let invalid = |reason: InvalidRegistry| RegistryError::Invalid {
             source_name: source_name.to_owned(),
             reason,
         };
-        let registry: Self = serde_json::from_slice(text).map_err(|e| invalid(e.to_string()))?;
+        let registry: Self = serde_json::from_slice(text).map_err(|e| invalid(e.into()))?;
         for entry in &registry.agents {
             entry.check().map_err(invalid)?;
         }

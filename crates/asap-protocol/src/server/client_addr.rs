@@ -35,9 +35,7 @@ impl std::str::FromStr for ForwardedHeader {
         match s.trim().to_ascii_lowercase().as_str() {
             "x-forwarded-for" => Ok(Self::XForwardedFor),
             "forwarded" => Ok(Self::Forwarded),
-            _ => Err(TrustedProxyError(format!(
-                "{s} (the header is x-forwarded-for or forwarded)"
-            ))),
+            _ => Err(TrustedProxyError::Header { name: s.to_owned() }),
         }
     }
 }
@@ -84,10 +82,15 @@ impl TrustedProxies {
             .filter(|range| !range.as_ref().trim().is_empty())
             .map(|range| {
                 let range = range.as_ref().trim();
-                range
-                    .parse::<IpNet>()
-                    .or_else(|_| range.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| TrustedProxyError(range.to_owned()))
+                range.parse::<IpNet>().or_else(|source| {
+                    range
+                        .parse::<IpAddr>()
+                        .map(IpNet::from)
+                        .map_err(|_| TrustedProxyError::Range {
+                            range: range.to_owned(),
+                            source,
+                        })
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(networks))
@@ -137,10 +140,27 @@ impl TrustedProxies {
     }
 }
 
-/// A trusted proxy range that is neither a CIDR range nor an address.
+/// Why a trusted proxy setting cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid trusted proxy {0:?}: expected a CIDR range such as 10.0.0.0/8 or an address")]
-pub struct TrustedProxyError(String);
+#[non_exhaustive]
+pub enum TrustedProxyError {
+    /// A trusted proxy range that is neither a CIDR range nor an address.
+    #[error(
+        "invalid trusted proxy {range:?}: expected a CIDR range such as 10.0.0.0/8 or an address"
+    )]
+    Range {
+        /// The range as given.
+        range: String,
+        /// Why it is not a CIDR range.
+        source: ipnet::AddrParseError,
+    },
+    /// A forwarded header other than `x-forwarded-for` and `forwarded`.
+    #[error("invalid trusted proxy header {name:?}: expected x-forwarded-for or forwarded")]
+    Header {
+        /// The header as given.
+        name: String,
+    },
+}
 
 /// The comma-separated entries of every `name` header, in order, each as text when it
 /// is (an entry that is not UTF-8 spoils itself only, not the whole header: otherwise
@@ -284,6 +304,23 @@ mod tests {
             "Forwarded".parse::<ForwardedHeader>(),
             Ok(ForwardedHeader::Forwarded)
         );
-        assert!("x-real-ip".parse::<ForwardedHeader>().is_err());
+        assert_eq!(
+            "x-real-ip".parse::<ForwardedHeader>(),
+            Err(TrustedProxyError::Header {
+                name: "x-real-ip".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_bad_range_names_itself_and_keeps_the_parse_error() {
+        let error = TrustedProxies::parse(["10.0.0.0/8", " 10.0.0.0/33 "]).unwrap_err();
+        assert!(matches!(&error, TrustedProxyError::Range { range, .. } if range == "10.0.0.0/33"));
+        let source = std::error::Error::source(&error);
+        assert!(source.is_some_and(|e| e.is::<ipnet::AddrParseError>()));
+        assert_eq!(
+            error.to_string(),
+            "invalid trusted proxy \"10.0.0.0/33\": expected a CIDR range such as 10.0.0.0/8 or an address"
+        );
     }
 }

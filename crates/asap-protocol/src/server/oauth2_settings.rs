@@ -9,7 +9,7 @@ use super::config::truthy;
 use super::oauth2::OAuth2;
 use crate::auth::{
     IntrospectionError, JwksCache, JwksError, JwtPolicy, JwtValidator, OidcDiscovery, OidcError,
-    TokenIntrospector, parse_subject_map,
+    SubjectMapError, TokenIntrospector, parse_subject_map,
 };
 
 /// Where the keys and introspection endpoint are, and which checks to make.
@@ -94,7 +94,7 @@ pub enum OAuth2SetupError {
     Introspection(#[from] IntrospectionError),
     /// `ASAP_AUTH_SUBJECT_MAP` is malformed.
     #[error("{0}")]
-    SubjectMap(String),
+    SubjectMap(#[from] SubjectMapError),
     /// Introspection is configured without client credentials.
     #[error(
         "token introspection needs a client id and secret (ASAP_AUTH_CLIENT_ID, ASAP_AUTH_CLIENT_SECRET)"
@@ -149,7 +149,7 @@ impl OAuth2Settings {
             policy.custom_claim = claim.trim().to_owned();
         }
         if let Some(text) = given(&self.subject_map) {
-            policy.subject_map = parse_subject_map(&text).map_err(OAuth2SetupError::SubjectMap)?;
+            policy.subject_map = parse_subject_map(&text)?;
         }
         if self.strict {
             policy.strict_subjects = !policy.subject_map.is_empty();

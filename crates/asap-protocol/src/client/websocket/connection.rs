@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::WebSocketOptions;
-use crate::client::{ClientError, Credentials};
+use crate::client::{ClientError, Credentials, Disconnect, RequestError, WebSocketError};
 use crate::json;
 use crate::model::{Envelope, Model};
 
@@ -128,7 +128,7 @@ impl Connection {
         options: &WebSocketOptions,
     ) -> Result<Value, ClientError> {
         if self.is_closed() {
-            return Err(ClientError::WebSocket("the connection is closed".into()));
+            return Err(WebSocketError::Closed.into());
         }
         let mut call = Call::new(self.shared.clone(), &envelope.id);
         self.exchange(envelope, timeout, options, &mut call).await
@@ -163,13 +163,13 @@ impl Connection {
             lock(&self.shared.waiting).insert(id.clone(), slot.clone());
             ids.push(id.clone());
             if self.outgoing.send(Outgoing::Request(id, frame)).is_err() {
-                break Err(ClientError::WebSocket("the connection is closed".into()));
+                break Err(WebSocketError::Closed.into());
             }
             let ack_deadline = Instant::now() + ack_wait;
             let retransmit = loop {
                 tokio::select! {
                     got = &mut answer => {
-                        break Some(got.unwrap_or_else(|_| Err(ClientError::WebSocket("the connection closed".into()))));
+                        break Some(got.unwrap_or_else(|_| Err(WebSocketError::Closed.into())));
                     }
                     () = acked.notified(), if !is_acked => { is_acked = true; }
                     () = tokio::time::sleep_until(ack_deadline), if !is_acked => break None,
@@ -250,13 +250,16 @@ struct Dialer {
 impl Dialer {
     async fn dial(&self, bearer: Option<&str>, timeout: Duration) -> Result<Socket, ClientError> {
         let url = self.url.as_str();
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| ClientError::InvalidRequest(format!("{url}: {e}")))?;
+        let mut request =
+            url.into_client_request()
+                .map_err(|source| RequestError::InvalidWebSocketUrl {
+                    url: url.to_owned(),
+                    source: Box::new(source),
+                })?;
         if let Some(token) = bearer {
-            let value = format!("Bearer {token}").parse().map_err(|_| {
-                ClientError::InvalidRequest("the bearer token is not a valid header value".into())
-            })?;
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(RequestError::InvalidToken)?;
             request.headers_mut().insert("authorization", value);
         }
         let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
@@ -274,9 +277,11 @@ impl Dialer {
                     .unwrap_or_default();
                 Err(ClientError::Http { status, body })
             }
-            Ok(Err(e)) => Err(ClientError::WebSocket(format!(
-                "cannot connect to {url}: {e}"
-            ))),
+            Ok(Err(source)) => Err(WebSocketError::Connect {
+                url: url.to_owned(),
+                source: Box::new(source),
+            }
+            .into()),
             Ok(Ok((socket, _))) => Ok(socket),
         }
     }
@@ -331,11 +336,11 @@ fn dispatch(shared: &Shared, text: &str) -> Option<&'static str> {
 }
 
 /// Fails every caller still waiting.
-fn fail_waiting(shared: &Shared, why: &str) {
+fn fail_waiting(shared: &Shared, why: &Disconnect) {
     let slots: Vec<Slot> = lock(&shared.waiting).drain().map(|(_, s)| s).collect();
     for slot in slots {
         if let Some(tx) = lock(&slot).take() {
-            let _ = tx.send(Err(ClientError::WebSocket(why.to_owned())));
+            let _ = tx.send(Err(WebSocketError::Disconnected(why.clone()).into()));
         }
     }
     lock(&shared.written).clear();
@@ -355,7 +360,7 @@ enum Ended {
     /// The caller closed the connection.
     Closed,
     /// The socket failed; reconnect if allowed.
-    Lost(String),
+    Lost(Disconnect),
 }
 
 async fn run(
@@ -370,7 +375,7 @@ async fn run(
         let (why, may_reconnect) = match serve(&mut socket, &options, &shared, &mut queue).await {
             Ended::Closed => {
                 let _ = tokio::time::timeout(options.open_timeout, socket.close(None)).await;
-                ("the connection was closed".to_owned(), false)
+                (Disconnect::ClosedByClient, false)
             }
             Ended::Lost(why) => (why, options.reconnect),
         };
@@ -430,22 +435,22 @@ async fn serve(
                 Some(Outgoing::Request(id, frame)) => {
                     lock(&shared.written).insert(id, frame.clone());
                     if let Err(e) = socket.send(Message::Text(frame.into())).await {
-                        return Ended::Lost(format!("write failed: {e}"));
+                        return Ended::Lost(Disconnect::Write(Arc::new(e)));
                     }
                 }
             },
             _ = heartbeat.tick() => {
                 if last_received.elapsed() > options.stale_after {
-                    return Ended::Lost(format!("no frame from the server for {} s", last_received.elapsed().as_secs()));
+                    return Ended::Lost(Disconnect::Stale(last_received.elapsed()));
                 }
                 if let Err(e) = socket.send(Message::Ping(Vec::new().into())).await {
-                    return Ended::Lost(format!("ping failed: {e}"));
+                    return Ended::Lost(Disconnect::Ping(Arc::new(e)));
                 }
             }
             message = socket.next() => {
                 let message = match message {
-                    None => return Ended::Lost("the server closed the connection".into()),
-                    Some(Err(e)) => return Ended::Lost(format!("read failed: {e}")),
+                    None => return Ended::Lost(Disconnect::ServerClosed),
+                    Some(Err(e)) => return Ended::Lost(Disconnect::Read(Arc::new(e))),
                     Some(Ok(message)) => message,
                 };
                 last_received = Instant::now();
@@ -454,11 +459,14 @@ async fn serve(
                         if let Some(reply) = dispatch(shared, text.as_str())
                             && let Err(e) = socket.send(Message::Text(reply.into())).await
                         {
-                            return Ended::Lost(format!("write failed: {e}"));
+                            return Ended::Lost(Disconnect::Write(Arc::new(e)));
                         }
                     }
                     Message::Close(frame) => {
-                        let why = frame.map_or_else(|| "closed".to_owned(), |f| format!("closed by the server: {} {}", f.code, f.reason));
+                        let why = frame.map_or(Disconnect::ServerClosed, |f| Disconnect::ServerClosedWith {
+                            code: f.code.into(),
+                            reason: f.reason.to_string(),
+                        });
                         return Ended::Lost(why);
                     }
                     _ => {}
