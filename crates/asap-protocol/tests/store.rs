@@ -417,3 +417,64 @@ async fn a_backend_failure_keeps_the_backends_error_as_its_source() {
         "{error}: {source:?}"
     );
 }
+
+/// The same contract on a real PostgreSQL server, started for the test.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_meets_the_contract() {
+    use asap_protocol::store::{PostgresConfig, PostgresStore};
+    let pg = asap_test_support::postgres::Postgres::start();
+    let url = pg.database("contract");
+    let store = PostgresStore::connect(&PostgresConfig::new(&url))
+        .await
+        .unwrap();
+    contract(Arc::new(store.clone())).await;
+    concurrent_batches(Arc::new(store.clone())).await;
+    // A second agent on the same database (a replica) sees the first one's writes, and
+    // its stale conditional write conflicts: the state machine holds across replicas.
+    let replica = StorageConfig::Postgres(PostgresConfig::new(&url))
+        .open()
+        .await
+        .unwrap();
+    let seen = replica.get_task("task_9").await.unwrap().unwrap();
+    assert_eq!(seen.revision, 2);
+    let mut done = seen.task.clone();
+    done.transition(TaskStatus::Completed).unwrap();
+    store
+        .commit(WriteBatch::new().update_task(done.clone(), 2))
+        .await
+        .unwrap();
+    let mut cancelled = seen.task;
+    cancelled.transition(TaskStatus::Cancelled).unwrap();
+    assert!(matches!(
+        replica
+            .commit(WriteBatch::new().update_task(cancelled, 2))
+            .await
+            .unwrap_err(),
+        StoreError::Conflict { .. }
+    ));
+    assert_eq!(
+        replica.get_task("task_9").await.unwrap().unwrap().task,
+        done
+    );
+    store.close().await;
+    replica.close().await;
+}
+
+/// A statement that runs past the configured timeout is cancelled by the server and
+/// reported as a backend error (the pool is not left hanging).
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_statement_timeout_holds() {
+    use asap_protocol::store::{PostgresConfig, PostgresStore};
+    let pg = asap_test_support::postgres::Postgres::start();
+    let mut config = PostgresConfig::new(pg.database("timeouts"));
+    config.statement_timeout = std::time::Duration::from_millis(100);
+    let store = PostgresStore::connect(&config).await.unwrap();
+    let error = sqlx::query("SELECT pg_sleep(5)")
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("statement timeout"), "{error}");
+    store.ping().await.unwrap();
+}

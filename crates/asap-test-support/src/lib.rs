@@ -7,6 +7,7 @@
 
 pub mod idp;
 pub mod netns;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod tls;

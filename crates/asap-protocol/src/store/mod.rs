@@ -23,8 +23,12 @@
 
 mod batch;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_bulk;
 #[cfg(feature = "sqlite")]
 mod sqlite_writer;
 
@@ -36,6 +40,8 @@ use crate::model::{StateSnapshot, Timestamp, UsageAggregate, UsageEvent};
 
 pub use batch::{StoredTask, Write, WriteBatch};
 pub use memory::{DEFAULT_MEMORY_CAPACITY, MemoryStore};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteStore};
 
@@ -133,7 +139,7 @@ pub trait MeteringStore: Send + Sync {
 }
 
 /// A new usage event id, as the reference makes them (`evt_` and 32 hex digits).
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn usage_event_id() -> String {
     use rand::RngCore;
     let mut raw = [0u8; 16];
@@ -184,6 +190,9 @@ pub enum StorageConfig {
     Memory,
     /// A SQLite file.
     Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database (feature `postgres`), shareable by several agents.
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresConfig),
 }
 
 impl StorageConfig {
@@ -218,6 +227,8 @@ impl StorageConfig {
             Self::Sqlite(_) => Err(StoreError::Config(
                 "this build has no SQLite support (feature `sqlite`)".into(),
             )),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(config) => Ok(Arc::new(PostgresStore::connect(config).await?)),
         }
     }
 }

@@ -13,9 +13,10 @@ use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::sqlite_bulk as bulk;
 use super::{StoreError, Write, WriteBatch};
 use crate::json;
-use crate::model::Model;
+use crate::model::{Model, Task};
 
 /// Batches waiting for the writer before callers wait for room.
 const QUEUE_DEPTH: usize = 4096;
@@ -108,14 +109,62 @@ async fn commit_group(pool: &SqlitePool, group: &mut Vec<Job>) {
 
 /// Writes every job in one transaction: the outer error is the transaction's (nothing
 /// committed), the inner ones each job's conflict (that job undone, the others kept).
+///
+/// Most jobs go in bulk: their conditional writes as multi-row statements that return
+/// the rows they changed (so each job learns whether its condition held), then the
+/// unconditional writes of the jobs that passed, a few statements for the whole group
+/// instead of a few per job. Jobs with several conditional writes, or touching a task
+/// another job of the group touches, run one by one afterwards.
 async fn write_group(
     pool: &SqlitePool,
     group: &[Job],
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let mut conn = pool.acquire().await.map_err(backend)?;
     let mut tx = conn.begin().await.map_err(backend)?;
-    let mut outcomes = Vec::with_capacity(group.len());
-    for job in group {
+    let mut outcomes: Vec<Option<Result<(), StoreError>>> = group.iter().map(|_| None).collect();
+    let (bulk, one_by_one) = partition(group);
+
+    let creates: Vec<(usize, &Task)> = conditional_writes(group, &bulk, |w| match w {
+        Write::CreateTask(task) => Some(task),
+        _ => None,
+    });
+    let created = bulk::create_tasks(&mut tx, &creates)
+        .await
+        .map_err(backend)?;
+    let updates: Vec<(usize, (&Task, u64))> = conditional_writes(group, &bulk, |w| match w {
+        Write::UpdateTask { task, expected } => Some((task, *expected)),
+        _ => None,
+    });
+    let updated = bulk::update_tasks(&mut tx, &updates)
+        .await
+        .map_err(backend)?;
+    for (index, task) in creates {
+        if !created.contains(task.id.as_str()) {
+            outcomes[index] = Some(Err(StoreError::conflict(&group[index].writes[0])));
+        }
+    }
+    for (index, (task, _)) in updates {
+        if !updated.contains(task.id.as_str()) {
+            outcomes[index] = Some(Err(StoreError::conflict(&group[index].writes[0])));
+        }
+    }
+    let passed: Vec<usize> = bulk
+        .into_iter()
+        .filter(|&index| outcomes[index].is_none())
+        .collect();
+    let unconditional = passed
+        .iter()
+        .flat_map(|&index| group[index].writes.iter())
+        .filter(|w| !w.is_conditional());
+    bulk::unconditional(&mut tx, unconditional)
+        .await
+        .map_err(backend)?;
+    for index in passed {
+        outcomes[index] = Some(Ok(()));
+    }
+
+    for index in one_by_one {
+        let job = &group[index];
         let outcome = if job.savepoint {
             let mut inner = tx.begin().await.map_err(backend)?;
             match write_job(&mut inner, &job.writes).await? {
@@ -130,10 +179,49 @@ async fn write_group(
             // nothing of the job written.
             write_job(&mut tx, &job.writes).await?
         };
-        outcomes.push(outcome);
+        outcomes[index] = Some(outcome);
     }
     tx.commit().await.map_err(backend)?;
-    Ok(outcomes)
+    Ok(outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect())
+}
+
+/// The jobs that can go in bulk (at most one conditional write, on a task no other bulk
+/// job touches) and the others, by index.
+fn partition(group: &[Job]) -> (Vec<usize>, Vec<usize>) {
+    let mut bulk = Vec::with_capacity(group.len());
+    let mut one_by_one = Vec::new();
+    let mut touched = std::collections::HashSet::new();
+    for (index, job) in group.iter().enumerate() {
+        let conditional: Vec<&str> = job
+            .writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::CreateTask(task) | Write::UpdateTask { task, .. } => Some(task.id.as_str()),
+                _ => None,
+            })
+            .collect();
+        match conditional.as_slice() {
+            [] => bulk.push(index),
+            [task_id] if touched.insert(*task_id) => bulk.push(index),
+            _ => one_by_one.push(index),
+        }
+    }
+    (bulk, one_by_one)
+}
+
+/// The first write of each of `jobs` that `pick` selects (a bulk job's conditional
+/// write comes first), with the job's index.
+fn conditional_writes<'a, T>(
+    group: &'a [Job],
+    jobs: &[usize],
+    pick: impl Fn(&'a Write) -> Option<T>,
+) -> Vec<(usize, T)> {
+    jobs.iter()
+        .filter_map(|&index| {
+            let first = group[index].writes.first()?;
+            pick(first).map(|t| (index, t))
+        })
+        .collect()
 }
 
 /// Applies one job's writes; the inner error is a conflict (the writes before it stay
