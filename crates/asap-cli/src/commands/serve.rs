@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use asap_protocol::discovery::Advertiser;
@@ -11,7 +12,7 @@ use asap_protocol::server::{
     AllowedOrigins, ForwardedHeader, HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule,
     Server, ServerConfig, StaticTokens, TlsConfig, TrustedProxies, default_skills, shutdown_signal,
 };
-use asap_protocol::store::{SqliteStore, StorageConfig};
+use asap_protocol::store::{PostgresConfig, SqliteStore, StorageConfig};
 use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
 use clap::{ArgAction, Args};
 
@@ -79,10 +80,26 @@ pub struct ServeArgs {
     /// Folder for the agent's state (SQLite); created if missing.
     #[arg(long, env = "ASAP_DATA_DIR", default_value = "asap-data")]
     data_dir: PathBuf,
-    /// `memory` or `sqlite` (`ASAP_STORAGE_PATH` names the SQLite file instead of
-    /// `DATA_DIR/asap_state.db`).
+    /// `memory`, `sqlite` (`ASAP_STORAGE_PATH` names the SQLite file instead of
+    /// `DATA_DIR/asap_state.db`) or `postgres` (with --database-url; several agents can
+    /// share one database).
     #[arg(long, env = "ASAP_STORAGE_BACKEND", default_value = "sqlite")]
     storage: String,
+    /// The PostgreSQL database of `--storage postgres`
+    /// (`postgres://user:password@host:port/database`).
+    #[arg(
+        long,
+        env = "ASAP_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// Connections to PostgreSQL.
+    #[arg(long, env = "ASAP_DATABASE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    database_pool_size: u32,
+    /// Seconds a PostgreSQL statement may run before the database cancels it.
+    #[arg(long, env = "ASAP_DATABASE_STATEMENT_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    database_statement_timeout: u64,
     /// Rate limit of POST /asap per client IP, e.g. "100/second;1000/minute"; "off"
     /// turns it off [default: 10/second;100/minute; 100000/second with --conformance].
     #[arg(long, env = "ASAP_RATE_LIMIT")]
@@ -356,11 +373,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.allowed_origins = AllowedOrigins::new(args.allowed_origins.iter().chain(&public_origin));
     let mut manifest = manifest(&args, &base_url)?;
 
-    let storage = if args.storage.trim().eq_ignore_ascii_case("sqlite") {
-        StorageConfig::Sqlite(super::state_db(&args.data_dir)?)
-    } else {
-        StorageConfig::parse(&args.storage, "")?
-    };
+    let storage = storage_config(&args)?;
     let (store, webhook_queue) = match &storage {
         // SQLite also holds the webhook queue, which this agent delivers from.
         StorageConfig::Sqlite(path) => {
@@ -455,6 +468,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let state = match &storage {
         StorageConfig::Sqlite(path) => format!("sqlite {}", path.display()),
         StorageConfig::Memory => "memory".to_owned(),
+        StorageConfig::Postgres(_) => "postgres".to_owned(),
         other => format!("{other:?}"),
     };
     crate::out!(
@@ -556,4 +570,27 @@ async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth
         .build(agent_id)
         .await
         .context("setting up OAuth2 protection")
+}
+
+/// The state backend `--storage` names, with its settings.
+fn storage_config(args: &ServeArgs) -> anyhow::Result<StorageConfig> {
+    let backend = args.storage.trim().to_ascii_lowercase();
+    if backend != "postgres" && args.database_url.is_some() {
+        return Err(super::invalid_input(
+            "--database-url is for --storage postgres",
+        ));
+    }
+    Ok(match backend.as_str() {
+        "sqlite" => StorageConfig::Sqlite(super::state_db(&args.data_dir)?),
+        "postgres" => {
+            let url = args.database_url.clone().ok_or_else(|| {
+                super::invalid_input("--storage postgres needs --database-url (ASAP_DATABASE_URL)")
+            })?;
+            let mut config = PostgresConfig::new(url);
+            config.max_connections = args.database_pool_size;
+            config.statement_timeout = Duration::from_secs(args.database_statement_timeout);
+            StorageConfig::Postgres(config)
+        }
+        _ => StorageConfig::parse(&args.storage, "")?,
+    })
 }

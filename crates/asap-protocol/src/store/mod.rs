@@ -211,8 +211,11 @@ impl StorageConfig {
         match backend.trim().to_ascii_lowercase().as_str() {
             "memory" => Ok(Self::Memory),
             "sqlite" => Ok(Self::Sqlite(path.into())),
+            "postgres" => Err(StoreError::Config(
+                "the postgres backend needs a database URL: use StorageConfig::Postgres".into(),
+            )),
             other => Err(StoreError::Config(format!(
-                "unknown ASAP_STORAGE_BACKEND {other:?}; expected \"memory\" or \"sqlite\""
+                "unknown ASAP_STORAGE_BACKEND {other:?}; expected \"memory\", \"sqlite\" or \"postgres\""
             ))),
         }
     }

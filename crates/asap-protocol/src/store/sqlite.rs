@@ -31,6 +31,9 @@ use crate::model::{Model, StateSnapshot, Task, Timestamp, UsageEvent, UsageMetri
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read connections of a file database.
 const READERS: u32 = 8;
+/// The writer connection's page cache (negative: KiB), 16 MiB: the pages a group
+/// touches stay in memory.
+const WRITER_CACHE_KIB: &str = "-16384";
 
 /// Every store in one SQLite file.
 #[derive(Debug, Clone)]
@@ -82,10 +85,14 @@ impl SqliteStore {
             })
             .busy_timeout(BUSY_TIMEOUT);
         let pool = Self::open_pool(options.clone(), READERS).await?;
-        let writer = Self::open_pool(options, 1).await?;
+        // The writer leaves checkpoints to a task beside it (see Writer::start).
+        let writer_options = options
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("cache_size", WRITER_CACHE_KIB);
+        let writer = Self::open_pool(writer_options, 1).await?;
         Ok(Self {
+            writer: Writer::start(writer, Some(pool.clone())),
             pool,
-            writer: Writer::start(writer),
         })
     }
 
@@ -94,7 +101,7 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(backend)?;
         let pool = Self::open_pool(options, 1).await?;
         Ok(Self {
-            writer: Writer::start(pool.clone()),
+            writer: Writer::start(pool.clone(), None),
             pool,
         })
     }

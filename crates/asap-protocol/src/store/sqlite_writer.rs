@@ -22,6 +22,8 @@ use crate::model::{Model, Task};
 const QUEUE_DEPTH: usize = 4096;
 /// Batches committed in one transaction at most.
 const MAX_GROUP: usize = 512;
+/// How often the WAL is folded into the database file when something was written.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 struct Job {
     writes: Vec<Write>,
@@ -48,9 +50,19 @@ fn backend(e: impl Into<super::BoxError>) -> StoreError {
 
 impl Writer {
     /// Starts the writer task on `pool` (whose connections it takes one group at a time).
-    pub(super) fn start(pool: SqlitePool) -> Self {
+    ///
+    /// With `checkpoints`, the writer's connection does not checkpoint the WAL itself
+    /// (`wal_autocheckpoint = 0` on it): a task folds the WAL into the database file
+    /// from a connection of `checkpoints` every [`CHECKPOINT_INTERVAL`] after writes
+    /// (`PRAGMA wal_checkpoint(PASSIVE)`, which never waits for the writer), so copying
+    /// pages and syncing the file happen beside the commits, not inside them.
+    pub(super) fn start(pool: SqlitePool, checkpoints: Option<SqlitePool>) -> Self {
         let (jobs, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(pool, receiver));
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(readers) = checkpoints {
+            tokio::spawn(checkpoint(readers, jobs.downgrade(), written.clone()));
+        }
+        tokio::spawn(run(pool, receiver, written));
         Self { jobs }
     }
 
@@ -76,10 +88,39 @@ impl Writer {
     }
 }
 
-async fn run(pool: SqlitePool, mut receiver: mpsc::Receiver<Job>) {
+async fn run(
+    pool: SqlitePool,
+    mut receiver: mpsc::Receiver<Job>,
+    written: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
         commit_group(&pool, &mut group).await;
+        written.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Folds the WAL into the database file after writes, until the store is dropped or
+/// closed.
+async fn checkpoint(
+    readers: SqlitePool,
+    store: mpsc::WeakSender<Job>,
+    written: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if store.upgrade().is_none() || readers.is_closed() {
+            return;
+        }
+        if written.swap(false, std::sync::atomic::Ordering::Relaxed)
+            && let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&readers)
+                .await
+        {
+            tracing::warn!(%error, "SQLite WAL checkpoint failed");
+        }
     }
 }
 
