@@ -5,8 +5,10 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{MeteringStore, SnapshotStore, Store, StoreError, TaskStore};
-use crate::model::{StateSnapshot, Task, Timestamp, UsageEvent};
+use super::{
+    MeteringStore, SnapshotStore, Store, StoreError, StoredTask, TaskStore, Write, WriteBatch,
+};
+use crate::model::{StateSnapshot, Timestamp, UsageEvent};
 
 /// Default bound of [`MemoryStore`]: tasks (with their snapshots) and usage events kept.
 pub const DEFAULT_MEMORY_CAPACITY: usize = 100_000;
