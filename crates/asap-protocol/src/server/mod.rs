@@ -200,7 +200,7 @@ impl ServerBuilder {
     /// Where the replay guards (nonces, envelope ids), the per-client rate limits and
     /// the WebSocket retransmission cache live (default: [`InProcess`]). Replicas
     /// behind one load balancer share them through one backend, e.g.
-    /// [`RedisSharedState`](crate::server::RedisSharedState) (feature `redis`).
+    /// `RedisSharedState` (feature `redis`).
     pub fn shared_state(mut self, backend: Arc<dyn SharedStateBackend>) -> Self {
         self.shared_state = Some(backend);
         self
