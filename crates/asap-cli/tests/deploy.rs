@@ -599,3 +599,52 @@ fn a_system_without_ca_certificates_still_works_over_http() {
         );
     }
 }
+
+#[test]
+fn replicas_share_their_replay_guard_through_redis() {
+    let redis = asap_test_support::redis::RedisServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("ASAP_PORT", "0"),
+        ("ASAP_STORAGE_BACKEND", "memory"),
+        ("ASAP_REQUIRE_NONCE", "yes"),
+        ("ASAP_REDIS_URL", &redis.url()),
+    ];
+    let (_first, first_line) = start(&["serve"], &env);
+    let (_second, second_line) = start(&["serve"], &env);
+    let envelope = data.path().join("envelope.json");
+    std::fs::write(
+        &envelope,
+        r#"{"asap_version":"0.1","sender":"urn:asap:agent:a","recipient":"urn:asap:agent:asap-rs","payload_type":"task.request","payload":{"conversation_id":"c","skill_id":"echo","input":{}},"extensions":{"nonce":"shared-1"}}"#,
+    )
+    .unwrap();
+    let send = |line: &str| {
+        asap(&[
+            "send",
+            &listening_url(line),
+            "--insecure-http",
+            "--envelope",
+            envelope.to_str().unwrap(),
+        ])
+    };
+    assert_eq!(send(&first_line).status.code(), Some(0));
+    // The replay through the other replica is refused.
+    assert_eq!(send(&second_line).status.code(), Some(5));
+    // A Redis that does not answer stops the start, naming the flag.
+    let missing = format!("redis+unix://{}", data.path().join("none.sock").display());
+    let refused = asap(&[
+        "serve",
+        "--port",
+        "0",
+        "--storage",
+        "memory",
+        "--redis-url",
+        &missing,
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--redis-url"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

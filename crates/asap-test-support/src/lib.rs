@@ -1,7 +1,8 @@
 //! Test helpers shared by the `asap-protocol` and `asap-cli` test suites: an in-process
 //! OAuth2/OIDC provider ([`idp`]), a private CA and TLS terminator ([`tls`]), a chaos TCP
-//! proxy ([`proxy`]), network namespaces for multicast tests ([`netns`]), and the
-//! processes the cross-implementation tests start ([`process`]).
+//! proxy ([`proxy`]), network namespaces for multicast tests ([`netns`]), a throwaway
+//! `redis-server` ([`redis`]), and the processes the cross-implementation tests start
+//! ([`process`]).
 //!
 //! A dev-dependency only (by path); never published.
 
@@ -10,6 +11,7 @@ pub mod netns;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod redis;
 pub mod tls;
 
 /// The test keys and key sets (see `fixtures/README.md` in this crate).

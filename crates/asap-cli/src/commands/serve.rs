@@ -10,7 +10,8 @@ use asap_protocol::discovery::Advertiser;
 use asap_protocol::model::{AuthScheme, Manifest, Model, Skill};
 use asap_protocol::server::{
     AllowedOrigins, ForwardedHeader, HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule,
-    Server, ServerConfig, StaticTokens, TlsConfig, TrustedProxies, default_skills, shutdown_signal,
+    RedisConfig, RedisSharedState, Server, ServerConfig, StaticTokens, TlsConfig, TrustedProxies,
+    default_skills, shutdown_signal,
 };
 use asap_protocol::store::{PostgresConfig, SqliteStore, StorageConfig};
 use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
@@ -118,6 +119,24 @@ pub struct ServeArgs {
     /// reference does not check ids).
     #[arg(long, env = "ASAP_REJECT_REPEATED_IDS", value_parser = boolish(), action = ArgAction::SetTrue)]
     reject_repeated_ids: bool,
+    /// Keep the replay guard (nonces, envelope ids), the rate limits and the WebSocket
+    /// retransmission cache in this Redis (`redis://host:6379/0`,
+    /// `redis+unix:///path/redis.sock`), shared by every replica pointed at it. While
+    /// Redis is down, /ready answers 503 and requests that need it get 503.
+    #[arg(long, env = "ASAP_REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+    /// With --redis-url: milliseconds to wait for any one Redis answer (a request that
+    /// needs it gets 503 past it) and for a connection.
+    #[arg(long, env = "ASAP_REDIS_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), requires = "redis_url")]
+    redis_timeout_ms: u64,
+    /// With --redis-url: prefix of every key, so several agents can share one Redis.
+    #[arg(
+        long,
+        env = "ASAP_REDIS_KEY_PREFIX",
+        default_value = "asap:",
+        requires = "redis_url"
+    )]
+    redis_key_prefix: String,
     /// Seconds a client has to send a request's headers (also the longest a kept-alive
     /// connection may wait for its next request).
     #[arg(long, env = "ASAP_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
@@ -410,6 +429,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .config(config)
         .store(store)
         .registry(registry);
+    if let Some(url) = &args.redis_url {
+        let mut redis = RedisConfig::new(url.as_str());
+        redis.key_prefix = args.redis_key_prefix.clone();
+        redis.response_timeout = std::time::Duration::from_millis(args.redis_timeout_ms);
+        redis.connect_timeout = redis.response_timeout;
+        let shared = RedisSharedState::connect(redis)
+            .await
+            .context("connecting to Redis (--redis-url)")?;
+        tracing::info!("shared state (replay guard, rate limits, WebSocket cache) in Redis");
+        builder = builder.shared_state(Arc::new(shared));
+    }
     let mut bearer_tokens = args.bearer_tokens.clone();
     if let Some(file) = &args.bearer_tokens_file {
         bearer_tokens.extend(lines_file(file)?);

@@ -79,7 +79,7 @@ fn uptime(started: Instant) -> f64 {
 }
 
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    let healthy = state.store.ping().await.is_ok();
+    let healthy = state.dependencies_up().await;
     let m = &state.manifest.manifest;
     let body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
@@ -102,7 +102,7 @@ pub(crate) async fn liveness() -> Response {
 }
 
 pub(crate) async fn readiness(State(state): State<AppState>) -> Response {
-    if state.store.ping().await.is_ok() && !state.shutting_down() {
+    if !state.shutting_down() && state.dependencies_up().await {
         json_response(StatusCode::OK, &json!({"status": "ok"}))
     } else {
         json_response(

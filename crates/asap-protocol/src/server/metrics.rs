@@ -44,6 +44,8 @@ pub enum ErrorType {
     ThreadPoolExhausted,
     /// -32603.
     InternalError,
+    /// HTTP 503: shared state (Redis) unavailable for a check the request needs.
+    DependencyUnavailable,
 }
 
 impl ErrorType {
@@ -62,6 +64,7 @@ impl ErrorType {
             Self::HandlerNotFound => "handler_not_found",
             Self::ThreadPoolExhausted => "thread_pool_exhausted",
             Self::InternalError => "internal_error",
+            Self::DependencyUnavailable => "dependency_unavailable",
         }
     }
 }
@@ -249,7 +252,10 @@ impl Metrics {
                 let reason = error.as_str();
                 self.validation_errors.with_label_values(&[reason]).inc();
             }
-            ErrorType::InvalidRequest | ErrorType::HandlerNotFound | ErrorType::InternalError => {}
+            ErrorType::InvalidRequest
+            | ErrorType::HandlerNotFound
+            | ErrorType::InternalError
+            | ErrorType::DependencyUnavailable => {}
         }
     }
 

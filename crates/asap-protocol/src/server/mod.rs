@@ -36,6 +36,7 @@ mod pipeline;
 mod rate_limit;
 mod replay;
 mod response;
+mod shared_state;
 mod tls;
 mod trace;
 mod websocket;
@@ -81,6 +82,13 @@ pub use oauth2_settings::{OAuth2Settings, OAuth2SetupError};
 pub use origin::AllowedOrigins;
 pub use rate_limit::{Limited, RateLimitError, RateLimitRule};
 pub use replay::{NonceStore, check_timestamp};
+#[cfg(feature = "redis")]
+pub use shared_state::redis::{RedisConfig, RedisSharedState};
+pub use shared_state::{
+    Admission, Arrival, DEPENDENCY_UNAVAILABLE, FirstArrival, InProcess, PendingAnswer,
+    RateLimitStore, ReplayGuard, ReplayKind, RetransmissionCache, SharedStateBackend,
+    SharedStateError,
+};
 pub use tls::{TlsConfig, TlsError};
 pub use trace::ServerSpan;
 // Internal steps reached by `crate::fuzzing` (feature `fuzzing`) only.
@@ -110,11 +118,13 @@ pub(crate) struct Inner {
     pub(crate) registry: HandlerRegistry,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) config: ServerConfig,
-    pub(crate) rate_limiter: Option<rate_limit::ClientRateLimiter>,
-    pub(crate) nonces: NonceStore,
+    pub(crate) rate_limiter: Option<Arc<dyn RateLimitStore>>,
+    pub(crate) nonces: Arc<dyn ReplayGuard>,
     pub(crate) body_budget: body::BodyBudget,
     /// Envelope ids seen in the nonce window (`reject_repeated_ids`).
-    pub(crate) seen_ids: Option<NonceStore>,
+    pub(crate) seen_ids: Option<Arc<dyn ReplayGuard>>,
+    /// Where the replay guards, rate limits and retransmission cache live (readiness).
+    pub(crate) shared_state: Arc<dyn SharedStateBackend>,
     pub(crate) metrics: Metrics,
     pub(crate) token_validator: Option<Arc<dyn TokenValidator>>,
     pub(crate) started: Instant,
@@ -148,6 +158,12 @@ impl Inner {
         self.shutting_down.load(Ordering::Relaxed)
     }
 
+    /// Whether the store and the shared state both answer (readiness and health).
+    pub(crate) async fn dependencies_up(&self) -> bool {
+        let (store, shared) = tokio::join!(self.store.ping(), self.shared_state.ping());
+        store.is_ok() && shared.is_ok()
+    }
+
     /// The client's address for rate limiting and logs: the peer, or the client a
     /// trusted proxy names. Without `ConnectInfo` (the router nested in an app served
     /// without it) the peer is unknown and every caller counts as `0.0.0.0`.
@@ -175,11 +191,21 @@ pub struct ServerBuilder {
     config: ServerConfig,
     token_validator: Option<Arc<dyn TokenValidator>>,
     task_events: Option<Arc<dyn TaskEvents>>,
+    shared_state: Option<Arc<dyn SharedStateBackend>>,
     #[cfg(feature = "oauth2")]
     oauth2: Option<OAuth2>,
 }
 
 impl ServerBuilder {
+    /// Where the replay guards (nonces, envelope ids), the per-client rate limits and
+    /// the WebSocket retransmission cache live (default: [`InProcess`]). Replicas
+    /// behind one load balancer share them through one backend, e.g.
+    /// `RedisSharedState` (feature `redis`).
+    pub fn shared_state(mut self, backend: Arc<dyn SharedStateBackend>) -> Self {
+        self.shared_state = Some(backend);
+        self
+    }
+
     /// Requires a valid OAuth2 bearer JWT on every path under the prefix (section 10.2).
     #[cfg(feature = "oauth2")]
     pub fn oauth2(mut self, oauth2: OAuth2) -> Self {
@@ -231,16 +257,18 @@ impl ServerBuilder {
             return Err(error.into());
         }
         let config = self.config;
+        let shared = self.shared_state.unwrap_or_else(|| Arc::new(InProcess));
+        let (ttl, capacity) = (config.nonce_ttl, config.nonce_capacity);
         let inner = Inner {
             manifest: ServedManifest::new(manifest),
             registry: self.registry.unwrap_or_else(HandlerRegistry::echo),
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-            rate_limiter: rate_limit::ClientRateLimiter::new(&config.rate_limits),
-            nonces: NonceStore::new(config.nonce_ttl, config.nonce_capacity),
+            rate_limiter: shared.rate_limiter(&config.rate_limits),
+            nonces: shared.replay_guard(ReplayKind::Nonce, ttl, capacity),
             body_budget: body::BodyBudget::new(config.max_buffered_bytes),
             seen_ids: config
                 .reject_repeated_ids
-                .then(|| NonceStore::new(config.nonce_ttl, config.nonce_capacity)),
+                .then(|| shared.replay_guard(ReplayKind::EnvelopeId, ttl, capacity)),
             metrics: Metrics::new(),
             token_validator: self.token_validator,
             started: Instant::now(),
@@ -249,7 +277,11 @@ impl ServerBuilder {
             handler_slots: config
                 .max_concurrent_handlers
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
-            ws: websocket::Hub::new(&config.websocket),
+            ws: websocket::Hub::new(shared.retransmission_cache(
+                config.websocket.dedup_window,
+                config.websocket.dedup_capacity,
+            )),
+            shared_state: shared,
             task_events: self.task_events,
             #[cfg(feature = "oauth2")]
             oauth2: self.oauth2,

@@ -17,8 +17,9 @@ use super::auth::{AuthFailure, AuthenticatedCaller, authenticate};
 use super::body::{HeldBytes, check_declared_length, coding, decode_within, read_limited};
 use super::handler::{HandlerContext, HandlerError, Push};
 use super::metrics::ErrorType;
-use super::replay::check_timestamp;
+use super::replay::{check_timestamp, duplicate_id, duplicate_nonce, nonce_to_check};
 use super::response::{detail, json_response};
+use super::shared_state::{SharedStateError, unavailable_body};
 use super::trace::ServerSpan;
 use crate::json;
 use crate::model::{AsapError, Envelope, Model};
@@ -27,11 +28,14 @@ use crate::rpc::{
     parse_request, rate_limited_body,
 };
 
-/// A JSON-RPC failure on its way out: the error, the id to echo, and its metric label.
+/// A JSON-RPC failure on its way out: the error, the id to echo, and its metric label;
+/// or, when `unavailable` is set, not a JSON-RPC answer but a `503` (a check needed
+/// shared state that could not be reached).
 struct Failure {
     error: JsonRpcError,
     id: Option<RequestId>,
     kind: ErrorType,
+    unavailable: Option<SharedStateError>,
 }
 
 fn failure(code: ErrorCode, data: Value, id: Option<RequestId>, kind: ErrorType) -> Failure {
@@ -39,6 +43,17 @@ fn failure(code: ErrorCode, data: Value, id: Option<RequestId>, kind: ErrorType)
         error: JsonRpcError::new(code, data),
         id,
         kind,
+        unavailable: None,
+    }
+}
+
+/// A request refused because shared state needed by a check is unavailable.
+fn unavailable(error: SharedStateError, id: Option<RequestId>) -> Failure {
+    Failure {
+        error: JsonRpcError::new(ErrorCode::InternalError, Value::Null),
+        id,
+        kind: ErrorType::DependencyUnavailable,
+        unavailable: Some(error),
     }
 }
 
@@ -67,9 +82,22 @@ pub(crate) async fn handle(
     if let Err(r) = check_declared_length(&headers, max) {
         return detail(r.status, r.detail);
     }
-    if let Some(limiter) = &state.rate_limiter
-        && let Err(limited) = limiter.check(state.client_ip(connect_info, &headers))
-    {
+    let admission = match &state.rate_limiter {
+        None => Ok(()),
+        Some(limiter) => match limiter.admit(state.client_ip(connect_info, &headers)).await {
+            Ok(admission) => admission,
+            Err(error) => {
+                state.metrics.error(
+                    "other",
+                    ErrorType::DependencyUnavailable,
+                    started.elapsed().as_secs_f64(),
+                );
+                let body = unavailable_body(&error);
+                return json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
+            }
+        },
+    };
+    if let Err(limited) = admission {
         let mut response = json_response(
             StatusCode::TOO_MANY_REQUESTS,
             &rate_limited_body(limited.retry_after, &limited.limit),
@@ -227,6 +255,10 @@ async fn respond_checked(
         }
         Err((f, payload_type)) => {
             state.metrics.error(&payload_type, f.kind, seconds);
+            if let Some(error) = f.unavailable {
+                let body = unavailable_body(&error);
+                return (StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body));
+            }
             let body = JsonRpcErrorResponse::new(f.error, f.id);
             (StatusCode::OK, json::to_compact(&body))
         }
@@ -414,33 +446,27 @@ async fn process(
                 error,
                 id,
                 kind: ErrorType::InvalidTimestamp,
+                unavailable: None,
             },
             label,
         ));
     }
-    // 15. Nonce.
-    let nonce_checked = if !state.config.require_nonce {
-        Ok(())
-    } else if state.config.reject_missing_nonce {
-        state.nonces.check_required(&envelope)
-    } else {
-        state.nonces.check(&envelope)
-    };
-    // Envelope ids seen before (a switch; the reference has no such check).
-    let id_checked = || match &state.seen_ids {
-        Some(ids) => ids.check_id(&envelope),
-        None => Ok(()),
-    };
-    if let Err(e) = nonce_checked.and_then(|()| id_checked()) {
-        let error = JsonRpcError::from_asap("Invalid envelope nonce", &e);
-        return Err((
-            Failure {
-                error,
-                id,
-                kind: ErrorType::InvalidNonce,
-            },
-            label,
-        ));
+    // 15. Nonce, and envelope ids seen before (a switch; the reference has no such check).
+    match check_replay(state, &envelope).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let error = JsonRpcError::from_asap("Invalid envelope nonce", &e);
+            return Err((
+                Failure {
+                    error,
+                    id,
+                    kind: ErrorType::InvalidNonce,
+                    unavailable: None,
+                },
+                label,
+            ));
+        }
+        Err(error) => return Err((unavailable(error, id), label)),
     }
     // 16. Dispatch.
     let Some(handler) = state.registry.get(&envelope.payload_type).cloned() else {
@@ -487,6 +513,31 @@ async fn process(
     }
 }
 
+/// Step 15: the nonce (when `require_nonce`), then the envelope id (when
+/// `reject_repeated_ids`). The outer error: the replay guard could not be asked.
+async fn check_replay(
+    state: &AppState,
+    envelope: &Envelope,
+) -> Result<Result<(), AsapError>, SharedStateError> {
+    if state.config.require_nonce {
+        let nonce = match nonce_to_check(envelope, state.config.reject_missing_nonce) {
+            Ok(nonce) => nonce,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(nonce) = nonce
+            && !state.nonces.first_use(nonce).await?
+        {
+            return Ok(Err(duplicate_nonce(envelope, nonce)));
+        }
+    }
+    if let Some(ids) = &state.seen_ids
+        && !ids.first_use(&envelope.id).await?
+    {
+        return Ok(Err(duplicate_id(envelope)));
+    }
+    Ok(Ok(()))
+}
+
 fn handler_failure(error: HandlerError, id: Option<RequestId>, debug: bool) -> Failure {
     match error {
         HandlerError::InvalidPayload(v) => {
@@ -499,6 +550,7 @@ fn handler_failure(error: HandlerError, id: Option<RequestId>, debug: bool) -> F
                 error: JsonRpcError::from_asap(&summary, &e),
                 id,
                 kind: ErrorType::InvalidParams,
+                unavailable: None,
             }
         }
         HandlerError::Internal(source) => {

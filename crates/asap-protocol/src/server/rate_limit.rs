@@ -12,6 +12,8 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use super::shared_state::{Admission, RateLimitStore, SharedStateError};
+
 /// Why a rate limit expression is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -184,6 +186,17 @@ impl ClientRateLimiter {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl RateLimitStore for ClientRateLimiter {
+    async fn admit(&self, client: IpAddr) -> Result<Admission, SharedStateError> {
+        Ok(self.check(client))
+    }
+
+    fn forget_idle(&self) {
+        ClientRateLimiter::forget_idle(self);
     }
 }
 

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use super::shared_state::{ReplayGuard, SharedStateError};
 use crate::json::{FloatStyle, format_float};
 use crate::model::{AsapError, Envelope};
 
@@ -89,6 +90,64 @@ fn python_str(value: &Value) -> String {
     }
 }
 
+/// The nonce an envelope asks to check: `None` when it carries none (and one is not
+/// `required`); an error when it is not a non-empty string, or missing but required.
+pub(crate) fn nonce_to_check(
+    envelope: &Envelope,
+    required: bool,
+) -> Result<Option<&str>, AsapError> {
+    let details = |nonce: Value| {
+        let mut d = Map::new();
+        d.insert("nonce".into(), nonce);
+        d.insert("envelope_id".into(), envelope.id.clone().into());
+        d
+    };
+    let Some(raw) = envelope.extensions.as_ref().and_then(|e| e.get("nonce")) else {
+        if !required {
+            return Ok(None);
+        }
+        return Err(AsapError::InvalidNonce {
+            message: "Nonce is required: the envelope has no extensions.nonce".to_owned(),
+            details: details(Value::Null),
+        });
+    };
+    match raw {
+        Value::String(s) if !s.is_empty() => Ok(Some(s)),
+        Value::String(_) => Err(AsapError::InvalidNonce {
+            message: "Nonce must be a non-empty string, got empty string".to_owned(),
+            details: details(String::new().into()),
+        }),
+        other => Err(AsapError::InvalidNonce {
+            message: format!(
+                "Nonce must be a non-empty string, got {}",
+                python_type(other)
+            ),
+            details: details(python_str(other).into()),
+        }),
+    }
+}
+
+/// The error for a nonce seen within the window.
+pub(crate) fn duplicate_nonce(envelope: &Envelope, nonce: &str) -> AsapError {
+    let mut details = Map::new();
+    details.insert("nonce".into(), nonce.into());
+    details.insert("envelope_id".into(), envelope.id.clone().into());
+    AsapError::InvalidNonce {
+        message: format!("Duplicate nonce detected: {nonce}"),
+        details,
+    }
+}
+
+/// The error for an envelope id seen within the window (`reject_repeated_ids`).
+pub(crate) fn duplicate_id(envelope: &Envelope) -> AsapError {
+    let mut details = Map::new();
+    details.insert("envelope_id".into(), envelope.id.clone().into());
+    AsapError::InvalidNonce {
+        message: format!("Duplicate envelope id detected: {}", envelope.id),
+        details,
+    }
+}
+
 /// Remembers nonces for a while; a nonce seen twice within its lifetime is a replay.
 /// Bounded: beyond `capacity` the oldest nonces are forgotten first.
 #[derive(Debug)]
@@ -116,62 +175,19 @@ impl NonceStore {
 
     /// Checks `extensions.nonce` and records it (atomically). An absent nonce passes.
     pub fn check(&self, envelope: &Envelope) -> Result<(), AsapError> {
-        let Some(raw) = envelope.extensions.as_ref().and_then(|e| e.get("nonce")) else {
-            return Ok(());
-        };
-        let details = |nonce: String| {
-            let mut d = Map::new();
-            d.insert("nonce".into(), nonce.into());
-            d.insert("envelope_id".into(), envelope.id.clone().into());
-            d
-        };
-        let nonce = match raw {
-            Value::String(s) if !s.is_empty() => s,
-            Value::String(_) => {
-                let message = "Nonce must be a non-empty string, got empty string".to_owned();
-                return Err(AsapError::InvalidNonce {
-                    message,
-                    details: details(String::new()),
-                });
-            }
-            other => {
-                let message = format!(
-                    "Nonce must be a non-empty string, got {}",
-                    python_type(other)
-                );
-                return Err(AsapError::InvalidNonce {
-                    message,
-                    details: details(python_str(other)),
-                });
-            }
-        };
-        if self.remember(nonce) {
-            Ok(())
-        } else {
-            Err(AsapError::InvalidNonce {
-                message: format!("Duplicate nonce detected: {nonce}"),
-                details: details(nonce.clone()),
-            })
+        match nonce_to_check(envelope, false)? {
+            Some(nonce) if !self.remember(nonce) => Err(duplicate_nonce(envelope, nonce)),
+            _ => Ok(()),
         }
     }
 
     /// Like [`NonceStore::check`], but an envelope without a nonce is refused (not in
     /// the reference, which lets it through: `ServerConfig::reject_missing_nonce`).
     pub fn check_required(&self, envelope: &Envelope) -> Result<(), AsapError> {
-        let present = envelope
-            .extensions
-            .as_ref()
-            .is_some_and(|e| e.contains_key("nonce"));
-        if !present {
-            let mut details = Map::new();
-            details.insert("nonce".into(), Value::Null);
-            details.insert("envelope_id".into(), envelope.id.clone().into());
-            return Err(AsapError::InvalidNonce {
-                message: "Nonce is required: the envelope has no extensions.nonce".to_owned(),
-                details,
-            });
+        match nonce_to_check(envelope, true)? {
+            Some(nonce) if !self.remember(nonce) => Err(duplicate_nonce(envelope, nonce)),
+            _ => Ok(()),
         }
-        self.check(envelope)
     }
 
     /// Records the envelope's `id` and refuses it when it was seen within the window
@@ -181,12 +197,7 @@ impl NonceStore {
         if self.remember(&envelope.id) {
             return Ok(());
         }
-        let mut details = Map::new();
-        details.insert("envelope_id".into(), envelope.id.clone().into());
-        Err(AsapError::InvalidNonce {
-            message: format!("Duplicate envelope id detected: {}", envelope.id),
-            details,
-        })
+        Err(duplicate_id(envelope))
     }
 
     /// Records `key` and says whether it is new (not seen within the window), atomically.
@@ -234,6 +245,13 @@ impl NonceStore {
     /// Whether no nonce is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[async_trait::async_trait]
+impl ReplayGuard for NonceStore {
+    async fn first_use(&self, key: &str) -> Result<bool, SharedStateError> {
+        Ok(self.remember(key))
     }
 }
 

@@ -60,6 +60,7 @@ pub struct Options {
     pub validator: Option<Arc<dyn TokenValidator>>,
     pub edit_manifest: Option<ManifestEdit>,
     pub oauth2: Option<asap_protocol::server::OAuth2>,
+    pub shared_state: Option<Arc<dyn asap_protocol::server::SharedStateBackend>>,
 }
 
 impl Default for Options {
@@ -73,6 +74,7 @@ impl Default for Options {
             validator: None,
             edit_manifest: None,
             oauth2: None,
+            shared_state: None,
         }
     }
 }
@@ -113,6 +115,9 @@ pub async fn start(options: Options) -> Running {
     }
     if let Some(oauth2) = options.oauth2 {
         builder = builder.oauth2(oauth2);
+    }
+    if let Some(shared_state) = options.shared_state {
+        builder = builder.shared_state(shared_state);
     }
     let server = builder.build().unwrap();
     let (tx, rx) = oneshot::channel::<()>();

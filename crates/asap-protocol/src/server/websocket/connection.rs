@@ -13,7 +13,6 @@ use http::HeaderMap;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::dedup::{Arrival, answer_of};
 use super::frames;
 use crate::json;
 use crate::model::{AckStatus, Envelope, Model};
@@ -22,6 +21,7 @@ use crate::server::auth::AuthenticatedCaller;
 use crate::server::body::{Coding, coding, decode, too_large};
 use crate::server::handler::Push;
 use crate::server::pipeline::{Input, respond};
+use crate::server::shared_state::{Arrival, unavailable_body};
 
 /// Close codes (RFC 6455 section 7.4.1).
 const GOING_AWAY: u16 = 1001;
@@ -260,10 +260,26 @@ pub(super) async fn handle(
         }
     };
     let request_id = request.get("id").cloned();
-    let arrival = acked.as_ref().map(|e| state.ws.dedup.arrive(&e.id));
+    let arrival = match &acked {
+        None => None,
+        Some(envelope) => match state.ws.dedup.arrive(&envelope.id).await {
+            Ok(arrival) => Some(arrival),
+            // The cache cannot say whether this is a retransmission: refuse rather than
+            // risk running the handler twice.
+            Err(error) => {
+                let answer = unavailable_body(&error);
+                out.send(json::to_compact(&answer)).await?;
+                if state.config.websocket.completion_acks {
+                    let reason = failure_reason(&answer);
+                    out.send(ack_after(envelope, reason.as_deref())).await?;
+                }
+                return Ok(());
+            }
+        },
+    };
     let first = match arrival {
         Some(Arrival::Duplicate(earlier)) => {
-            if let Some(answer) = answer_of(earlier).await {
+            if let Some(answer) = earlier.await {
                 let mut answer = (*answer).clone();
                 if let Some(object) = answer.as_object_mut() {
                     object.insert("id".into(), request_id.unwrap_or(Value::Null));
@@ -291,7 +307,7 @@ pub(super) async fn handle(
         Some(bytes) => Input::Raw(bytes),
         None => Input::Parsed(request),
     };
-    let (_, body) = respond(state, headers, caller, Some(push), input, started).await;
+    let (status, body) = respond(state, headers, caller, Some(push), input, started).await;
     let Some(envelope) = &acked else {
         return out.send(body).await;
     };
@@ -299,8 +315,10 @@ pub(super) async fn handle(
     // arrives on the next one still gets this answer instead of a second run.
     let answer = json::parse(body.as_bytes()).unwrap_or(Value::Null);
     let reason = failure_reason(&answer);
-    if let Some(first) = first {
-        first.finish(answer);
+    // A 503 (a busy server, an unavailable dependency) is transient: not recorded, so
+    // a retransmission is handled afresh (dropping `first` releases its waiters).
+    if let Some(first) = first.filter(|_| status != http::StatusCode::SERVICE_UNAVAILABLE) {
+        first.finish(answer).await;
     }
     out.send(body).await?;
     if state.config.websocket.completion_acks {

@@ -26,6 +26,7 @@ use super::AppState;
 use super::auth::AuthenticatedCaller;
 use super::pipeline::pre_authenticate;
 use super::response::detail;
+use super::shared_state::RetransmissionCache;
 
 pub(crate) use dedup::Dedup;
 
@@ -34,16 +35,17 @@ pub(crate) struct Hub {
     open: AtomicUsize,
     closed: tokio::sync::Notify,
     shutdown: watch::Sender<bool>,
-    pub(crate) dedup: Dedup,
+    pub(crate) dedup: Arc<dyn RetransmissionCache>,
 }
 
 impl Hub {
-    pub(crate) fn new(config: &super::WebSocketConfig) -> Self {
+    /// A hub answering retransmissions from `dedup`.
+    pub(crate) fn new(dedup: Arc<dyn RetransmissionCache>) -> Self {
         Self {
             open: AtomicUsize::new(0),
             closed: tokio::sync::Notify::new(),
             shutdown: watch::channel(false).0,
-            dedup: Dedup::new(config.dedup_window, config.dedup_capacity),
+            dedup,
         }
     }
 
