@@ -26,29 +26,46 @@ fn asap(args: &[&str], stdin: Option<&[u8]>) -> Output {
 }
 
 /// A receiver on its own thread: answers `status` after `delay`, records each body's
-/// `seq` and delivery id.
+/// `seq` and `task_id` and the delivery id.
 struct Receiver {
     port: u16,
     got: Arc<Recorded>,
 }
 
+/// One delivery as the receiver got it.
+#[derive(Clone)]
+struct Arrival {
+    /// The body's `seq` (0 without one).
+    seq: u64,
+    /// The `X-ASAP-Delivery-Id` header.
+    id: String,
+    /// The body's `task_id`, for task events.
+    task_id: Option<String>,
+}
+
 /// What a receiver got, with a signal for each arrival.
 #[derive(Default)]
 struct Recorded {
-    list: Mutex<Vec<(u64, String)>>,
+    list: Mutex<Vec<Arrival>>,
     arrived: std::sync::Condvar,
 }
 
 impl Receiver {
     /// Waits (at most `within`) until `n` deliveries arrived; panics with `what` otherwise.
     fn wait_for(&self, n: usize, within: Duration, what: &str) {
+        self.wait_until(within, what, |list| list.len() >= n);
+    }
+
+    /// Waits (at most `within`) until what arrived satisfies `done`; panics with `what`
+    /// otherwise.
+    fn wait_until(&self, within: Duration, what: &str, done: impl Fn(&[Arrival]) -> bool) {
         let list = self.got.list.lock().unwrap();
         let (list, _) = self
             .got
             .arrived
-            .wait_timeout_while(list, within, |list| list.len() < n)
+            .wait_timeout_while(list, within, |list| !done(list))
             .unwrap();
-        assert!(list.len() >= n, "{what}: {} of {n}", list.len());
+        assert!(done(&list), "{what}: {} arrived", list.len());
     }
 }
 
@@ -74,10 +91,11 @@ fn receiver(status: u16, delay: Duration) -> Receiver {
                             tokio::time::sleep(delay).await;
                             let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
                             let id = headers["x-asap-delivery-id"].to_str().unwrap().to_owned();
-                            seen.list
-                                .lock()
-                                .unwrap()
-                                .push((value["seq"].as_u64().unwrap_or(0), id));
+                            seen.list.lock().unwrap().push(Arrival {
+                                seq: value["seq"].as_u64().unwrap_or(0),
+                                id,
+                                task_id: value["task_id"].as_str().map(str::to_owned),
+                            });
                             seen.arrived.notify_all();
                             axum::http::StatusCode::from_u16(status).unwrap()
                         }
@@ -290,9 +308,12 @@ fn deliveries_survive_sigkill_of_the_delivering_process() {
     let got = slow.got.list.lock().unwrap().clone();
     let mut per_seq: HashMap<u64, u32> = HashMap::new();
     let mut ids_per_seq: HashMap<u64, std::collections::HashSet<String>> = HashMap::new();
-    for (seq, id) in &got {
-        *per_seq.entry(*seq).or_default() += 1;
-        ids_per_seq.entry(*seq).or_default().insert(id.clone());
+    for arrival in &got {
+        *per_seq.entry(arrival.seq).or_default() += 1;
+        ids_per_seq
+            .entry(arrival.seq)
+            .or_default()
+            .insert(arrival.id.clone());
     }
     let missing: Vec<u64> = (0..TOTAL).filter(|s| !per_seq.contains_key(s)).collect();
     assert!(missing.is_empty(), "lost deliveries: {missing:?}");
@@ -375,7 +396,20 @@ fn skill(url: &str, skill: &str, input: &str) -> (Output, serde_json::Value) {
 #[test]
 fn conformance_skills_answer_as_the_contract_says() {
     let dir = tempfile::tempdir().unwrap();
-    let (_agent, url) = support::asap_serve(&["--conformance"], dir.path());
+    // Task events tell the test when `slow` has registered its task (and can be cancelled).
+    let events = receiver(200, Duration::ZERO);
+    let callback = format!("http://127.0.0.1:{}/hook=cb-secret", events.port);
+    let (_agent, url) = support::asap_serve(
+        &[
+            "--conformance",
+            "--webhook",
+            &callback,
+            "--webhook-allow-http",
+            "--webhook-allow-private",
+            "127.0.0.1/32",
+        ],
+        dir.path(),
+    );
 
     let (failed, answer) = skill(&url, "fail", "{}");
     assert_eq!(failed.status.code(), Some(5), "an error answer");
@@ -402,7 +436,7 @@ fn conformance_skills_answer_as_the_contract_says() {
         serde_json::json!({"delivered": true, "status_code": 200, "attempts": 1}),
         "{reply}"
     );
-    assert_eq!(hook.got.list.lock().unwrap()[0].0, 9);
+    assert_eq!(hook.got.list.lock().unwrap()[0].seq, 9);
 
     // `slow` ends as soon as task.cancel for its task arrives.
     let started = Instant::now();
@@ -410,7 +444,10 @@ fn conformance_skills_answer_as_the_contract_says() {
         let url = url.clone();
         std::thread::spawn(move || skill(&url, "slow", r#"{"task_id": "t-slow", "seconds": 20}"#))
     };
-    std::thread::sleep(Duration::from_millis(500));
+    events.wait_until(Duration::from_secs(20), "t-slow did not start", |list| {
+        list.iter()
+            .any(|arrival| arrival.task_id.as_deref() == Some("t-slow"))
+    });
     let cancel = asap(
         &[
             "send",

@@ -618,7 +618,8 @@ async fn responses_are_compressed_only_when_switched_on() {
     compressing.stop().await;
 }
 
-#[tokio::test]
+/// Paused time: the body timeout is a tokio timer.
+#[tokio::test(start_paused = true)]
 async fn a_body_that_never_arrives_gets_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut options = Options::default();

@@ -471,22 +471,27 @@ async fn subject_map_decision_table() {
     assert!(asap_protocol::auth::parse_subject_map("{").is_err());
 }
 
+/// The validator's clock (for `exp` and its memory of verified tokens) is tokio's: once
+/// the first check has fetched the keys, paused time moves past `exp` without waiting.
 #[tokio::test]
 async fn remembered_tokens_still_expire() {
     let idp = MockIdp::start();
-    let validator = JwtValidator::new(
-        Arc::new(JwksCache::new(idp.jwks_uri()).unwrap()),
-        AGENT,
-        scoped(),
-    );
+    let jwks = Arc::new(JwksCache::new(idp.jwks_uri()).unwrap());
+    let validator = JwtValidator::new(jwks.clone(), AGENT, scoped());
     let short = rsa(&json!({"sub": "c", "scope": "asap:execute", "exp": now() + 2}));
     validator.validate(&short).await.unwrap();
+    tokio::time::pause();
     validator.validate(&short).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-    assert!(matches!(
-        validator.validate(&short).await,
-        Err(asap_protocol::auth::AuthError::InvalidToken { .. })
-    ));
+    tokio::time::advance(std::time::Duration::from_secs(3)).await;
+    let expired = validator.validate(&short).await;
+    assert!(
+        matches!(
+            &expired,
+            Err(asap_protocol::auth::AuthError::InvalidToken { reason, .. }) if *reason == "token expired"
+        ),
+        "{expired:?}"
+    );
+    assert_eq!(jwks.fetch_count(), 1, "the keys came from the cache");
 }
 
 #[tokio::test]

@@ -2,6 +2,12 @@
 //! proxy in between where the network misbehaves: correlation of concurrent requests,
 //! push subscriptions, acks and retransmission, reconnection after drops and restarts,
 //! partitions longer than the stale limit, and the HTTP fallback.
+//!
+//! The tests whose scenario is made of time (downtime, partitions, idle and ack
+//! timeouts) run on paused tokio time: the clock jumps to the next timer whenever the
+//! runtime has nothing to do. Everything (server, proxy, client) runs on the test's
+//! runtime over loopback with Nagle off on every socket, so a written frame is readable
+//! at once and the clock never jumps while one is on its way.
 
 mod common;
 use asap_test_support::proxy;
@@ -240,7 +246,7 @@ async fn a_connection_cut_mid_request_completes_exactly_once() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn clients_reconnect_after_a_server_restart() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -263,7 +269,7 @@ async fn clients_reconnect_after_a_server_restart() {
     // Down for a while, then back on the same port.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let second = tokio::spawn(build().serve(listener, std::future::pending()));
     let reply = client.send(&url, &task(2)).await.unwrap();
     assert_eq!(reply.payload["result"], json!({"echoed": {"n": 2}}));
@@ -274,7 +280,7 @@ async fn clients_reconnect_after_a_server_restart() {
     second.abort();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_partition_longer_than_the_stale_limit_is_noticed_by_both_sides() {
     let mut config = config();
     config.websocket.ping_interval = Duration::from_millis(100);
@@ -341,6 +347,10 @@ async fn deaf_agent() -> (SocketAddr, Arc<AtomicUsize>) {
             }),
         )
         .merge(http);
+    // Nagle off, like the library's server (see the module comment).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -352,7 +362,7 @@ async fn deaf_agent() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, frames)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unacknowledged_envelopes_are_retransmitted_then_the_breaker_falls_back_to_http() {
     let (addr, frames) = deaf_agent().await;
     let client = Client::builder()
@@ -371,7 +381,7 @@ async fn unacknowledged_envelopes_are_retransmitted_then_the_breaker_falls_back_
         .build()
         .unwrap();
     let url = ws(addr);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let error = client.send(&url, &task(1)).await.unwrap_err();
     match error {
         ClientError::NotAcknowledged { attempts, .. } => assert_eq!(attempts, 3),
@@ -437,7 +447,7 @@ async fn a_bearer_token_goes_on_the_upgrade_and_refusals_are_http_errors() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_pool_is_bounded_and_closes_idle_connections() {
     let one = server(recording(Duration::ZERO).0).await;
     let two = server(recording(Duration::ZERO).0).await;
@@ -473,7 +483,7 @@ async fn the_pool_is_bounded_and_closes_idle_connections() {
     three.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hanging_agent_does_not_hold_up_connections_to_others() {
     let (registry, _) = recording(Duration::ZERO);
     let good = server(registry).await;
@@ -500,7 +510,7 @@ async fn a_hanging_agent_does_not_hold_up_connections_to_others() {
     });
     // The hanging agent has the connection; its handshake is now under way.
     accepted.recv().await.unwrap();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     client.send(&ws(good.addr), &task(2)).await.unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(1),

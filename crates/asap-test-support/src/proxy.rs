@@ -44,6 +44,10 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(target).await else {
                     continue;
                 };
+                // Nagle off on both legs: bytes are forwarded as they come, not held
+                // for a delayed ACK (which paused-time tests could not wait for).
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
                 let generation = *cut_rx.borrow();

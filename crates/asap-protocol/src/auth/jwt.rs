@@ -195,7 +195,7 @@ pub struct JwtValidator {
     policy: JwtPolicy,
     manifest_id: String,
     hmac_secret: Option<Vec<u8>>,
-    verified: std::sync::Mutex<HashMap<String, (Claims, std::time::Instant)>>,
+    verified: std::sync::Mutex<HashMap<String, (Claims, tokio::time::Instant)>>,
     verified_ttl: Duration,
     verified_capacity: usize,
 }
@@ -216,6 +216,28 @@ pub(crate) fn pick(keys: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<J
         Some(kid) => keys.find(kid).filter(|k| family_matches(alg, k)).cloned(),
         None => keys.keys.iter().find(|k| family_matches(alg, k)).cloned(),
     }
+}
+
+/// Seconds since the Unix epoch on tokio's clock: the system time, moved by however far
+/// tokio's clock is from the real one. They are the same clock (to the nanosecond)
+/// except where tokio's is paused, in tests, which can so let tokens expire with
+/// `tokio::time::advance` instead of waiting.
+fn unix_now() -> i64 {
+    let system = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let real = std::time::Instant::now();
+    let tokio = tokio::time::Instant::now().into_std();
+    let now = match tokio.checked_duration_since(real) {
+        Some(ahead) => system + ahead,
+        None => system.saturating_sub(real.duration_since(tokio)),
+    };
+    i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// `exp`, when it is a whole number (the JWT checks refuse any other).
+fn expiry(claims: &Map<String, Value>) -> Option<i64> {
+    claims.get("exp").and_then(Value::as_i64)
 }
 
 /// `scope` as a space-separated string or an array of strings.
@@ -287,7 +309,7 @@ impl JwtValidator {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         verified
             .get(token)
-            .filter(|(_, until)| std::time::Instant::now() < *until)
+            .filter(|(_, until)| tokio::time::Instant::now() < *until)
             .map(|(claims, _)| claims.clone())
     }
 
@@ -295,16 +317,14 @@ impl JwtValidator {
         if self.verified_ttl.is_zero() || self.verified_capacity == 0 {
             return;
         }
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now_unix = unix_now();
         let mut ttl = self.verified_ttl;
         if let Some(exp) = claims.expires_at {
             ttl = ttl.min(Duration::from_secs(
                 u64::try_from(exp - now_unix).unwrap_or(0),
             ));
         }
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         let mut verified = self
             .verified
             .lock()
@@ -393,9 +413,7 @@ impl JwtValidator {
             .await?
             .ok_or_else(|| invalid("token is not active"))?;
         let all = info.claims;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = unix_now();
         let leeway = self.policy.leeway.as_secs() as i64;
         match info.expires_at {
             Some(exp) if exp + leeway < now => return Err(invalid("token expired")),
@@ -476,6 +494,13 @@ impl JwtValidator {
         }
         let data = decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(|e| AuthError::invalid_jwt("rejected by the JWT checks", e))?;
+        // jsonwebtoken checked `exp` on the system clock; the same check on tokio's clock
+        // (the same time, except where tests pause it) keeps expiry testable without
+        // waiting, like the remembered tokens' lifetime.
+        let leeway = i64::try_from(self.policy.leeway.as_secs()).unwrap_or(i64::MAX);
+        if expiry(&data.claims).is_some_and(|exp| exp.saturating_add(leeway) < unix_now()) {
+            return Err(invalid("token expired"));
+        }
         Ok(data.claims)
     }
 
@@ -521,7 +546,7 @@ impl JwtValidator {
                 }
             }
         }
-        let expires_at = all.get("exp").and_then(Value::as_i64);
+        let expires_at = expiry(&all);
         Ok(Claims {
             subject,
             scopes: granted,

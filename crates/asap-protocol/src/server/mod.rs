@@ -388,6 +388,12 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        use axum::serve::ListenerExt as _;
+        // Nagle off, as for TLS: an answer written right after an ack frame would wait
+        // for the peer's delayed ACK (up to 40 ms on Linux).
+        let listener = listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
         self.serve_on(listener, shutdown).await
     }
 
