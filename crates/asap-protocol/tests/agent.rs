@@ -42,8 +42,10 @@ async fn task_lifecycle_snapshots_and_cancellation() {
     let store: Arc<dyn Store> = Arc::new(asap_protocol::store::MemoryStore::new());
     let server = start(agent(store.clone())).await;
     let task_id = run_echo(&server.base).await;
-    let task = store.get_task(&task_id).await.unwrap().unwrap().task;
-    assert_eq!(task.status.as_str(), "completed");
+    let stored = store.get_task(&task_id).await.unwrap().unwrap();
+    assert_eq!(stored.task.status.as_str(), "completed");
+    // The echo skill is immediate: its task is written once, with its outcome.
+    assert_eq!(stored.revision, 1);
     assert_eq!(store.list_versions(&task_id).await.unwrap(), [1, 2]);
 
     // state.query: latest and a given version; unknown task is an error.
@@ -302,6 +304,24 @@ impl Store for PausingStore {
     async fn close(&self) {}
 }
 
+/// Echo, but not declared immediate: its task is stored as working before it runs and
+/// updated after, as any skill doing I/O.
+struct StoredEcho;
+
+#[async_trait::async_trait]
+impl asap_protocol::server::Skill for StoredEcho {
+    async fn run(
+        &self,
+        task: &asap_protocol::model::Task,
+        request: &asap_protocol::model::TaskRequest,
+        ctx: &asap_protocol::server::HandlerContext,
+    ) -> Result<asap_protocol::json::JsonObject, asap_protocol::server::HandlerError> {
+        asap_protocol::server::EchoSkill
+            .run(task, request, ctx)
+            .await
+    }
+}
+
 /// A `task.cancel` that lands after the task handler read the task back from its skill
 /// and before it wrote the outcome: the cancellation stands (the handler's write
 /// conflicts, it reads again and records what holds). Before conditional writes the
@@ -314,7 +334,14 @@ async fn a_cancel_between_the_handlers_read_and_write_is_not_overwritten() {
         inner: asap_protocol::store::MemoryStore::new(),
         paused: std::sync::Mutex::new(Some((reached_tx, resume_rx))),
     });
-    let server = start(agent(store.clone())).await;
+    let mut skills = asap_protocol::server::Skills::new();
+    skills.insert("echo".into(), Arc::new(StoredEcho));
+    let server = start(Options {
+        registry: Some(HandlerRegistry::agent(skills)),
+        store: store.clone(),
+        ..Options::default()
+    })
+    .await;
     let store: Arc<dyn Store> = store;
     let base = server.base.clone();
     let request = tokio::spawn(async move {
@@ -327,8 +354,11 @@ async fn a_cancel_between_the_handlers_read_and_write_is_not_overwritten() {
         )
         .await
     });
-    // The echo skill has run; the handler has read the task (working) and waits.
-    let task_id = reached.await.unwrap();
+    // The skill has run; the handler has read the task (working) and waits.
+    let task_id = tokio::time::timeout(std::time::Duration::from_secs(30), reached)
+        .await
+        .expect("the handler reads the task back after its skill")
+        .unwrap();
     let cancel = post(
         &server.base,
         &send("task.cancel", json!({"task_id": task_id})),

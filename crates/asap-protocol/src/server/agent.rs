@@ -88,6 +88,16 @@ pub trait Skill: Send + Sync {
         request: &TaskRequest,
         ctx: &HandlerContext,
     ) -> Result<JsonObject, HandlerError>;
+
+    /// Whether [`run`](Self::run) answers at once, touching neither the store nor the
+    /// network (default `false`). The task of an immediate skill is stored once, with
+    /// its outcome and both snapshots, in one transaction after the run; otherwise it
+    /// is stored as `working` before the run (so a `task.cancel` or a crash meanwhile
+    /// finds it) and updated after. Nobody outside can tell the difference for an
+    /// immediate skill: the task's id reaches the requester only in the answer.
+    fn is_immediate(&self) -> bool {
+        false
+    }
 }
 
 /// Returns `{"echoed": input}`.
@@ -103,6 +113,10 @@ impl Skill for EchoSkill {
         _ctx: &HandlerContext,
     ) -> Result<JsonObject, HandlerError> {
         Ok(object(json!({"echoed": request.input})))
+    }
+
+    fn is_immediate(&self) -> bool {
+        true
     }
 }
 
@@ -157,41 +171,60 @@ impl Handler for TaskHandler {
                 details: object(json!({"skill_id": payload.skill_id})),
             }
         })?;
-        // One transaction before the skill runs: the task (moved from submitted to
-        // working, as listeners are told) and snapshot 1 recording the request.
         let mut task = Task::new(
             format!("task_{}", generate_id()),
             payload.conversation_id.clone(),
         );
         task.parent_task_id.clone_from(&payload.parent_task_id);
-        let submitted = task.clone();
-        task.transition(TaskStatus::Working)?;
         if let Some(events) = &ctx.events {
-            events.task_changed(&submitted).await;
+            events.task_changed(&task).await;
         }
+        task.transition(TaskStatus::Working)?;
         let request_data =
             json!({"status": "submitted", "skill_id": payload.skill_id, "input": payload.input});
-        ctx.commit(
-            WriteBatch::new()
-                .create_task(task.clone())
-                .save_snapshot(snapshot(&task.id, 1, request_data, false)),
-        )
-        .await?;
-        let outcome = skill.run(&task, &payload, ctx).await;
-        // One transaction after: the outcome, unless someone (a task.cancel, the skill
-        // itself) moved the task meanwhile, and snapshot 2 recording what holds.
-        let target = match &outcome {
-            Ok(_) => TaskStatus::Completed,
-            Err(_) => TaskStatus::Failed,
-        };
-        let snapshot_2 = |task: &Task| {
+        let snapshot_1 = snapshot(&task.id, 1, request_data, false);
+        let snapshot_2 = |task: &Task, outcome: &Result<JsonObject, HandlerError>| {
             let status = task.status.as_str();
-            let data = match &outcome {
+            let data = match outcome {
                 Ok(result) => json!({"status": status, "result": result}),
                 Err(error) => json!({"status": status, "error": error.to_string()}),
             };
-            WriteBatch::new().save_snapshot(snapshot(&task.id, 2, data, true))
+            snapshot(&task.id, 2, data, true)
         };
+        let target = |outcome: &Result<JsonObject, HandlerError>| match outcome {
+            Ok(_) => TaskStatus::Completed,
+            Err(_) => TaskStatus::Failed,
+        };
+
+        let task = if skill.is_immediate() {
+            // One transaction after the run: the task with its outcome, both snapshots.
+            if let Some(events) = &ctx.events {
+                events.task_changed(&task).await;
+            }
+            let outcome = skill.run(&task, &payload, ctx).await;
+            task.transition(target(&outcome))?;
+            let batch = WriteBatch::new()
+                .save_snapshot(snapshot_1)
+                .save_snapshot(snapshot_2(&task, &outcome))
+                .create_task(task.clone());
+            ctx.commit(batch).await?;
+            let result = outcome?;
+            let response = TaskResponse::new(task.id.clone(), task.status).with_result(result);
+            return Ok(reply_with(&request, ctx, response));
+        } else {
+            // One transaction before the run: the task (working) and snapshot 1 ...
+            ctx.commit(
+                WriteBatch::new()
+                    .create_task(task.clone())
+                    .save_snapshot(snapshot_1),
+            )
+            .await?;
+            task
+        };
+        let outcome = skill.run(&task, &payload, ctx).await;
+        // ... and one after: the outcome, unless someone (a task.cancel, the skill
+        // itself) moved the task meanwhile, and snapshot 2 recording what holds.
+        let status = target(&outcome);
         let task = ctx
             .update_task::<HandlerError, _>(
                 &task.id,
@@ -199,10 +232,10 @@ impl Handler for TaskHandler {
                     if task.status != TaskStatus::Working {
                         return Ok(false);
                     }
-                    task.transition(target)?;
+                    task.transition(status)?;
                     Ok(true)
                 },
-                snapshot_2,
+                |task| WriteBatch::new().save_snapshot(snapshot_2(task, &outcome)),
             )
             .await?
             .ok_or_else(|| HandlerError::internal(TaskVanished(task.id.clone())))?;

@@ -124,6 +124,7 @@ impl WriteBatch {
     }
 
     /// How many writes can fail on the data they find.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn conditional_count(&self) -> usize {
         self.writes.iter().filter(|w| w.is_conditional()).count()
     }

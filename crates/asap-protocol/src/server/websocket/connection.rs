@@ -5,10 +5,13 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use http::HeaderMap;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -53,10 +56,10 @@ pub(super) async fn run(
     let mut queued: VecDeque<(Utf8Bytes, Value)> = VecDeque::new();
     let mut current: Option<Handling> = None;
     let mut reading = true;
-    let bucket: Option<DefaultDirectRateLimiter> = limits
+    let bucket: Option<MessageLimiter> = limits
         .message_rate
         .and_then(NonZeroU32::new)
-        .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+        .map(|rate| RateLimiter::direct_with_clock(Quota::per_second(rate), TokioClock::new()));
     let mut last_received = Instant::now();
     let period = limits
         .ping_interval
@@ -332,5 +335,31 @@ fn ack_after(envelope: &Envelope, failure: Option<&str>) -> String {
     match failure {
         None => frames::ack(envelope, AckStatus::Processed, None),
         Some(reason) => frames::ack(envelope, AckStatus::Rejected, Some(reason)),
+    }
+}
+
+/// A connection's message bucket, refilled on tokio's clock.
+type MessageLimiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+
+/// governor's clock on tokio's time, as every other timer of the server: the refill
+/// follows the runtime's clock (paused in tests) rather than the machine's.
+#[derive(Debug, Clone)]
+struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    fn new() -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl governor::clock::Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        tokio::time::Instant::now().duration_since(self.origin)
     }
 }
