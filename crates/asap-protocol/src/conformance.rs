@@ -147,11 +147,21 @@ async fn slow(
         .clamp(0.0, 300.0);
     let mut task = Task::new(task_id.clone(), payload.conversation_id.clone());
     task.transition(TaskStatus::Working)?;
+    // Snapshot 1 records the start, snapshot 2 how it ended (read by `state.query`, on
+    // any agent sharing the store).
+    let record = |status: TaskStatus| StateSnapshot {
+        id: format!("snap_{}", generate_id()),
+        task_id: task_id.clone(),
+        version: if status == TaskStatus::Working { 1 } else { 2 },
+        data: object(json!({"status": status.as_str(), "seconds": seconds})),
+        checkpoint: status != TaskStatus::Working,
+        created_at: Timestamp::now(),
+    };
     // The caller names the task: a task of that name left by an earlier run starts over.
-    match ctx
-        .commit(WriteBatch::new().create_task(task.clone()))
-        .await
-    {
+    let start = WriteBatch::new()
+        .create_task(task.clone())
+        .save_snapshot(record(TaskStatus::Working));
+    match ctx.commit(start).await {
         Err(StoreError::Conflict { .. }) => {
             ctx.update_task::<HandlerError, _>(
                 &task_id,
@@ -159,7 +169,7 @@ async fn slow(
                     *stored = task.clone();
                     Ok(true)
                 },
-                |_| WriteBatch::new(),
+                |_| WriteBatch::new().save_snapshot(record(TaskStatus::Working)),
             )
             .await?;
         }
@@ -171,6 +181,7 @@ async fn slow(
         if let Some(current) = ctx.store.get_task(&task_id).await?
             && current.task.status == TaskStatus::Cancelled
         {
+            ctx.store.save(&record(TaskStatus::Cancelled)).await?;
             return Ok((task_id, TaskStatus::Cancelled, json!({"cancelled": true})));
         }
     }
@@ -185,7 +196,7 @@ async fn slow(
                 stored.transition(TaskStatus::Completed)?;
                 Ok(true)
             },
-            |_| WriteBatch::new(),
+            |stored| WriteBatch::new().save_snapshot(record(stored.status)),
         )
         .await?;
     if finished.is_some_and(|t| t.status == TaskStatus::Cancelled) {

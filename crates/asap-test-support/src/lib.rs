@@ -7,6 +7,7 @@
 //! A dev-dependency only (by path); never published.
 
 pub mod idp;
+pub mod lb;
 pub mod netns;
 pub mod postgres;
 pub mod process;
