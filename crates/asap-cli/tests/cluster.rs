@@ -16,6 +16,15 @@ use serde_json::{Value, json};
 
 const REPLICAS: usize = 3;
 
+/// The flags of every replica that `docs/scale-out/compose.yaml` gives its agents too
+/// (the test adds `--conformance` for its test skills, and the URLs of its own
+/// PostgreSQL and Redis, which compose passes as ASAP_DATABASE_URL and ASAP_REDIS_URL).
+const REPLICA_FLAGS: &[&str] = &[
+    "--storage=postgres",
+    "--require-nonce",
+    "--reject-repeated-ids",
+];
+
 struct Cluster {
     replicas: Vec<(Guard, String)>,
     balancer: LoadBalancer,
@@ -39,17 +48,14 @@ impl Cluster {
         let redis_url = redis.url();
         let mut flags = vec![
             "--conformance",
-            "--storage",
-            "postgres",
             "--database-url",
             &database,
             "--redis-url",
             &redis_url,
-            "--require-nonce",
-            "--reject-repeated-ids",
             "--trusted-proxy",
             "127.0.0.1/32",
         ];
+        flags.extend_from_slice(REPLICA_FLAGS);
         flags.extend_from_slice(extra);
         let replicas: Vec<(Guard, String)> = (0..REPLICAS)
             .map(|n| {
@@ -246,4 +252,30 @@ fn a_redis_outage_turns_readiness_red_then_green_and_nothing_passes_unchecked() 
     assert!(body.get("result").is_some(), "{body}");
     let (_, again) = send(cluster.replica(1), &during);
     assert!(again.get("error").is_some(), "{again}");
+}
+
+/// `docs/scale-out/compose.yaml` starts the topology this test starts: as many agents,
+/// with the same flags, and HAProxy configured as `asap_test_support::lb` configures it.
+#[test]
+fn the_compose_file_keeps_the_tested_topology() {
+    let docs = asap_test_support::process::workspace().join("docs/scale-out");
+    let compose = std::fs::read_to_string(docs.join("compose.yaml")).unwrap();
+    for flag in REPLICA_FLAGS {
+        assert!(
+            compose.contains(&format!("- {flag}\n")),
+            "compose.yaml lacks {flag}"
+        );
+    }
+    for n in 1..=REPLICAS {
+        assert!(compose.contains(&format!("agent-{n}: *agent")), "agent-{n}");
+    }
+    assert!(!compose.contains(&format!("agent-{}: *agent", REPLICAS + 1)));
+    let haproxy = std::fs::read_to_string(docs.join("haproxy.cfg")).unwrap();
+    for line in asap_test_support::lb::CONFIG_LINES {
+        assert!(haproxy.contains(line), "haproxy.cfg lacks {line:?}");
+    }
+    assert_eq!(
+        haproxy.matches("check inter 200ms fall 2 rise 1").count(),
+        REPLICAS
+    );
 }

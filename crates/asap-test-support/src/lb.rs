@@ -13,6 +13,21 @@ use std::time::{Duration, Instant};
 
 use crate::process::Guard;
 
+/// The settings of the balancer (besides its `bind` and `server` lines), as
+/// `docs/scale-out/haproxy.cfg` must also hold them.
+pub const CONFIG_LINES: &[&str] = &[
+    "mode http",
+    "timeout connect 2s",
+    "timeout client 30s",
+    "timeout server 30s",
+    "retries 3",
+    "option redispatch",
+    "option http-server-close",
+    "option forwardfor",
+    "balance roundrobin",
+    "option httpchk GET /ready",
+];
+
 /// A running HAProxy; stopped when dropped.
 pub struct LoadBalancer {
     _process: Guard,
@@ -39,11 +54,26 @@ impl LoadBalancer {
                 "  server r{n} {backend} check inter 200ms fall 2 rise 1\n"
             ));
         }
+        let [
+            mode,
+            connect,
+            client,
+            server,
+            retries,
+            redispatch,
+            close,
+            forwardfor,
+            balance,
+            check,
+        ] = CONFIG_LINES
+        else {
+            unreachable!("ten settings")
+        };
         let config = format!(
             "global\n  maxconn 4096\n\
-             defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  retries 3\n  option redispatch\n  option http-server-close\n\
-             frontend agents\n  bind fd@{fd}\n  option forwardfor\n  default_backend replicas\n\
-             backend replicas\n  balance roundrobin\n  option httpchk GET /ready\n{servers}"
+             defaults\n  {mode}\n  {connect}\n  {client}\n  {server}\n  {retries}\n  {redispatch}\n  {close}\n\
+             frontend agents\n  bind fd@{fd}\n  {forwardfor}\n  default_backend replicas\n\
+             backend replicas\n  {balance}\n  {check}\n{servers}"
         );
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("haproxy.cfg");
