@@ -3,15 +3,16 @@
 #   tools       cargo-nextest, cargo-hack, cargo-llvm-cov and Debian's llvm-19 (where
 #               coverage is measured), iproute2/util-linux (the DNS-SD test's network
 #               namespace), podman (the container test; scripts/container-test.sh
-#               installs it)
+#               installs it), PostgreSQL, Redis and HAProxy (the store, shared-state
+#               and cluster tests start their own instances in temporary directories)
 #   reference   a Python >= 3.13 virtualenv with asap-protocol 1.1.0 from PyPI
-# then checks formatting, clippy (all targets, all features, warnings are errors), that
+# then checks formatting, clippy (all targets, all features, warnings are errors),
+# fuzzes every cargo-fuzz target for a fixed time (scripts/fuzz.sh, nightly), that
 # the features compose (none, each alone and every pair build without warnings; no
 # tokio without features), the API docs (rustdoc, warnings are errors), the doc tests,
 # that both crates package and build alone (cargo publish --dry-run), the release
 # workflow (actionlint), the static release binary in a FROM-scratch container, line
-# coverage, fuzzes every cargo-fuzz target for a fixed time (scripts/fuzz.sh, nightly),
-# and runs every unit, integration, property and cross-implementation test under nextest
+# coverage, and runs every unit, integration, property and cross-implementation test under nextest
 # (its summary line is the last thing printed).
 #
 #   scripts/test.sh                       # everything
@@ -45,6 +46,17 @@ cargo fmt --all --check
 
 step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+# Early, right after clippy: the fuzz crate is outside the workspace (clippy and
+# cargo hack do not build it), so an API change that breaks a harness shows here.
+want_fuzz="${ASAP_FUZZ:-1}"
+ci && want_fuzz=1
+if [ "$want_fuzz" = 1 ]; then
+  step "fuzzing (scripts/fuzz.sh, ${ASAP_FUZZ_SECONDS:-10} s per target)"
+  scripts/fuzz.sh
+  # On CI, free the fuzz build's disk (about 3 GB) before the test builds.
+  if ci; then rm -rf target/fuzz; fi
+fi
 
 step "features (cargo hack: no feature, each alone, every pair; warnings are errors)"
 # The library and the binary as a dependent builds them: no tests, no dev-dependencies
@@ -98,15 +110,6 @@ fi
 if [ "$want_coverage" = 1 ]; then
   step "line coverage (cargo llvm-cov)"
   scripts/coverage.sh
-fi
-
-want_fuzz="${ASAP_FUZZ:-1}"
-ci && want_fuzz=1
-if [ "$want_fuzz" = 1 ]; then
-  step "fuzzing (scripts/fuzz.sh, ${ASAP_FUZZ_SECONDS:-10} s per target)"
-  scripts/fuzz.sh
-  # On CI, free the fuzz build's disk (about 3 GB) before the test builds.
-  if ci; then rm -rf target/fuzz; fi
 fi
 
 step "tests (nextest)"
