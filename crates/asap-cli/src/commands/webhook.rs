@@ -1,5 +1,6 @@
 //! `asap webhook`: verify a signature, and work with an agent's durable webhook queue
-//! (the `asap_state.db` in its data folder): enqueue, deliver, list dead letters, replay.
+//! (the `asap_state.db` in its data folder, or its PostgreSQL database): enqueue,
+//! deliver, list dead letters, replay.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use asap_protocol::store::SqliteStore;
+use asap_protocol::store::{PostgresConfig, PostgresStore, SqliteStore};
 use asap_protocol::webhook::{Webhook, WebhookConfig, WebhookQueue, verify};
 use clap::{Args, Subcommand};
 
@@ -84,6 +85,15 @@ pub struct QueueArgs {
     /// names the file instead, as for `asap serve`).
     #[arg(long, env = "ASAP_DATA_DIR", default_value = "asap-data")]
     data_dir: PathBuf,
+    /// The queue in this PostgreSQL database instead (the agents' `--storage postgres
+    /// --database-url`; several workers can deliver from it at once).
+    #[arg(
+        long,
+        env = "ASAP_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
     /// Allow `http://` callbacks (development only).
     #[arg(long)]
     allow_http: bool,
@@ -100,9 +110,6 @@ pub struct QueueArgs {
 
 impl QueueArgs {
     async fn open(&self) -> anyhow::Result<WebhookQueue> {
-        let store = SqliteStore::open(super::state_db(&self.data_dir)?)
-            .await
-            .context("opening the state store")?;
         let config = {
             let mut value = WebhookConfig::default();
             value.policy =
@@ -111,7 +118,16 @@ impl QueueArgs {
             value.per_url_rate = self.per_url_rate;
             value
         };
-        Ok(WebhookQueue::new(&store, config)?)
+        if let Some(url) = &self.database_url {
+            let store = PostgresStore::connect(&PostgresConfig::new(url))
+                .await
+                .context("opening the state store")?;
+            return Ok(WebhookQueue::postgres(&store, config).await?);
+        }
+        let store = SqliteStore::open(super::state_db(&self.data_dir)?)
+            .await
+            .context("opening the state store")?;
+        Ok(WebhookQueue::sqlite(&store, config).await?)
     }
 }
 
