@@ -106,6 +106,11 @@ pub struct QueueArgs {
     /// Deliveries per second per URL.
     #[arg(long, default_value_t = 10)]
     per_url_rate: u32,
+    /// Seconds a delivering worker's claim on a delivery lasts (renewed while it is
+    /// attempted); a delivery in flight in a worker that died is sent again by another
+    /// worker, or the next `deliver`, once this has passed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    lease: u64,
 }
 
 impl QueueArgs {
@@ -116,6 +121,7 @@ impl QueueArgs {
                 super::webhook_policy(self.allow_http, &self.allow_private, "--allow-private")?;
             value.max_in_flight = self.max_in_flight;
             value.per_url_rate = self.per_url_rate;
+            value.lease = Duration::from_secs(self.lease);
             value
         };
         if let Some(url) = &self.database_url {
