@@ -75,23 +75,23 @@ async fn the_store_keeps_leases_apart(backend: Backend) {
     );
     // Released: due at once, attempts recorded.
     let again = store.claim("c", 10, LONG).await.unwrap();
-    assert_eq!(ids(&again), vec![queued[1].id.clone()]);
+    assert_eq!(ids(&again), [queued[1].id.as_str()]);
     assert_eq!(again[0].attempts, 1);
     // An expired lease is claimable; its old holder can no longer record anything.
     let late = delivery(9);
     store.insert(&late).await.unwrap();
     assert_eq!(
         ids(&store.claim("a", 1, Duration::ZERO).await.unwrap()),
-        [late.id.clone()]
+        [late.id.as_str()]
     );
     assert_eq!(
         ids(&store.claim("b", 1, LONG).await.unwrap()),
-        [late.id.clone()]
+        [late.id.as_str()]
     );
     assert!(!store.complete("a", &late.id).await.unwrap());
     assert!(
         store
-            .renew("a", &[late.id.clone()], LONG)
+            .renew("a", std::slice::from_ref(&late.id), LONG)
             .await
             .unwrap()
             .is_empty()
@@ -112,7 +112,7 @@ async fn the_store_keeps_leases_apart(backend: Backend) {
     assert!(!store.replay(&late.id).await.unwrap());
     assert!(store.dead_letters().await.unwrap().is_empty());
     let replayed = store.claim("d", 10, LONG).await.unwrap();
-    assert_eq!(ids(&replayed), [late.id.clone()]);
+    assert_eq!(ids(&replayed), [late.id.as_str()]);
     assert_eq!(
         (replayed[0].attempts, replayed[0].headers.clone()),
         (0, late.headers)
