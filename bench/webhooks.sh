@@ -22,7 +22,8 @@ CARGO="${CARGO:-cargo}"
 PIDS=()
 TMP="$(mktemp -d)"
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  # SIGTERM: background jobs of a script ignore SIGINT (the receiver would stay).
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$TMP"
 }
