@@ -357,6 +357,42 @@ fn serve_sends_task_events_to_registered_callbacks() {
     assert!(String::from_utf8_lossy(&blocked.stderr).contains("link-local"));
 }
 
+/// `asap serve --storage postgres --webhook URL=SECRET`: the queue lives in PostgreSQL
+/// (`--storage memory` has none and refuses `--webhook`: tests/cli.rs).
+#[test]
+fn serve_on_postgres_sends_task_events_to_registered_callbacks() {
+    let pg = asap_test_support::postgres::Postgres::start();
+    let database = pg.database("agent");
+    let hook = receiver(200, Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let callback = format!("http://127.0.0.1:{}/hook=cb-secret", hook.port);
+    let flags = [
+        "--storage",
+        "postgres",
+        "--database-url",
+        &database,
+        "--webhook",
+        &callback,
+        "--webhook-allow-http",
+        "--webhook-allow-private",
+        "127.0.0.1/32",
+    ];
+    let (agent, url) = support::asap_serve(&flags, dir.path());
+    let sent = asap(&["send", &url, "--skill", "echo"], None);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stdout)
+    );
+    hook.wait_for(4, Duration::from_secs(20), "task events did not arrive");
+    drop(agent);
+    let pending = asap(
+        &["webhook", "dead-letters", "--database-url", &database],
+        None,
+    );
+    assert!(pending.status.success() && pending.stdout.is_empty());
+}
+
 /// `asap send URL --skill SKILL --input INPUT` against a conformance agent; the reply.
 fn skill(url: &str, skill: &str, input: &str) -> (Output, serde_json::Value) {
     let out = asap(
