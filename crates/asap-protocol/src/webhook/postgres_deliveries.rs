@@ -10,9 +10,9 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
 use super::config::{DeadLetter, WebhookError};
-use super::sqlite_deliveries::MIGRATION_TABLE;
 use super::storage::{
-    DeliveryStore, StoredDelivery, attempts_from, headers_from_json, headers_to_json, sql_limit,
+    DeliveryStore, MIGRATION_TABLE, StoredDelivery, attempts_from, headers_from_json,
+    headers_to_json, sql_limit,
 };
 use crate::store::{BoxError, PostgresStore};
 

@@ -11,13 +11,10 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 
 use super::config::{DeadLetter, WebhookError};
 use super::storage::{
-    DeliveryStore, StoredDelivery, attempts_from, headers_from_json, headers_to_json, sql_limit,
+    DeliveryStore, MIGRATION_TABLE, StoredDelivery, attempts_from, headers_from_json,
+    headers_to_json, sql_limit,
 };
 use crate::store::{BoxError, SqliteStore};
-
-/// The queue's own migration table (its migrations are versioned apart from the
-/// state store's).
-pub(crate) const MIGRATION_TABLE: &str = "_asap_webhook_migrations";
 
 /// A transaction that takes the write lock at once (a deferred one could fail to
 /// upgrade its read snapshot when another connection wrote meanwhile).

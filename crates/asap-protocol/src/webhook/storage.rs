@@ -101,6 +101,10 @@ pub trait DeliveryStore: Send + Sync + 'static {
     async fn replay(&self, id: &str) -> Result<bool, BoxError>;
 }
 
+/// The queue's own migration table (its migrations are versioned apart from the
+/// state store's, in the same database).
+pub(crate) const MIGRATION_TABLE: &str = "_asap_webhook_migrations";
+
 /// Attempts as stored (a non-negative integer column).
 pub(crate) fn attempts_from(value: i64) -> u32 {
     u32::try_from(value).unwrap_or(0)

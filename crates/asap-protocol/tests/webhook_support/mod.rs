@@ -131,7 +131,8 @@ impl Receiver {
         self.state.seen.lock().unwrap().clone()
     }
 
-    /// Holds every request until [`Gate::open`]; reports each arrival's delivery id.
+    /// Holds every request until [`open`] lets it through; reports each arrival's
+    /// delivery id.
     pub fn hold(&self) -> (Arc<Semaphore>, mpsc::UnboundedReceiver<String>) {
         let gate = Arc::new(Semaphore::new(0));
         *self.state.gate.lock().unwrap() = Some(gate.clone());
