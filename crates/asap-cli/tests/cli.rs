@@ -560,7 +560,7 @@ fn serve_refuses_inconsistent_discovery_and_webhook_flags() {
         None,
     );
     assert_eq!(memory.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&memory.stderr).contains("needs SQLite storage"));
+    assert!(String::from_utf8_lossy(&memory.stderr).contains("needs durable storage"));
 }
 
 #[test]

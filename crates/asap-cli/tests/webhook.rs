@@ -274,6 +274,10 @@ fn deliveries_survive_sigkill_of_the_delivering_process() {
             "200",
             "--max-in-flight",
             "16",
+            // The killed worker's deliveries in flight are sent again once their leases
+            // (not renewed any more) expire.
+            "--lease",
+            "2",
         ];
         args.extend(LOOPBACK);
         args.extend_from_slice(extra);
@@ -372,6 +376,42 @@ fn serve_sends_task_events_to_registered_callbacks() {
     );
     assert_eq!(blocked.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&blocked.stderr).contains("link-local"));
+}
+
+/// `asap serve --storage postgres --webhook URL=SECRET`: the queue lives in PostgreSQL
+/// (`--storage memory` has none and refuses `--webhook`: tests/cli.rs).
+#[test]
+fn serve_on_postgres_sends_task_events_to_registered_callbacks() {
+    let pg = asap_test_support::postgres::Postgres::start();
+    let database = pg.database("agent");
+    let hook = receiver(200, Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let callback = format!("http://127.0.0.1:{}/hook=cb-secret", hook.port);
+    let flags = [
+        "--storage",
+        "postgres",
+        "--database-url",
+        &database,
+        "--webhook",
+        &callback,
+        "--webhook-allow-http",
+        "--webhook-allow-private",
+        "127.0.0.1/32",
+    ];
+    let (agent, url) = support::asap_serve(&flags, dir.path());
+    let sent = asap(&["send", &url, "--skill", "echo"], None);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stdout)
+    );
+    hook.wait_for(4, Duration::from_secs(20), "task events did not arrive");
+    drop(agent);
+    let pending = asap(
+        &["webhook", "dead-letters", "--database-url", &database],
+        None,
+    );
+    assert!(pending.status.success() && pending.stdout.is_empty());
 }
 
 /// `asap send URL --skill SKILL --input INPUT` against a conformance agent; the reply.
@@ -500,4 +540,80 @@ fn the_queue_commands_use_the_state_file_asap_serve_uses() {
         "ASAP_STORAGE_PATH names the file, as for serve"
     );
     assert!(!data.join("asap_state.db").exists());
+}
+
+/// Two `asap webhook deliver` workers on one PostgreSQL queue, one SIGKILLed mid-way:
+/// every delivery arrives, and only what the killed worker had in flight (at most its
+/// `--max-in-flight`) can arrive twice, with its delivery id.
+#[test]
+fn two_deliverers_on_postgres_survive_sigkill_of_one() {
+    const TOTAL: u64 = 600;
+    const IN_FLIGHT: &str = "8";
+    let pg = asap_test_support::postgres::Postgres::start();
+    let database = pg.database("hooks");
+    let slow = receiver(200, Duration::from_millis(20));
+    let url = format!("http://127.0.0.1:{}/hook", slow.port);
+    let total = TOTAL.to_string();
+    let mut args = vec![
+        "webhook",
+        "enqueue",
+        &url,
+        "--payload",
+        r#"{"event": "bulk"}"#,
+        "--count",
+        &total,
+        "--database-url",
+        &database,
+    ];
+    args.extend(LOOPBACK);
+    let queued = asap(&args, None);
+    assert!(
+        queued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&queued.stderr)
+    );
+    let deliver = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_asap"));
+        command
+            .args(["webhook", "deliver", "--database-url", &database])
+            .args(["--per-url-rate", "200", "--max-in-flight", IN_FLIGHT])
+            .args(["--lease", "2"])
+            .args(LOOPBACK)
+            .args(extra)
+            .stderr(Stdio::null());
+        command
+    };
+    let mut doomed = deliver(&[]).spawn().unwrap();
+    let survivor = deliver(&["--until-empty"]).spawn().unwrap();
+    slow.wait_for(
+        (TOTAL / 3) as usize,
+        Duration::from_secs(60),
+        "deliveries did not start",
+    );
+    doomed.kill().unwrap(); // SIGKILL
+    doomed.wait().unwrap();
+    let finished = survivor.wait_with_output().unwrap();
+    assert!(finished.status.success());
+    let got = slow.got.list.lock().unwrap().clone();
+    let mut ids_per_seq: HashMap<u64, std::collections::HashSet<String>> = HashMap::new();
+    for (seq, id) in &got {
+        ids_per_seq.entry(*seq).or_default().insert(id.clone());
+    }
+    let missing: Vec<u64> = (0..TOTAL)
+        .filter(|s| !ids_per_seq.contains_key(s))
+        .collect();
+    assert!(missing.is_empty(), "lost deliveries: {missing:?}");
+    assert!(
+        ids_per_seq.values().all(|ids| ids.len() == 1),
+        "a duplicate keeps its delivery id"
+    );
+    let duplicates = got.len() as u64 - TOTAL;
+    assert!(
+        duplicates <= IN_FLIGHT.parse().unwrap(),
+        "{duplicates} duplicates: more than the killed worker had in flight"
+    );
+    println!(
+        "two workers on PostgreSQL: {TOTAL} enqueued, {} received, {duplicates} duplicated, 0 lost",
+        got.len()
+    );
 }

@@ -1,21 +1,20 @@
 //! Webhook delivery through the durable queue, against a local receiver that fails on
 //! command: signatures checked against an HMAC computed independently here, the
 //! backoff schedule, no retry on 4xx, 429 with `Retry-After`, dead letters and replay,
-//! the per-URL rate limit, bounded concurrency, and a name that rebinds to loopback.
+//! the per-URL rate limit, bounded concurrency, and a name that rebinds to loopback;
+//! every test of the queue runs on SQLite and on PostgreSQL.
 
-use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+mod webhook_support;
+
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use asap_protocol::store::SqliteStore;
-use asap_protocol::webhook::{
-    Resolver, UrlPolicy, Webhook, WebhookConfig, WebhookQueue, sign, verify, verify_timestamped,
-};
-use axum::http::{HeaderMap, StatusCode};
+use asap_protocol::webhook::{Resolver, UrlPolicy, Webhook, sign, verify, verify_timestamped};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use webhook_support::{Backend, Database, Names, Receiver, config, header, start_queue};
 
 /// HMAC-SHA256 written out from RFC 2104, independent of the `hmac` crate.
 fn reference_hmac(key: &[u8], message: &[u8]) -> String {
@@ -106,148 +105,10 @@ fn signatures_match_an_independent_hmac() {
     );
 }
 
-/// What the receiver saw.
-#[derive(Debug, Clone)]
-struct Received {
-    at: Instant,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-#[derive(Default)]
-struct ReceiverState {
-    script: Mutex<VecDeque<(u16, Option<u64>)>>,
-    seen: Mutex<Vec<Received>>,
-    delay: Mutex<Duration>,
-    active: AtomicUsize,
-    most_active: AtomicUsize,
-}
-
-struct Receiver {
-    addr: SocketAddr,
-    state: Arc<ReceiverState>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let state = Arc::new(ReceiverState::default());
-        let shared = state.clone();
-        let app = axum::Router::new().route(
-            "/{*path}",
-            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let state = shared.clone();
-                async move {
-                    let now = state.active.fetch_add(1, Ordering::SeqCst) + 1;
-                    state.most_active.fetch_max(now, Ordering::SeqCst);
-                    let delay = *state.delay.lock().unwrap();
-                    tokio::time::sleep(delay).await;
-                    state.seen.lock().unwrap().push(Received {
-                        at: Instant::now(),
-                        headers,
-                        body: body.to_vec(),
-                    });
-                    state.active.fetch_sub(1, Ordering::SeqCst);
-                    let (status, retry_after) = state
-                        .script
-                        .lock()
-                        .unwrap()
-                        .pop_front()
-                        .unwrap_or((200, None));
-                    let mut response = axum::response::Response::new(axum::body::Body::empty());
-                    *response.status_mut() = StatusCode::from_u16(status).unwrap();
-                    if let Some(seconds) = retry_after {
-                        response.headers_mut().insert("retry-after", seconds.into());
-                    }
-                    response
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, state }
-    }
-
-    fn url(&self, path: &str) -> String {
-        // Through a name, so the queue's resolver (not the URL) picks the address.
-        format!("http://receiver.test:{}/{path}", self.addr.port())
-    }
-
-    fn script(&self, steps: &[(u16, Option<u64>)]) {
-        self.state
-            .script
-            .lock()
-            .unwrap()
-            .extend(steps.iter().copied());
-    }
-
-    fn seen(&self) -> Vec<Received> {
-        self.state.seen.lock().unwrap().clone()
-    }
-}
-
-/// `receiver.test` is loopback; `rebind.test` is public once, then loopback.
-struct Names {
-    rebind_calls: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl Resolver for Names {
-    async fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
-        let ip = match host {
-            "receiver.test" => "127.0.0.1",
-            "rebind.test" if self.rebind_calls.fetch_add(1, Ordering::SeqCst) == 0 => {
-                "93.184.216.34"
-            }
-            "rebind.test" => "127.0.0.1",
-            _ => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "NXDOMAIN",
-                ));
-            }
-        };
-        Ok(vec![ip.parse().unwrap()])
-    }
-}
-
-fn config() -> WebhookConfig {
-    {
-        let mut value = WebhookConfig::default();
-        value.policy = UrlPolicy::development(["127.0.0.1/32".parse().unwrap()]);
-        value.backoff_base = Duration::from_millis(100);
-        value.backoff_cap = Duration::from_millis(1600);
-        value.jitter = 0.0;
-        value.per_url_rate = 1000;
-        value.poll_interval = Duration::from_millis(50);
-        value.timeout = Duration::from_secs(2);
-        value
-    }
-}
-
-async fn start_queue(config: WebhookConfig) -> (WebhookQueue, tokio::task::JoinHandle<()>) {
-    let store = SqliteStore::in_memory().await.unwrap();
-    let queue = WebhookQueue::with_resolver(
-        &store,
-        config,
-        Arc::new(Names {
-            rebind_calls: AtomicUsize::new(0),
-        }),
-    )
-    .unwrap();
-    let running = queue.clone();
-    let task = tokio::spawn(async move { running.run(std::future::pending()).await.unwrap() });
-    (queue, task)
-}
-
-fn header(r: &Received, name: &str) -> String {
-    r.headers.get(name).unwrap().to_str().unwrap().to_owned()
-}
-
-#[tokio::test]
-async fn a_signed_delivery_carries_the_canonical_body_and_verifiable_headers() {
+async fn a_signed_delivery_carries_the_canonical_body_and_verifiable_headers(backend: Backend) {
+    let db = Database::start(backend);
     let receiver = Receiver::start().await;
-    let (queue, _task) = start_queue(config()).await;
+    let (queue, _task) = start_queue(&db, config()).await;
     let payload =
         json!({"event": "task.completed", "data": {"z": 1, "a": "héllo ✓", "n": [3, 1, 2]}});
     let mut webhook = Webhook::signed(receiver.url("hooks/asap"), payload, "test-webhook-secret");
@@ -280,11 +141,11 @@ async fn a_signed_delivery_carries_the_canonical_body_and_verifiable_headers() {
     ));
 }
 
-#[tokio::test]
-async fn retries_follow_the_backoff_schedule_then_succeed() {
+async fn retries_follow_the_backoff_schedule_then_succeed(backend: Backend) {
+    let db = Database::start(backend);
     let receiver = Receiver::start().await;
     receiver.script(&[(500, None), (502, None), (503, None)]);
-    let (queue, _task) = start_queue(config()).await;
+    let (queue, _task) = start_queue(&db, config()).await;
     let id = queue
         .enqueue(Webhook::signed(receiver.url("r"), json!({"n": 1}), "s"))
         .await
@@ -307,11 +168,11 @@ async fn retries_follow_the_backoff_schedule_then_succeed() {
     assert!(queue.dead_letters().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_4xx_is_not_retried_and_429_honours_retry_after() {
+async fn a_4xx_is_not_retried_and_429_honours_retry_after(backend: Backend) {
+    let db = Database::start(backend);
     let receiver = Receiver::start().await;
     receiver.script(&[(404, None)]);
-    let (queue, _task) = start_queue(config()).await;
+    let (queue, _task) = start_queue(&db, config()).await;
     let refused = queue
         .enqueue(Webhook::signed(receiver.url("gone"), json!({"n": 1}), "s"))
         .await
@@ -344,11 +205,11 @@ async fn a_4xx_is_not_retried_and_429_honours_retry_after() {
     );
 }
 
-#[tokio::test]
-async fn after_the_last_retry_a_dead_letter_then_replay() {
+async fn after_the_last_retry_a_dead_letter_then_replay(backend: Backend) {
+    let db = Database::start(backend);
     let receiver = Receiver::start().await;
     receiver.script(&[(503, None), (503, None), (503, None)]);
-    let (queue, _task) = start_queue({
+    let (queue, _task) = start_queue(&db, {
         let mut value = config();
         value.max_retries = 2;
         value
@@ -381,10 +242,10 @@ async fn after_the_last_retry_a_dead_letter_then_replay() {
     assert!(queue.replay("no-such-id").await.is_err());
 }
 
-#[tokio::test]
-async fn the_per_url_rate_limit_spreads_deliveries_and_concurrency_is_bounded() {
+async fn the_per_url_rate_limit_spreads_deliveries_and_concurrency_is_bounded(backend: Backend) {
+    let db = Database::start(backend);
     let receiver = Receiver::start().await;
-    let (queue, _task) = start_queue({
+    let (queue, _task) = start_queue(&db, {
         let mut value = config();
         value.per_url_rate = 5;
         value
@@ -409,10 +270,12 @@ async fn the_per_url_rate_limit_spreads_deliveries_and_concurrency_is_bounded() 
         "{:?}",
         started.elapsed()
     );
+    // The next queue is the only worker on the database.
+    _task.abort();
 
     let slow = Receiver::start().await;
     *slow.state.delay.lock().unwrap() = Duration::from_millis(150);
-    let (bounded, _task) = start_queue({
+    let (bounded, _task) = start_queue(&db, {
         let mut value = config();
         value.max_in_flight = 2;
         value
@@ -429,9 +292,9 @@ async fn the_per_url_rate_limit_spreads_deliveries_and_concurrency_is_bounded() 
     assert_eq!(slow.state.most_active.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test]
-async fn a_name_that_rebinds_to_loopback_is_caught_at_delivery() {
-    let (queue, _task) = start_queue({
+async fn a_name_that_rebinds_to_loopback_is_caught_at_delivery(backend: Backend) {
+    let db = Database::start(backend);
+    let (queue, _task) = start_queue(&db, {
         let mut value = config();
         value.// http allowed = // http allowed; value.nothing private allowed.
         policy = UrlPolicy::development([]);
@@ -466,22 +329,16 @@ async fn a_name_that_rebinds_to_loopback_is_caught_at_delivery() {
     );
 }
 
-#[tokio::test]
-async fn task_status_changes_reach_registered_callbacks() {
+async fn task_status_changes_reach_registered_callbacks(backend: Backend) {
     use asap_protocol::model::{Envelope, Manifest, Skill, TaskRequest};
     use asap_protocol::server::{HandlerRegistry, Server, ServerConfig, default_skills};
     use asap_protocol::webhook::TaskWebhooks;
 
+    let db = Database::start(backend);
+
     let receiver = Receiver::start().await;
-    let store = SqliteStore::in_memory().await.unwrap();
-    let queue = WebhookQueue::with_resolver(
-        &store,
-        config(),
-        Arc::new(Names {
-            rebind_calls: AtomicUsize::new(0),
-        }),
-    )
-    .unwrap();
+    let store = db.state_store().await;
+    let queue = db.queue(config()).await;
     let hooks = Arc::new(TaskWebhooks::new(queue.clone()));
     let blocked = hooks
         .subscribe("http://169.254.169.254/", "s")
@@ -514,7 +371,7 @@ async fn task_status_changes_reach_registered_callbacks() {
     let server = Server::builder()
         .manifest(manifest)
         .config(server_config)
-        .store(Arc::new(store))
+        .store(store)
         .registry(HandlerRegistry::agent(default_skills()))
         .task_events(hooks.clone())
         .build()
@@ -689,13 +546,13 @@ impl Resolver for Counting {
     }
 }
 
-#[tokio::test]
-async fn task_events_are_queued_without_a_lookup_in_the_request_path() {
+async fn task_events_are_queued_without_a_lookup_in_the_request_path(backend: Backend) {
     use asap_protocol::model::{Task, TaskStatus};
     use asap_protocol::server::TaskEvents;
     use asap_protocol::webhook::TaskWebhooks;
 
-    let store = SqliteStore::in_memory().await.unwrap();
+    let db = Database::start(backend);
+
     let resolver = Arc::new(Counting(
         Names {
             rebind_calls: AtomicUsize::new(0),
@@ -703,7 +560,7 @@ async fn task_events_are_queued_without_a_lookup_in_the_request_path() {
         AtomicUsize::new(0),
     ));
     // Not running: nothing is delivered, so every lookup below is the caller's.
-    let queue = WebhookQueue::with_resolver(&store, config(), resolver.clone()).unwrap();
+    let queue = db.queue_with(config(), resolver.clone()).await;
     let hooks = TaskWebhooks::new(queue.clone());
     hooks
         .subscribe("http://receiver.test/tasks", "s")
@@ -726,3 +583,14 @@ async fn task_events_are_queued_without_a_lookup_in_the_request_path() {
     );
     assert_eq!(resolver.1.load(Ordering::SeqCst), 1, "no lookup per event");
 }
+
+on_every_backend!(
+    a_signed_delivery_carries_the_canonical_body_and_verifiable_headers,
+    retries_follow_the_backoff_schedule_then_succeed,
+    a_4xx_is_not_retried_and_429_honours_retry_after,
+    after_the_last_retry_a_dead_letter_then_replay,
+    the_per_url_rate_limit_spreads_deliveries_and_concurrency_is_bounded,
+    a_name_that_rebinds_to_loopback_is_caught_at_delivery,
+    task_status_changes_reach_registered_callbacks,
+    task_events_are_queued_without_a_lookup_in_the_request_path
+);

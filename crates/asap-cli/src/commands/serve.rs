@@ -13,7 +13,7 @@ use asap_protocol::server::{
     RedisConfig, RedisSharedState, Server, ServerConfig, StaticTokens, TlsConfig, TrustedProxies,
     default_skills, shutdown_signal,
 };
-use asap_protocol::store::{PostgresConfig, SqliteStore, StorageConfig};
+use asap_protocol::store::{PostgresConfig, PostgresStore, SqliteStore, StorageConfig};
 use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
 use clap::{ArgAction, Args};
 
@@ -257,8 +257,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ASAP_MDNS_ADDRESS", requires = "mdns")]
     mdns_address: Option<std::net::Ipv4Addr>,
     /// Send task events to this callback, signed with SECRET (`URL=SECRET`, repeatable,
-    /// or comma-separated in the variable); needs SQLite storage, which holds the
-    /// delivery queue.
+    /// or comma-separated in the variable); needs SQLite or PostgreSQL storage, which
+    /// holds the delivery queue.
     #[arg(
         long = "webhook",
         env = "ASAP_WEBHOOKS",
@@ -394,19 +394,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let storage = storage_config(&args)?;
     let (store, webhook_queue) = match &storage {
-        // SQLite also holds the webhook queue, which this agent delivers from.
+        // SQLite and PostgreSQL also hold the webhook queue, which this agent delivers
+        // from (several agents on one PostgreSQL database share it).
         StorageConfig::Sqlite(path) => {
             let sqlite = SqliteStore::open(path)
                 .await
                 .context("opening the state store")?;
-            let queue = WebhookQueue::new(&sqlite, webhook_config(&args)?)
+            let queue = WebhookQueue::sqlite(&sqlite, webhook_config(&args)?)
+                .await
                 .context("starting the webhook queue")?;
             (
                 Arc::new(sqlite) as Arc<dyn asap_protocol::store::Store>,
                 Some(queue),
             )
         }
-        // Memory, and any other backend: no webhook queue.
+        StorageConfig::Postgres(config) => {
+            let postgres = PostgresStore::connect(config)
+                .await
+                .context("opening the state store")?;
+            let queue = WebhookQueue::postgres(&postgres, webhook_config(&args)?)
+                .await
+                .context("starting the webhook queue")?;
+            (
+                Arc::new(postgres) as Arc<dyn asap_protocol::store::Store>,
+                Some(queue),
+            )
+        }
+        // Memory, and any other backend: no durable webhook queue.
         _ => (
             storage.open().await.context("opening the state store")?,
             None,
@@ -490,7 +504,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         });
     } else if !webhooks.is_empty() {
         return Err(super::invalid_input(
-            "--webhook needs SQLite storage (the delivery queue lives there)",
+            "--webhook needs durable storage, --storage sqlite or postgres (the delivery queue lives there)",
         ));
     }
     let server = builder.manifest(manifest.clone()).build()?;

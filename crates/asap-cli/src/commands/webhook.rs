@@ -1,5 +1,6 @@
 //! `asap webhook`: verify a signature, and work with an agent's durable webhook queue
-//! (the `asap_state.db` in its data folder): enqueue, deliver, list dead letters, replay.
+//! (the `asap_state.db` in its data folder, or its PostgreSQL database): enqueue,
+//! deliver, list dead letters, replay.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use asap_protocol::store::SqliteStore;
+use asap_protocol::store::{PostgresConfig, PostgresStore, SqliteStore};
 use asap_protocol::webhook::{Webhook, WebhookConfig, WebhookQueue, verify};
 use clap::{Args, Subcommand};
 
@@ -84,6 +85,15 @@ pub struct QueueArgs {
     /// names the file instead, as for `asap serve`).
     #[arg(long, env = "ASAP_DATA_DIR", default_value = "asap-data")]
     data_dir: PathBuf,
+    /// The queue in this PostgreSQL database instead (the agents' `--storage postgres
+    /// --database-url`; several workers can deliver from it at once).
+    #[arg(
+        long,
+        env = "ASAP_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
     /// Allow `http://` callbacks (development only).
     #[arg(long)]
     allow_http: bool,
@@ -96,22 +106,34 @@ pub struct QueueArgs {
     /// Deliveries per second per URL.
     #[arg(long, default_value_t = 10)]
     per_url_rate: u32,
+    /// Seconds a delivering worker's claim on a delivery lasts (renewed while it is
+    /// attempted); a delivery in flight in a worker that died is sent again by another
+    /// worker, or the next `deliver`, once this has passed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    lease: u64,
 }
 
 impl QueueArgs {
     async fn open(&self) -> anyhow::Result<WebhookQueue> {
-        let store = SqliteStore::open(super::state_db(&self.data_dir)?)
-            .await
-            .context("opening the state store")?;
         let config = {
             let mut value = WebhookConfig::default();
             value.policy =
                 super::webhook_policy(self.allow_http, &self.allow_private, "--allow-private")?;
             value.max_in_flight = self.max_in_flight;
             value.per_url_rate = self.per_url_rate;
+            value.lease = Duration::from_secs(self.lease);
             value
         };
-        Ok(WebhookQueue::new(&store, config)?)
+        if let Some(url) = &self.database_url {
+            let store = PostgresStore::connect(&PostgresConfig::new(url))
+                .await
+                .context("opening the state store")?;
+            return Ok(WebhookQueue::postgres(&store, config).await?);
+        }
+        let store = SqliteStore::open(super::state_db(&self.data_dir)?)
+            .await
+            .context("opening the state store")?;
+        Ok(WebhookQueue::sqlite(&store, config).await?)
     }
 }
 

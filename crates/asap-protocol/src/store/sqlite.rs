@@ -106,8 +106,8 @@ impl SqliteStore {
         })
     }
 
-    /// The connection pool (shared with the webhook queue, which keeps its tables in the
-    /// same file).
+    /// The connection pool (shared with the webhook queue, which keeps its tables, and
+    /// its own migrations, in the same file).
     #[cfg(feature = "webhooks")]
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -125,10 +125,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(backend)?;
+        // Version 2 (the webhook tables) moved to the webhook queue's own migrations;
+        // databases that applied it here stay valid.
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await.map_err(backend)?;
         Ok(pool)
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::queue::WebhookError;
+use super::config::WebhookError;
 use super::ssrf::{BlockReason, UrlPolicy};
 
 /// Resolves host names for webhook deliveries.

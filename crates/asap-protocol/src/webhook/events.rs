@@ -7,8 +7,9 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use serde_json::json;
 
+use super::config::{Webhook, WebhookError};
 use super::delivery::check_url;
-use super::queue::{Webhook, WebhookError, WebhookQueue};
+use super::queue::WebhookQueue;
 use crate::model::{Model, Task, TaskStatus};
 use crate::server::TaskEvents;
 
@@ -28,7 +29,7 @@ struct Subscription {
 /// use asap_protocol::server::Server;
 /// use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
 ///
-/// let queue = WebhookQueue::new(&store, WebhookConfig::default())?;
+/// let queue = WebhookQueue::sqlite(&store, WebhookConfig::default()).await?;
 /// let hooks = Arc::new(TaskWebhooks::new(queue.clone()));
 /// hooks.subscribe("https://hooks.example/asap", "s3cret").await?; // refused at once if blocked
 /// let server = Server::builder().manifest(manifest).store(Arc::new(store)).task_events(hooks).build()?;
