@@ -596,7 +596,7 @@ fn two_deliverers_on_postgres_survive_sigkill_of_one() {
     assert!(finished.status.success());
     let got = slow.got.list.lock().unwrap().clone();
     let mut ids_per_seq: HashMap<u64, std::collections::HashSet<String>> = HashMap::new();
-    for (seq, id) in &got {
+    for Arrival { seq, id, .. } in &got {
         ids_per_seq.entry(*seq).or_default().insert(id.clone());
     }
     let missing: Vec<u64> = (0..TOTAL)
