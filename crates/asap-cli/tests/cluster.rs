@@ -6,6 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use asap_test_support::lb::LoadBalancer;
@@ -40,14 +41,21 @@ fn address(url: &str) -> SocketAddr {
 }
 
 impl Cluster {
+    /// Conformance agents (the interop harness's test skills, `slow` among them).
     fn start(extra: &[&str]) -> Self {
+        let mut flags = vec!["--conformance"];
+        flags.extend_from_slice(extra);
+        Self::start_plain(&flags)
+    }
+
+    /// Agents as `asap serve` runs them (the echo skill with the task lifecycle).
+    fn start_plain(extra: &[&str]) -> Self {
         let pg = Postgres::start();
         let database = pg.database("cluster");
         let redis = RedisServer::start();
         let data = tempfile::tempdir().unwrap();
         let redis_url = redis.url();
         let mut flags = vec![
-            "--conformance",
             "--database-url",
             &database,
             "--redis-url",
@@ -277,5 +285,185 @@ fn the_compose_file_keeps_the_tested_topology() {
     assert_eq!(
         haproxy.matches("check inter 200ms fall 2 rise 1").count(),
         REPLICAS
+    );
+}
+
+/// A webhook receiver on a socket the test bound: records every delivery (its
+/// `X-ASAP-Delivery-Id`, event, task and status) and wakes waiters. After
+/// `answer_first` deliveries it records but holds every further request unanswered
+/// until [`Receiver::release`], so deliveries are certainly in flight when the test
+/// kills a replica.
+struct Receiver {
+    url: String,
+    arrivals: Arc<(Mutex<Vec<(String, String, String, String)>>, Condvar)>,
+    gate: tokio::sync::watch::Sender<bool>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Receiver {
+    fn start(answer_first: usize) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let arrivals: Arc<(Mutex<Vec<_>>, Condvar)> = Arc::default();
+        let record = arrivals.clone();
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+                    let record = record.clone();
+                    let mut open = open.clone();
+                    async move {
+                        let id = headers
+                            .get("x-asap-delivery-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let field = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
+                        let (list, arrived) = &*record;
+                        let count = {
+                            let mut list = list.lock().unwrap();
+                            list.push((id, field("event"), field("task_id"), field("status")));
+                            list.len()
+                        };
+                        arrived.notify_all();
+                        if count > answer_first {
+                            let _ = open.wait_for(|open| *open).await;
+                        }
+                        "ok"
+                    }
+                },
+            ),
+        );
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            url,
+            arrivals,
+            gate,
+            _runtime: runtime,
+        }
+    }
+
+    /// Answers the held requests, and every one after.
+    fn release(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Waits until `done` holds for the arrivals so far (at most `limit`).
+    fn wait_until(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[(String, String, String, String)]) -> bool,
+    ) {
+        let (list, arrived) = &*self.arrivals;
+        let deadline = Instant::now() + limit;
+        let mut got = list.lock().unwrap();
+        while !done(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out with {} arrivals", got.len());
+            got = arrived.wait_timeout(got, left).unwrap().0;
+        }
+    }
+
+    fn arrivals(&self) -> Vec<(String, String, String, String)> {
+        self.arrivals.0.lock().unwrap().clone()
+    }
+}
+
+/// 1,000 webhook deliveries (four task events for each of 250 tasks) enqueued across
+/// the replicas into the shared PostgreSQL queue; one replica is SIGKILLed while they
+/// are being delivered. Every delivery arrives; a delivery the killed replica had in
+/// flight may arrive twice, with the same delivery id (at least once: it is sent again
+/// once its lease expires), and no more of them than one worker has in flight.
+#[test]
+fn webhooks_survive_a_replica_killed_mid_delivery() {
+    const TASKS: usize = 250;
+    const EVENTS_PER_TASK: usize = 4; // submitted, working, completed + task.completed
+    const MAX_IN_FLIGHT: usize = 64; // WebhookConfig's default, per worker
+    // The first quarter is answered at once; then deliveries are held in flight.
+    let receiver = Receiver::start(TASKS * EVENTS_PER_TASK / 4);
+    let subscription = format!("{}=cluster-secret", receiver.url);
+    let mut cluster = Cluster::start_plain(&[
+        "--rate-limit",
+        "off",
+        "--webhook",
+        &subscription,
+        "--webhook-allow-http",
+        "--webhook-allow-private",
+        "127.0.0.0/8",
+        "--webhook-rate",
+        "1000",
+        "--webhook-lease",
+        "2",
+    ]);
+    let mut task_ids = std::collections::HashSet::new();
+    for n in 0..TASKS {
+        let (status, body) = send(&cluster.balancer.url(), &echo(&format!("env-hook-{n}")));
+        assert_eq!(status, 200, "{body}");
+        let task_id = body["result"]["envelope"]["payload"]["task_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        task_ids.insert(task_id);
+    }
+    let expected = TASKS * EVENTS_PER_TASK;
+    // Every event was in the queue before its request was answered. Wait until every
+    // replica's worker has deliveries held in flight (more arrivals than were
+    // answered), then kill a replica and let the receiver answer again.
+    receiver.wait_until(Duration::from_secs(60), |got| {
+        got.len() >= expected / 4 + REPLICAS
+    });
+    let (victim, _) = &mut cluster.replicas[0];
+    victim.0.kill().unwrap(); // SIGKILL
+    victim.0.wait().unwrap();
+    let delivered_before_kill = receiver.arrivals().len();
+    receiver.release();
+    receiver.wait_until(Duration::from_secs(90), |got| {
+        got.iter()
+            .map(|(id, ..)| id)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            >= expected
+    });
+    let arrivals = receiver.arrivals();
+    let mut by_id: std::collections::HashMap<&str, Vec<&(String, String, String, String)>> =
+        std::collections::HashMap::new();
+    for arrival in &arrivals {
+        by_id.entry(arrival.0.as_str()).or_default().push(arrival);
+    }
+    assert_eq!(by_id.len(), expected, "distinct deliveries");
+    // Each delivery id stands for one event of one answered task, and every event of
+    // every task arrived.
+    let mut events = std::collections::HashSet::new();
+    for copies in by_id.values() {
+        assert!(
+            copies.windows(2).all(|w| w[0] == w[1]),
+            "a duplicate is the same delivery"
+        );
+        let (_, event, task_id, status) = copies[0];
+        assert!(
+            task_ids.contains(task_id),
+            "an event of an unknown task {task_id}"
+        );
+        events.insert((task_id.clone(), event.clone(), status.clone()));
+    }
+    assert_eq!(events.len(), expected);
+    let duplicates = arrivals.len() - expected;
+    assert!(
+        duplicates <= MAX_IN_FLIGHT,
+        "{duplicates} duplicates: more than one worker's deliveries in flight"
+    );
+    eprintln!(
+        "cluster webhooks: {expected} enqueued, {} arrivals ({duplicates} duplicates), {delivered_before_kill} arrived before the SIGKILL",
+        arrivals.len()
     );
 }

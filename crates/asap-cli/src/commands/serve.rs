@@ -282,6 +282,13 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     webhook_allow_private: Vec<String>,
+    /// Webhook deliveries per second to one URL (from this agent), with as large a burst.
+    #[arg(long, env = "ASAP_WEBHOOK_RATE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    webhook_rate: u32,
+    /// Seconds a webhook delivery stays leased to this agent's worker (renewed while it
+    /// runs); after a crash, another replica sends it again once the lease expires.
+    #[arg(long, env = "ASAP_WEBHOOK_LEASE", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    webhook_lease: u64,
 }
 
 fn manifest(args: &ServeArgs, base_url: &str) -> anyhow::Result<Manifest> {
@@ -585,6 +592,8 @@ fn webhook_config(args: &ServeArgs) -> anyhow::Result<WebhookConfig> {
             &args.webhook_allow_private,
             "--webhook-allow-private",
         )?;
+        value.per_url_rate = args.webhook_rate;
+        value.lease = Duration::from_secs(args.webhook_lease);
         value
     })
 }
