@@ -288,6 +288,9 @@ fn the_compose_file_keeps_the_tested_topology() {
     );
 }
 
+/// One delivery as the receiver saw it: delivery id, event, task id, status.
+type Arrival = (String, String, String, String);
+
 /// A webhook receiver on a socket the test bound: records every delivery (its
 /// `X-ASAP-Delivery-Id`, event, task and status) and wakes waiters. After
 /// `answer_first` deliveries it records but holds every further request unanswered
@@ -295,7 +298,7 @@ fn the_compose_file_keeps_the_tested_topology() {
 /// kills a replica.
 struct Receiver {
     url: String,
-    arrivals: Arc<(Mutex<Vec<(String, String, String, String)>>, Condvar)>,
+    arrivals: Arc<(Mutex<Vec<Arrival>>, Condvar)>,
     gate: tokio::sync::watch::Sender<bool>,
     _runtime: tokio::runtime::Runtime,
 }
@@ -374,7 +377,7 @@ impl Receiver {
         }
     }
 
-    fn arrivals(&self) -> Vec<(String, String, String, String)> {
+    fn arrivals(&self) -> Vec<Arrival> {
         self.arrivals.0.lock().unwrap().clone()
     }
 }
@@ -435,7 +438,7 @@ fn webhooks_survive_a_replica_killed_mid_delivery() {
             >= expected
     });
     let arrivals = receiver.arrivals();
-    let mut by_id: std::collections::HashMap<&str, Vec<&(String, String, String, String)>> =
+    let mut by_id: std::collections::HashMap<&str, Vec<&Arrival>> =
         std::collections::HashMap::new();
     for arrival in &arrivals {
         by_id.entry(arrival.0.as_str()).or_default().push(arrival);

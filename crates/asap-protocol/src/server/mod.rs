@@ -89,7 +89,7 @@ pub use shared_state::{
     RateLimitStore, ReplayGuard, ReplayKind, RetransmissionCache, SharedStateBackend,
     SharedStateError,
 };
-pub use tls::{TlsConfig, TlsError};
+pub use tls::{PemFileError, TlsConfig, TlsError};
 pub use trace::ServerSpan;
 // Internal steps reached by `crate::fuzzing` (feature `fuzzing`) only.
 #[cfg(feature = "fuzzing")]

@@ -27,24 +27,41 @@ const MAX_HANDSHAKES: usize = 512;
 #[non_exhaustive]
 pub enum TlsError {
     /// The certificate file could not be read or holds no PEM certificate.
-    #[error("TLS certificate {path}: {reason}")]
+    #[error("TLS certificate {path}: {source}")]
     Certificate {
         /// The file.
         path: String,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        source: PemFileError,
     },
     /// The key file could not be read or holds no PEM private key.
-    #[error("TLS private key {path}: {reason}")]
+    #[error("TLS private key {path}: {source}")]
     Key {
         /// The file.
         path: String,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        source: PemFileError,
     },
     /// rustls refused the pair (for example, the key does not match the certificate).
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+}
+
+/// What is wrong with a certificate or key file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PemFileError {
+    /// It could not be read.
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    /// Its PEM could not be parsed.
+    #[error("{0}")]
+    Pem(#[source] rustls::pki_types::pem::Error),
+    /// It parsed, but holds no certificate.
+    #[error("no PEM certificate in it")]
+    NoCertificate,
 }
 
 /// The server side of TLS: a certificate chain and its private key.
@@ -64,11 +81,11 @@ impl TlsConfig {
         let read = |path: &Path| std::fs::read(path).map_err(|e| (path.display().to_string(), e));
         let cert_pem = read(cert).map_err(|(path, e)| TlsError::Certificate {
             path,
-            reason: e.to_string(),
+            source: PemFileError::Read(e),
         })?;
         let key_pem = read(key).map_err(|(path, e)| TlsError::Key {
             path,
-            reason: e.to_string(),
+            source: PemFileError::Read(e),
         })?;
         Self::from_pem_named(
             &cert_pem,
@@ -93,17 +110,17 @@ impl TlsConfig {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::Certificate {
                 path: cert_name.to_owned(),
-                reason: e.to_string(),
+                source: PemFileError::Pem(e),
             })?;
         if chain.is_empty() {
             return Err(TlsError::Certificate {
                 path: cert_name.to_owned(),
-                reason: "no PEM certificate in it".into(),
+                source: PemFileError::NoCertificate,
             });
         }
         let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::Key {
             path: key_name.to_owned(),
-            reason: e.to_string(),
+            source: PemFileError::Pem(e),
         })?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -191,5 +208,48 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod pem_file_tests {
+    use super::*;
+
+    #[test]
+    fn unusable_files_are_typed_errors_with_their_source() {
+        let missing = TlsConfig::from_pem_files(
+            Path::new("/nonexistent/cert.pem"),
+            Path::new("/nonexistent/key.pem"),
+        )
+        .unwrap_err();
+        let TlsError::Certificate { path, source } = &missing else {
+            panic!("{missing:?}");
+        };
+        assert_eq!(path, "/nonexistent/cert.pem");
+        assert!(
+            matches!(source, PemFileError::Read(e) if e.kind() == std::io::ErrorKind::NotFound)
+        );
+        assert!(std::error::Error::source(&missing).is_some());
+
+        let empty = TlsConfig::from_pem(b"", b"").unwrap_err();
+        assert!(matches!(
+            empty,
+            TlsError::Certificate {
+                source: PemFileError::NoCertificate,
+                ..
+            }
+        ));
+        let garbled = TlsConfig::from_pem(
+            b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+            b"",
+        )
+        .unwrap_err();
+        assert!(matches!(
+            garbled,
+            TlsError::Certificate {
+                source: PemFileError::Pem(_),
+                ..
+            }
+        ));
     }
 }
