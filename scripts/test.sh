@@ -11,12 +11,13 @@
 # the features compose (none, each alone and every pair build without warnings; no
 # tokio without features), the API docs (rustdoc, warnings are errors), the doc tests,
 # that both crates package and build alone (cargo publish --dry-run), the release
-# workflow (actionlint), the static release binary in a FROM-scratch container, line
-# coverage, and runs every unit, integration, property and cross-implementation test under nextest
-# (its summary line is the last thing printed).
+# workflow (actionlint), the static release binary in a FROM-scratch container, and runs
+# every unit, integration, property and cross-implementation test once under nextest,
+# instrumented for line coverage where coverage is measured (nextest's summary line is
+# the last thing printed).
 #
 #   scripts/test.sh                       # everything
-#   ASAP_COVERAGE=0 scripts/test.sh       # skip the coverage pass
+#   ASAP_COVERAGE=0 scripts/test.sh       # tests without coverage instrumentation
 #   ASAP_FUZZ=0 scripts/test.sh           # skip fuzzing (CI always fuzzes)
 #   ASAP_RELEASE_CHECKS=0 scripts/test.sh # skip packaging, workflow lint, static binary
 #                                         # and container (CI always runs them)
@@ -108,9 +109,11 @@ if [ "$want_release" = 1 ]; then
 fi
 
 if [ "$want_coverage" = 1 ]; then
-  step "line coverage (cargo llvm-cov)"
+  # One run of the suite serves both: instrumented under nextest, then the coverage
+  # report, then nextest's summary line again (the last line).
+  step "tests (nextest, with line coverage: cargo llvm-cov)"
   scripts/coverage.sh
+else
+  step "tests (nextest)"
+  cargo nextest run --workspace --all-features --no-fail-fast
 fi
-
-step "tests (nextest)"
-cargo nextest run --workspace --all-features --no-fail-fast
