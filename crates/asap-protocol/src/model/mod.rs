@@ -19,6 +19,7 @@
 
 mod macros;
 
+pub mod dialect;
 pub mod entities;
 pub mod enums;
 pub mod envelope;
@@ -30,6 +31,7 @@ pub mod named;
 pub mod parts;
 pub mod payloads;
 pub mod pyrepr;
+mod recovery;
 pub mod schema;
 pub mod state_machine;
 pub mod timestamp;
@@ -40,6 +42,7 @@ pub mod version;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use dialect::{ASAP_VERSION_HEADER, Dialect, UnknownDialect, VersionIncompatible};
 pub use entities::{
     Agent, Artifact, AuthScheme, Capability, Conversation, Endpoint, Manifest, Message, Skill,
     StateSnapshot, Task,

@@ -10,7 +10,7 @@ mod request;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::model::{AsapError, Envelope};
+use crate::model::{AsapError, Envelope, VersionIncompatible};
 
 pub use request::{JsonRpcRequest, RequestId, parse_request};
 
@@ -33,6 +33,8 @@ pub enum ErrorCode {
     InternalError,
     /// -32001: the WebSocket per-connection rate limit (ASAP-specific).
     WsRateLimited,
+    /// -32000: no `ASAP-Version` token names a dialect the server accepts (ASAP 2.x).
+    VersionIncompatible,
 }
 
 impl ErrorCode {
@@ -45,6 +47,7 @@ impl ErrorCode {
             Self::InvalidParams => -32602,
             Self::InternalError => -32603,
             Self::WsRateLimited => -32001,
+            Self::VersionIncompatible => -32000,
         }
     }
 
@@ -57,6 +60,7 @@ impl ErrorCode {
             Self::InvalidParams => "Invalid params",
             Self::InternalError => "Internal error",
             Self::WsRateLimited => "Rate limit exceeded",
+            Self::VersionIncompatible => "ASAP protocol version incompatible",
         }
     }
 
@@ -69,6 +73,7 @@ impl ErrorCode {
             Self::InvalidParams,
             Self::InternalError,
             Self::WsRateLimited,
+            Self::VersionIncompatible,
         ]
         .into_iter()
         .find(|c| c.code() == code)
@@ -110,6 +115,23 @@ impl JsonRpcError {
         data.insert("message".into(), error.to_string().into());
         data.insert("details".into(), Value::Object(error.details()));
         Self::new(ErrorCode::InvalidParams, Value::Object(data))
+    }
+
+    /// An `asap:*` error the way a 2.x server reports it: the error's own code
+    /// ([`AsapError::rpc_code`]), its message, and [`AsapError::rpc_data`] with
+    /// `error` set to `summary`.
+    pub fn from_asap_2x(summary: &str, error: &AsapError) -> Self {
+        Self {
+            code: error.rpc_code(),
+            message: error.to_string(),
+            data: Some(error.rpc_data(summary)),
+        }
+    }
+
+    /// `-32000` refusing an `ASAP-Version` header, with the reference's `data`
+    /// (`{"requested", "supported"}`).
+    pub fn version_incompatible(refusal: &VersionIncompatible) -> Self {
+        Self::new(ErrorCode::VersionIncompatible, refusal.data())
     }
 }
 
@@ -195,6 +217,7 @@ mod tests {
             ErrorCode::InvalidParams,
             ErrorCode::InternalError,
             ErrorCode::WsRateLimited,
+            ErrorCode::VersionIncompatible,
         ] {
             assert_eq!(ErrorCode::from_code(code.code()), Some(code));
         }
@@ -211,6 +234,17 @@ mod tests {
         assert_eq!(
             crate::json::to_compact(&r),
             r#"{"jsonrpc":"2.0","error":{"code":-32602,"message":"Invalid params","data":{"error":"Task not found","code":"asap:task/not_found","message":"Task not found: t","details":{"task_id":"t"}}},"id":null}"#
+        );
+    }
+
+    #[test]
+    fn version_refusal_matches_the_capture() {
+        let refusal = crate::model::Dialect::negotiate(Some(b"9.9"), &crate::model::Dialect::ALL)
+            .unwrap_err();
+        let r = JsonRpcErrorResponse::new(JsonRpcError::version_incompatible(&refusal), None);
+        assert_eq!(
+            crate::json::to_compact(&r),
+            r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"ASAP protocol version incompatible","data":{"requested":"9.9","supported":["2.1","2.2"]}},"id":null}"#
         );
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::client_addr::TrustedProxies;
 use super::origin::AllowedOrigins;
 use super::rate_limit::{RateLimitError, RateLimitRule};
+use crate::model::Dialect;
 
 /// Default `ASAP_MAX_REQUEST_SIZE`: 10 MiB.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 10 * 1024 * 1024;
@@ -98,6 +99,12 @@ pub struct ServerConfig {
     /// Browser origins allowed besides the server's own: a request or WebSocket upgrade
     /// with any other `Origin` gets 403; requests without `Origin` are not affected.
     pub allowed_origins: AllowedOrigins,
+    /// The dialects `POST /asap` speaks (all by default). A request picks one with its
+    /// `ASAP-Version` header (the first token, in the client's order, listed here); a
+    /// request without the header speaks 1.1 when it is listed, else the newest 2.x
+    /// listed (as the reference); a header naming none gets `-32000`. With no 2.x
+    /// dialect listed the header is ignored and every request speaks 1.1.
+    pub dialects: Vec<Dialect>,
 }
 
 /// Limits of the WebSocket binding (wire spec section 11). `Default` gives the
@@ -196,6 +203,7 @@ impl Default for ServerConfig {
             websocket: WebSocketConfig::default(),
             trusted_proxies: TrustedProxies::default(),
             allowed_origins: AllowedOrigins::default(),
+            dialects: Dialect::ALL.to_vec(),
         }
     }
 }

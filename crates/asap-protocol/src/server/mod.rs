@@ -24,6 +24,7 @@ mod body;
 mod client_addr;
 mod config;
 mod connections;
+mod dialect;
 mod discovery;
 mod handler;
 mod metrics;
@@ -374,6 +375,10 @@ impl Server {
         } else {
             router
         };
+        // Before size limits, OAuth2 and parsing (after the origin check): the dialect,
+        // or the -32000 refusal of an unsupported `ASAP-Version`.
+        let accepted: dialect::Accepted = self.state.config.dialects.iter().copied().collect();
+        let router = router.layer(middleware::from_fn_with_state(accepted, dialect::negotiate));
         // Before anything else: a browser page on a foreign origin gets nothing.
         router.layer(middleware::from_fn_with_state(
             self.state.config.allowed_origins.clone(),

@@ -22,7 +22,7 @@ use super::response::{detail, json_response};
 use super::shared_state::{SharedStateError, unavailable_body};
 use super::trace::ServerSpan;
 use crate::json;
-use crate::model::{AsapError, Envelope, Model};
+use crate::model::{AsapError, Dialect, Envelope, Model};
 use crate::rpc::{
     ASAP_METHOD, ErrorCode, JsonRpcError, JsonRpcErrorResponse, JsonRpcResponse, RequestId,
     parse_request, rate_limited_body,
@@ -74,10 +74,13 @@ pub(crate) async fn handle(
     State(state): State<AppState>,
     connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
     caller: Option<Extension<AuthenticatedCaller>>,
+    dialect: Option<Extension<Dialect>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
+    // Negotiated by `super::dialect::negotiate`; a router without it speaks 1.1.
+    let dialect = dialect.map_or(Dialect::V1_1, |Extension(d)| d);
     let max = state.config.max_request_size;
     if let Err(r) = check_declared_length(&headers, max) {
         return detail(r.status, r.detail);
@@ -151,17 +154,14 @@ pub(crate) async fn handle(
         Err(r) => return detail(r.status, r.detail),
     };
     let caller = caller.map(|Extension(c)| c);
+    let sent = Sent {
+        headers: &headers,
+        caller: caller.as_ref(),
+        push: None,
+        dialect,
+    };
     let input = Input::Raw(&bytes);
-    let (status, body) = respond_checked(
-        &state,
-        &headers,
-        caller.as_ref(),
-        None,
-        input,
-        started,
-        bearer,
-    )
-    .await;
+    let (status, body) = respond_checked(&state, sent, input, started, bearer).await;
     drop(held);
     Response::builder()
         .status(status)
@@ -199,8 +199,19 @@ pub(crate) enum Input<'a> {
     Parsed(Value),
 }
 
-/// Steps 6 to 17 for a decoded body (HTTP and WebSocket alike): the status and the S1
-/// body of the answer. `push` lets handlers send envelopes ahead of the reply.
+/// What the steps after the body need to know of a request besides its body.
+struct Sent<'a> {
+    headers: &'a HeaderMap,
+    caller: Option<&'a AuthenticatedCaller>,
+    /// Lets handlers send envelopes ahead of the reply (WebSocket).
+    push: Option<Push>,
+    /// Picks the error codes and `data` where 1.1 and 2.x differ.
+    dialect: Dialect,
+}
+
+/// Steps 6 to 17 for a decoded body (HTTP and WebSocket alike, in the 1.1 dialect): the
+/// status and the S1 body of the answer. `push` lets handlers send envelopes ahead of
+/// the reply.
 pub(crate) async fn respond(
     state: &AppState,
     headers: &HeaderMap,
@@ -210,15 +221,19 @@ pub(crate) async fn respond(
     started: Instant,
 ) -> (StatusCode, String) {
     let bearer = pre_authenticate(state, headers).await;
-    respond_checked(state, headers, caller, push, input, started, bearer).await
+    let sent = Sent {
+        headers,
+        caller,
+        push,
+        dialect: Dialect::V1_1,
+    };
+    respond_checked(state, sent, input, started, bearer).await
 }
 
 /// [`respond`] with step 11's outcome already known.
 async fn respond_checked(
     state: &AppState,
-    headers: &HeaderMap,
-    caller: Option<&AuthenticatedCaller>,
-    push: Option<Push>,
+    sent: Sent<'_>,
     input: Input<'_>,
     started: Instant,
     bearer: Option<Result<String, AuthFailure>>,
@@ -239,13 +254,13 @@ async fn respond_checked(
                     ErrorType::ThreadPoolExhausted,
                     started.elapsed().as_secs_f64(),
                 );
-                let body = json!({"error": "Service Temporarily Unavailable", "code": error.code(), "message": error.to_string(), "details": error.details()});
+                let body = thread_pool_exhausted_body(&error, sent.dialect);
                 return (StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body));
             }
         },
     };
     let in_flight = InFlight::new(state);
-    let outcome = process(state, headers, caller, push, input, bearer).await;
+    let outcome = process(state, sent, input, bearer).await;
     drop(in_flight);
     let seconds = started.elapsed().as_secs_f64();
     match outcome {
@@ -265,15 +280,45 @@ async fn respond_checked(
     }
 }
 
+/// The HTTP 503 body when every handler slot is busy; 2.x adds the recovery hints.
+fn thread_pool_exhausted_body(error: &AsapError, dialect: Dialect) -> Value {
+    let mut body = json!({"error": "Service Temporarily Unavailable", "code": error.code()});
+    if dialect.is_2x() {
+        body["rpc_code"] = error.rpc_code().into();
+    }
+    body["message"] = error.to_string().into();
+    body["details"] = Value::Object(error.details());
+    if dialect.is_2x() {
+        body["recoverable"] = error.recoverable().into();
+        body["retry_after_ms"] = error.retry_after_ms().into();
+        body["fallback_action"] = error.fallback_action().into();
+    }
+    body
+}
+
+/// An `asap:*` error answered in the request's dialect: 1.1 as `-32602` with
+/// `{error, code, message, details}`, 2.x with the error's own code and the ASAP `data`.
+fn asap_failure(summary: &str, error: &AsapError, dialect: Dialect) -> JsonRpcError {
+    if dialect.is_2x() {
+        JsonRpcError::from_asap_2x(summary, error)
+    } else {
+        JsonRpcError::from_asap(summary, error)
+    }
+}
+
 /// Steps 7 to 17. Returns the response and the `payload_type` metric label.
 async fn process(
     state: &AppState,
-    headers: &HeaderMap,
-    caller: Option<&AuthenticatedCaller>,
-    push: Option<Push>,
+    sent: Sent<'_>,
     input: Input<'_>,
     bearer: Option<Result<String, AuthFailure>>,
 ) -> Result<(JsonRpcResponse, String), (Failure, String)> {
+    let Sent {
+        headers,
+        caller,
+        push,
+        dialect,
+    } = sent;
     let other = || "other".to_owned();
     // 7. UTF-8 and JSON.
     let body = match input {
@@ -440,7 +485,7 @@ async fn process(
         state.config.max_envelope_age,
         state.config.max_future_tolerance,
     ) {
-        let error = JsonRpcError::from_asap("Invalid envelope timestamp", &e);
+        let error = asap_failure("Invalid envelope timestamp", &e, dialect);
         return Err((
             Failure {
                 error,
@@ -455,7 +500,7 @@ async fn process(
     match check_replay(state, &envelope).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            let error = JsonRpcError::from_asap("Invalid envelope nonce", &e);
+            let error = asap_failure("Invalid envelope nonce", &e, dialect);
             return Err((
                 Failure {
                     error,
@@ -470,15 +515,24 @@ async fn process(
     }
     // 16. Dispatch.
     let Some(handler) = state.registry.get(&envelope.payload_type).cloned() else {
-        let pt = envelope.payload_type.clone();
-        let data = json!({"payload_type": pt, "error": format!("No handler registered for payload type: {pt}")});
+        let error = AsapError::HandlerNotFound {
+            payload_type: envelope.payload_type.clone(),
+        };
+        let message = error.to_string();
+        let error = if dialect.is_2x() {
+            JsonRpcError::from_asap_2x(&message, &error)
+        } else {
+            let data = json!({"payload_type": envelope.payload_type, "error": message});
+            JsonRpcError::new(ErrorCode::MethodNotFound, data)
+        };
+        let kind = ErrorType::HandlerNotFound;
         return Err((
-            failure(
-                ErrorCode::MethodNotFound,
-                data,
+            Failure {
+                error,
                 id,
-                ErrorType::HandlerNotFound,
-            ),
+                kind,
+                unavailable: None,
+            },
             label,
         ));
     };
@@ -509,7 +563,7 @@ async fn process(
             }
             Ok((JsonRpcResponse::new(response, request.id), label))
         }
-        Err(e) => Err((handler_failure(e, id, state.config.debug), label)),
+        Err(e) => Err((handler_failure(e, id, state.config.debug, dialect), label)),
     }
 }
 
@@ -538,7 +592,12 @@ async fn check_replay(
     Ok(Ok(()))
 }
 
-fn handler_failure(error: HandlerError, id: Option<RequestId>, debug: bool) -> Failure {
+fn handler_failure(
+    error: HandlerError,
+    id: Option<RequestId>,
+    debug: bool,
+    dialect: Dialect,
+) -> Failure {
     match error {
         HandlerError::InvalidPayload(v) => {
             let data = json!({"error": "Invalid payload", "validation_errors": v.to_json()});
@@ -547,7 +606,7 @@ fn handler_failure(error: HandlerError, id: Option<RequestId>, debug: bool) -> F
         HandlerError::Protocol(e) => {
             let summary = e.to_string();
             Failure {
-                error: JsonRpcError::from_asap(&summary, &e),
+                error: asap_failure(&summary, &e, dialect),
                 id,
                 kind: ErrorType::InvalidParams,
                 unavailable: None,
@@ -590,18 +649,19 @@ mod tests {
     fn an_internal_handler_failure_answers_its_message_only_in_debug_mode() {
         let store_error = crate::store::StoreError::Backend("disk full".into());
         let expected_message = store_error.to_string();
-        let debug = handler_failure(HandlerError::from(store_error), None, true);
+        let debug = handler_failure(HandlerError::from(store_error), None, true, Dialect::V1_1);
         assert_eq!(debug.error.code, -32603);
         assert_eq!(
             serde_json::to_string(&debug.error.data).unwrap(),
             format!(r#"{{"error":"{expected_message}","type":"HandlerError"}}"#)
         );
-        let quiet = handler_failure(HandlerError::internal("boom"), None, false);
+        let quiet = handler_failure(HandlerError::internal("boom"), None, false, Dialect::V1_1);
         assert_eq!(
             serde_json::to_string(&quiet.error.data).unwrap(),
             r#"{"error":"Internal server error"}"#
         );
-        let from_message = handler_failure(HandlerError::internal("boom"), None, true);
+        let from_message =
+            handler_failure(HandlerError::internal("boom"), None, true, Dialect::V1_1);
         assert_eq!(from_message.error.data.unwrap()["error"], "boom");
     }
 
