@@ -11,7 +11,7 @@ use std::sync::Arc;
 use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator};
 use asap_protocol::model::Dialect;
 use asap_protocol::server::{HandlerRegistry, OAuth2, default_skills};
-use common::{AGENT, Options, Reply, echo_request, envelope, get, post_raw, start};
+use common::{AGENT, Gate, Options, Reply, echo_request, envelope, get, post_raw, start};
 use serde_json::{Value, json};
 
 const REFUSED_9_9: &str = r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"ASAP protocol version incompatible","data":{"requested":"9.9","supported":["2.1","2.2"]}},"id":null}"#;
@@ -344,5 +344,34 @@ async fn a_handlers_protocol_error_in_2x_carries_its_own_code() {
     );
     let v1 = post_versioned(&server.base, body, None).await;
     assert_eq!(v1.code(), -32602);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_server_in_2x_adds_the_recovery_hints_to_its_503() {
+    let gate = Gate::new();
+    let mut options = Options {
+        registry: Some(gate.registry()),
+        ..Options::default()
+    };
+    options.config.max_concurrent_handlers = Some(1);
+    let server = start(options).await;
+    let base = server.base.clone();
+    let first = tokio::spawn(async move { post_versioned(&base, echo_body(), None).await });
+    gate.entered().await;
+    let v2 = post_versioned(&server.base, echo_body(), Some("2.2")).await;
+    assert_eq!(v2.status, 503);
+    assert_eq!(
+        v2.text,
+        r#"{"error":"Service Temporarily Unavailable","code":"asap:transport/thread_pool_exhausted","rpc_code":-32031,"message":"Thread pool exhausted: 1/1 threads in use. Service temporarily unavailable.","details":{"max_threads":1,"active_threads":1},"recoverable":true,"retry_after_ms":1000,"fallback_action":"retry_later"}"#
+    );
+    assert_eq!(echoed_version(&v2), Some("2.2"));
+    let v1 = post_versioned(&server.base, echo_body(), None).await;
+    assert_eq!(
+        v1.text,
+        r#"{"error":"Service Temporarily Unavailable","code":"asap:transport/thread_pool_exhausted","message":"Thread pool exhausted: 1/1 threads in use. Service temporarily unavailable.","details":{"max_threads":1,"active_threads":1}}"#
+    );
+    gate.release(1);
+    assert_eq!(first.await.unwrap().status, 200);
     server.stop().await;
 }

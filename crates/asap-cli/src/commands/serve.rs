@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use asap_protocol::discovery::Advertiser;
-use asap_protocol::model::{AuthScheme, Manifest, Model, Skill};
+use asap_protocol::model::{AuthScheme, Dialect, Manifest, Model, Skill};
 use asap_protocol::server::{
     AllowedOrigins, ForwardedHeader, HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule,
     RedisConfig, RedisSharedState, Server, ServerConfig, StaticTokens, TlsConfig, TrustedProxies,
@@ -214,6 +214,18 @@ pub struct ServeArgs {
     /// subjects the map does not list for this agent.
     #[arg(long, env = "ASAP_AUTH_STRICT", value_parser = boolish(), action = ArgAction::SetTrue)]
     oauth2_strict: bool,
+    /// The protocol versions POST /asap speaks (comma-separated): a request picks one with
+    /// its `ASAP-Version` header; without the header it speaks 1.1 when listed, else the
+    /// newest 2.x listed; a header naming none gets -32000. Listing only 1.1 ignores the
+    /// header.
+    #[arg(
+        long,
+        env = "ASAP_VERSIONS",
+        value_name = "VERSIONS",
+        value_delimiter = ',',
+        default_value = "1.1,2.1,2.2"
+    )]
+    asap_versions: Vec<Dialect>,
     /// Compress responses when the client accepts gzip or br (the reference never does).
     #[arg(long, env = "ASAP_COMPRESS_RESPONSES", value_parser = boolish(), action = ArgAction::SetTrue)]
     compress_responses: bool,
@@ -351,6 +363,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.unauthenticated_body_limit =
         usize::try_from(args.unauthenticated_body_limit).unwrap_or(usize::MAX);
     config.compress_responses = args.compress_responses;
+    config.dialects.clone_from(&args.asap_versions);
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace);
     config.websocket.message_rate = Some(args.ws_rate_limit).filter(|r| *r > 0);
     config.websocket.max_connections = args.ws_max_connections;
