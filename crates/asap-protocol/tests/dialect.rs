@@ -9,7 +9,8 @@ use asap_test_support::idp;
 use std::sync::Arc;
 
 use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator};
-use asap_protocol::model::Dialect;
+use asap_protocol::client::{Client, ClientError};
+use asap_protocol::model::{Dialect, Envelope, TaskRequest};
 use asap_protocol::server::{HandlerRegistry, OAuth2, default_skills};
 use common::{AGENT, Gate, Options, Reply, echo_request, envelope, get, post_raw, start};
 use serde_json::{Value, json};
@@ -373,5 +374,39 @@ async fn a_full_server_in_2x_adds_the_recovery_hints_to_its_503() {
     );
     gate.release(1);
     assert_eq!(first.await.unwrap().status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_offers_versions_only_when_asked() {
+    let mut only_2_1 = Options::default();
+    only_2_1.config.dialects = vec![Dialect::V1_1, Dialect::V2_1];
+    let server = start(only_2_1).await;
+    let request = Envelope::new(
+        "urn:asap:agent:client",
+        AGENT,
+        TaskRequest::new("c", "echo", json!({"x": 1})),
+    );
+    let plain = Client::builder().circuit_breaker(None).build().unwrap();
+    assert!(plain.send(&server.base, &request).await.is_ok());
+    for (offer, accepted) in [
+        (&[Dialect::V2_2, Dialect::V2_1][..], true),
+        (&[Dialect::V2_2][..], false),
+        (&[][..], true),
+    ] {
+        let client = Client::builder()
+            .circuit_breaker(None)
+            .asap_versions(offer)
+            .build()
+            .unwrap();
+        match client.send(&server.base, &request).await {
+            Ok(response) => assert!(accepted, "{offer:?}: {}", response.payload_type),
+            Err(ClientError::Remote { code, .. }) => {
+                assert!(!accepted, "{offer:?}");
+                assert_eq!(code, -32000);
+            }
+            Err(other) => panic!("{offer:?}: {other}"),
+        }
+    }
     server.stop().await;
 }

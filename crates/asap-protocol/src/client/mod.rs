@@ -45,7 +45,7 @@ pub use retry::{RetryPolicy, parse_retry_after};
 pub use websocket::{TransportMode, WebSocketOptions, http_base_url, websocket_url};
 
 use crate::json;
-use crate::model::{Envelope, Model, generate_id};
+use crate::model::{Dialect, Envelope, Model, generate_id};
 use crate::rpc::{JsonRpcRequest, RequestId};
 
 /// Supplies the bearer token for each request (for example OAuth2 client credentials,
@@ -115,6 +115,8 @@ pub struct ClientBuilder {
     websocket: WebSocketOptions,
     root_certificates: Vec<Vec<u8>>,
     limits: ResponseLimits,
+    /// The `ASAP-Version` value offered on HTTP sends (none: a 1.1 request).
+    asap_version: Option<HeaderValue>,
 }
 
 /// Hides the bearer token.
@@ -139,6 +141,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("websocket", &self.websocket)
             .field("root_certificates", &self.root_certificates.len())
             .field("limits", &self.limits)
+            .field("asap_version", &self.asap_version)
             .finish()
     }
 }
@@ -164,6 +167,7 @@ impl Default for ClientBuilder {
             websocket: WebSocketOptions::default(),
             root_certificates: Vec::new(),
             limits: ResponseLimits::default(),
+            asap_version: None,
         }
     }
 }
@@ -250,6 +254,20 @@ impl ClientBuilder {
     /// 16 MiB answers, 1 MiB manifests, 64 KiB health documents).
     pub fn response_limits(mut self, limits: ResponseLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Offers these protocol versions, most preferred first, in an `ASAP-Version`
+    /// header on every HTTP send (`POST /asap`), e.g. `[V2_2, V2_1]` sends
+    /// `ASAP-Version: 2.2, 2.1` as the 2.5.10 reference client does. Default (and with an
+    /// empty list): no header, a 1.1 request, byte for byte as before. A server that
+    /// accepts none of them answers `-32000` ([`ClientError::Remote`]). Responses are
+    /// still read as 1.1; WebSocket sends are not affected.
+    pub fn asap_versions(mut self, versions: &[Dialect]) -> Self {
+        let offer: Vec<&str> = versions.iter().map(|d| d.as_str()).collect();
+        self.asap_version = (!offer.is_empty()).then(|| {
+            HeaderValue::from_str(&offer.join(", ")).expect("version tokens are valid headers")
+        });
         self
     }
 
@@ -578,6 +596,9 @@ impl Client {
                 reqwest::header::CONTENT_ENCODING,
                 HeaderValue::from_static(coding),
             );
+        }
+        if let Some(offer) = &self.inner.config.asap_version {
+            headers.insert("asap-version", offer.clone());
         }
         if let Some(token) = self.credentials().token().await.map_err(|e| (e, None))? {
             let value = HeaderValue::from_str(&format!("Bearer {token}"))
