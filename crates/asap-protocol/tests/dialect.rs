@@ -176,8 +176,10 @@ async fn the_refusal_comes_before_authentication() {
         AGENT,
         JwtPolicy::default(),
     );
-    let mut options = Options::default();
-    options.oauth2 = Some(OAuth2::new(validator));
+    let options = Options {
+        oauth2: Some(OAuth2::new(validator)),
+        ..Options::default()
+    };
     let server = start(options).await;
     let unauthenticated = post_versioned(&server.base, echo_body(), Some("2.2")).await;
     assert_eq!(unauthenticated.status, 401);
@@ -334,8 +336,10 @@ async fn a_replayed_nonce_in_2x_is_32003() {
 
 #[tokio::test]
 async fn a_handlers_protocol_error_in_2x_carries_its_own_code() {
-    let mut options = Options::default();
-    options.registry = Some(HandlerRegistry::agent(default_skills()));
+    let options = Options {
+        registry: Some(HandlerRegistry::agent(default_skills())),
+        ..Options::default()
+    };
     let server = start(options).await;
     let body = send(envelope("task.cancel", json!({"task_id": "t-missing"})));
     let v2 = post_versioned(&server.base, body.clone(), Some("2.2")).await;
