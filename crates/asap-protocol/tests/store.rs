@@ -231,6 +231,107 @@ async fn concurrent_batches(store: Arc<dyn Store>) {
         snapshots += store.list_versions(&id).await.unwrap().len();
     }
     assert_eq!(snapshots, 100);
+
+    // Then creations of new tasks beside two competing updates of each existing one,
+    // each update with a snapshot and a usage event: one update per task wins, the
+    // loser leaves nothing, and the creations are unaffected.
+    let mut jobs = Vec::new();
+    for n in 0..300 {
+        let store = store.clone();
+        jobs.push(tokio::spawn(async move {
+            let batch = if n < 100 {
+                WriteBatch::new().create_task(Task::new(format!("task_d{n}"), "d"))
+            } else {
+                let id = format!("task_c{}", n % 100);
+                let mut task = Task::new(&id, "c");
+                task.transition(TaskStatus::Working).unwrap();
+                WriteBatch::new()
+                    .update_task(task, 1)
+                    .save_snapshot(snapshot(&id, 2, json!({"writer": n})))
+                    .record_usage(UsageEvent {
+                        task_id: id.clone(),
+                        agent_id: "urn:asap:agent:concurrent".into(),
+                        consumer_id: format!("writer_{n}"),
+                        metrics: UsageMetrics::default(),
+                        timestamp: "2026-01-15T10:30:00Z".parse().unwrap(),
+                    })
+            };
+            (n, store.commit(batch).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    for job in jobs {
+        let (n, outcome) = job.await.unwrap();
+        match outcome {
+            Ok(()) if n >= 100 => winners.push(n),
+            Ok(()) => {}
+            Err(StoreError::Conflict { expected, .. }) if n >= 100 => assert_eq!(expected, 1),
+            Err(other) => panic!("batch {n}: {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 100);
+    for n in 0..100 {
+        let created = store
+            .get_task(&format!("task_d{n}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(created.revision, 1);
+        let id = format!("task_c{n}");
+        let updated = store.get_task(&id).await.unwrap().unwrap();
+        assert_eq!(updated.revision, 2);
+        assert_eq!(updated.task.status, TaskStatus::Working);
+        let winner = winners.iter().find(|&&w| w % 100 == n).unwrap();
+        let latest = store.get(&id, Some(2)).await.unwrap().unwrap();
+        assert_eq!(latest.data["writer"], json!(winner));
+    }
+    let events = store
+        .query("urn:asap:agent:concurrent", None, None)
+        .await
+        .unwrap();
+    let mut consumers: Vec<String> = events.into_iter().map(|e| e.consumer_id).collect();
+    consumers.sort();
+    let mut expected: Vec<String> = winners.iter().map(|w| format!("writer_{w}")).collect();
+    expected.sort();
+    assert_eq!(consumers, expected);
+
+    // Then fresh creations beside creations of tasks that exist, each on its own task:
+    // the fresh ones land, the others conflict and leave no snapshot behind.
+    let mut jobs = Vec::new();
+    for n in 0..200 {
+        let store = store.clone();
+        jobs.push(tokio::spawn(async move {
+            let id = if n < 100 {
+                format!("task_e{n}")
+            } else {
+                format!("task_d{}", n % 100)
+            };
+            let batch = WriteBatch::new()
+                .create_task(Task::new(&id, "e"))
+                .save_snapshot(snapshot(&id, 7, json!({"n": n})));
+            (n, store.commit(batch).await)
+        }));
+    }
+    for job in jobs {
+        match job.await.unwrap() {
+            (n, Ok(())) => assert!(n < 100, "batch {n} overwrote an existing task"),
+            (n, Err(StoreError::Conflict { expected: 0, .. })) => assert!(n >= 100),
+            (n, Err(other)) => panic!("batch {n}: {other}"),
+        }
+    }
+    for n in 0..100 {
+        assert_eq!(
+            store.list_versions(&format!("task_e{n}")).await.unwrap(),
+            [7]
+        );
+        let existing = format!("task_d{n}");
+        assert!(store.list_versions(&existing).await.unwrap().is_empty());
+        let kept = store.get_task(&existing).await.unwrap().unwrap();
+        assert_eq!(
+            (kept.revision, kept.task.conversation_id.as_str()),
+            (1, "d")
+        );
+    }
 }
 
 #[tokio::test]

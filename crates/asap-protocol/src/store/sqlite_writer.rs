@@ -10,13 +10,11 @@
 //! holding its batch committed.
 
 use sqlx::Connection;
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite_bulk as bulk;
-use super::{StoreError, Write, WriteBatch};
-use crate::json;
-use crate::model::{Model, Task};
+use super::sqlite_bulk::{self as bulk, Row};
+use super::{StoreError, WriteBatch};
 
 /// Batches waiting for the writer before callers wait for room.
 const QUEUE_DEPTH: usize = 4096;
@@ -25,10 +23,11 @@ const MAX_GROUP: usize = 512;
 /// Times the writer yields to other tasks before a commit, gathering their writes.
 const GATHER_YIELDS: usize = 2;
 /// How often the WAL is folded into the database file when something was written.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1000);
 
 struct Job {
-    writes: Vec<Write>,
+    /// The writes, conditional ones first.
+    rows: Vec<Row>,
     savepoint: bool,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
@@ -42,7 +41,7 @@ pub(super) struct Writer {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("writes", &self.writes).finish()
+        f.debug_struct("Job").field("rows", &self.rows).finish()
     }
 }
 
@@ -76,7 +75,7 @@ impl Writer {
         let savepoint = batch.conditional_count() > 1;
         let (done, outcome) = oneshot::channel();
         let job = Job {
-            writes: batch.into_ordered(),
+            rows: batch.into_ordered().iter().map(Row::encode).collect(),
             savepoint,
             done,
         };
@@ -165,64 +164,60 @@ async fn commit_group(pool: &SqlitePool, group: &mut Vec<Job>) {
 /// Writes every job in one transaction: the outer error is the transaction's (nothing
 /// committed), the inner ones each job's conflict (that job undone, the others kept).
 ///
-/// Most jobs go in bulk: their conditional writes as multi-row statements that return
-/// the rows they changed (so each job learns whether its condition held), then the
-/// unconditional writes of the jobs that passed, a few statements for the whole group
-/// instead of a few per job. Jobs with several conditional writes, or touching a task
-/// another job of the group touches, run one by one afterwards.
+/// Most jobs go in bulk (at most one conditional write each, on a task no other job of
+/// the group touches). When every job does, the whole group is first written in one
+/// execution, expecting every condition to hold (conflicts are rare): if one fails,
+/// that transaction is rolled back and the group written again as below.
+///
+/// Otherwise the conditional rows of the bulk jobs are written in one execution that
+/// returns the tasks written (so each job learns whether its condition held), then
+/// the other rows of the jobs that passed; then the remaining jobs one by one.
 async fn write_group(
     pool: &SqlitePool,
     group: &[Job],
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let mut conn = pool.acquire().await.map_err(backend)?;
-    let mut tx = conn.begin().await.map_err(backend)?;
-    let mut outcomes: Vec<Option<Result<(), StoreError>>> = group.iter().map(|_| None).collect();
     let (bulk, one_by_one) = partition(group);
+    if one_by_one.is_empty() {
+        let mut tx = conn.begin().await.map_err(backend)?;
+        let rows = group.iter().flat_map(|job| job.rows.iter());
+        let written = bulk::write(&mut tx, rows.clone()).await.map_err(backend)?;
+        if rows.filter_map(Row::task_id).all(|id| written.contains(id)) {
+            tx.commit().await.map_err(backend)?;
+            return Ok(group.iter().map(|_| Ok(())).collect());
+        }
+        tx.rollback().await.map_err(backend)?;
+    }
 
-    let creates: Vec<(usize, &Task)> = conditional_writes(group, &bulk, |w| match w {
-        Write::CreateTask(task) => Some(task),
-        _ => None,
-    });
-    let created = bulk::create_tasks(&mut tx, &creates)
+    let mut tx = conn.begin().await.map_err(backend)?;
+    let conditional = bulk.iter().flat_map(|&i| group[i].rows.first());
+    let written = bulk::write(&mut tx, conditional.filter(|row| row.task_id().is_some()))
         .await
         .map_err(backend)?;
-    let updates: Vec<(usize, (&Task, u64))> = conditional_writes(group, &bulk, |w| match w {
-        Write::UpdateTask { task, expected } => Some((task, *expected)),
-        _ => None,
-    });
-    let updated = bulk::update_tasks(&mut tx, &updates)
-        .await
-        .map_err(backend)?;
-    for (index, task) in creates {
-        if !created.contains(task.id.as_str()) {
-            outcomes[index] = Some(Err(StoreError::conflict(&group[index].writes[0])));
+    let mut outcomes: Vec<Result<(), StoreError>> = group.iter().map(|_| Ok(())).collect();
+    let mut passed = Vec::with_capacity(bulk.len());
+    for index in bulk {
+        match group[index].rows.first() {
+            Some(row) if row.task_id().is_some_and(|id| !written.contains(id)) => {
+                outcomes[index] = Err(row.conflict());
+            }
+            _ => passed.push(index),
         }
     }
-    for (index, (task, _)) in updates {
-        if !updated.contains(task.id.as_str()) {
-            outcomes[index] = Some(Err(StoreError::conflict(&group[index].writes[0])));
-        }
-    }
-    let passed: Vec<usize> = bulk
-        .into_iter()
-        .filter(|&index| outcomes[index].is_none())
-        .collect();
     let unconditional = passed
         .iter()
-        .flat_map(|&index| group[index].writes.iter())
-        .filter(|w| !w.is_conditional());
-    bulk::unconditional(&mut tx, unconditional)
-        .await
-        .map_err(backend)?;
-    for index in passed {
-        outcomes[index] = Some(Ok(()));
-    }
+        .flat_map(|&index| group[index].rows.iter())
+        .filter(|row| row.task_id().is_none());
+    bulk::write(&mut tx, unconditional).await.map_err(backend)?;
 
     for index in one_by_one {
         let job = &group[index];
-        let outcome = if job.savepoint {
+        outcomes[index] = if job.savepoint {
             let mut inner = tx.begin().await.map_err(backend)?;
-            match write_job(&mut inner, &job.writes).await? {
+            match bulk::one_by_one(&mut inner, &job.rows)
+                .await
+                .map_err(backend)?
+            {
                 Ok(()) => inner.commit().await.map_err(backend).map(|()| Ok(()))?,
                 Err(conflict) => {
                     inner.rollback().await.map_err(backend)?;
@@ -232,12 +227,13 @@ async fn write_group(
         } else {
             // At most one conditional write, and it comes first: a conflict leaves
             // nothing of the job written.
-            write_job(&mut tx, &job.writes).await?
+            bulk::one_by_one(&mut tx, &job.rows)
+                .await
+                .map_err(backend)?
         };
-        outcomes[index] = Some(outcome);
     }
     tx.commit().await.map_err(backend)?;
-    Ok(outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect())
+    Ok(outcomes)
 }
 
 /// The jobs that can go in bulk (at most one conditional write, on a task no other bulk
@@ -247,105 +243,12 @@ fn partition(group: &[Job]) -> (Vec<usize>, Vec<usize>) {
     let mut one_by_one = Vec::new();
     let mut touched = std::collections::HashSet::new();
     for (index, job) in group.iter().enumerate() {
-        let conditional: Vec<&str> = job
-            .writes
-            .iter()
-            .filter_map(|w| match w {
-                Write::CreateTask(task) | Write::UpdateTask { task, .. } => Some(task.id.as_str()),
-                _ => None,
-            })
-            .collect();
-        match conditional.as_slice() {
-            [] => bulk.push(index),
-            [task_id] if touched.insert(*task_id) => bulk.push(index),
+        let mut conditional = job.rows.iter().filter_map(Row::task_id);
+        match (conditional.next(), conditional.next()) {
+            (None, _) => bulk.push(index),
+            (Some(task_id), None) if touched.insert(task_id) => bulk.push(index),
             _ => one_by_one.push(index),
         }
     }
     (bulk, one_by_one)
-}
-
-/// The first write of each of `jobs` that `pick` selects (a bulk job's conditional
-/// write comes first), with the job's index.
-fn conditional_writes<'a, T>(
-    group: &'a [Job],
-    jobs: &[usize],
-    pick: impl Fn(&'a Write) -> Option<T>,
-) -> Vec<(usize, T)> {
-    jobs.iter()
-        .filter_map(|&index| {
-            let first = group[index].writes.first()?;
-            pick(first).map(|t| (index, t))
-        })
-        .collect()
-}
-
-/// Applies one job's writes; the inner error is a conflict (the writes before it stay
-/// until the caller undoes them).
-async fn write_job(
-    conn: &mut SqliteConnection,
-    writes: &[Write],
-) -> Result<Result<(), StoreError>, StoreError> {
-    for write in writes {
-        let applied = apply(conn, write).await.map_err(backend)?;
-        if !applied {
-            return Ok(Err(StoreError::conflict(write)));
-        }
-    }
-    Ok(Ok(()))
-}
-
-/// One write; whether its condition held.
-async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<bool, sqlx::Error> {
-    let affected = match write {
-        Write::CreateTask(task) => sqlx::query(
-            "INSERT INTO asap_tasks (id, record, updated_at, revision) VALUES (?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&task.id)
-        .bind(task.to_json())
-        .bind(task.updated_at.isoformat())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected(),
-        Write::UpdateTask { task, expected } => sqlx::query(
-            "UPDATE asap_tasks SET record = ?, updated_at = ?, revision = ? WHERE id = ? AND revision = ?",
-        )
-        .bind(task.to_json())
-        .bind(task.updated_at.isoformat())
-        .bind(revision(expected + 1))
-        .bind(&task.id)
-        .bind(revision(*expected))
-        .execute(&mut *conn)
-        .await?
-        .rows_affected(),
-        Write::SaveSnapshot(snapshot) => sqlx::query(
-            "INSERT OR REPLACE INTO snapshots (task_id, id, version, data, checkpoint, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&snapshot.task_id)
-        .bind(&snapshot.id)
-        .bind(snapshot.version)
-        .bind(json::to_python_default(&snapshot.data))
-        .bind(i64::from(snapshot.checkpoint))
-        .bind(snapshot.created_at.isoformat())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected(),
-        Write::RecordUsage(event) => sqlx::query(
-            "INSERT INTO usage_events (id, task_id, agent_id, consumer_id, metrics, timestamp) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(super::usage_event_id())
-        .bind(&event.task_id)
-        .bind(&event.agent_id)
-        .bind(&event.consumer_id)
-        .bind(event.metrics.to_json())
-        .bind(event.timestamp.isoformat())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected(),
-    };
-    Ok(affected > 0 || !write.is_conditional())
-}
-
-/// A revision as SQLite stores it (INTEGER is signed; revisions never come near 2^63).
-pub(super) fn revision(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
