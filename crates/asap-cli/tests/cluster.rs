@@ -108,7 +108,7 @@ fn envelope(id: &str, payload_type: &str, payload: Value) -> Value {
 
 /// POSTs an envelope to `base`/asap; the HTTP status and the JSON body.
 fn send(base: &str, envelope: &Value) -> (u16, Value) {
-    let body = json!({"jsonrpc": "2.0", "method": "asap.send", "params": {"envelope": envelope}, "id": "c-1"});
+    let body = asap_test_support::rpc::send_request(envelope.clone(), "c-1");
     let response = client()
         .post(format!("{base}/asap"))
         .json(&body)

@@ -7,19 +7,15 @@ mod support;
 use std::sync::Arc;
 
 use asap_protocol::store::{SnapshotStore, SqliteStore, Store, TaskStore};
+use asap_test_support::rpc;
 use serde_json::{Value, json};
 
 const REQUESTS: usize = 400;
 const CLIENTS: usize = 16;
 
 fn request(n: usize) -> Value {
-    json!({"jsonrpc": "2.0", "method": "asap.send", "params": {"envelope": {
-        "asap_version": "0.1",
-        "sender": "urn:asap:agent:durability-client",
-        "recipient": "urn:asap:agent:asap-rs",
-        "payload_type": "task.request",
-        "payload": {"conversation_id": "c", "skill_id": "echo", "input": {"n": n}},
-    }}, "id": format!("req-{n}")})
+    let envelope = rpc::echo_request("urn:asap:agent:durability-client", json!({"n": n}));
+    rpc::send_request(envelope, &format!("req-{n}"))
 }
 
 #[test]

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use asap_protocol::model::{StateSnapshot, Task, TaskStatus, Timestamp, UsageEvent, UsageMetrics};
 use asap_protocol::store::{
-    MemoryStore, SnapshotStore, SqliteStore, StorageConfig, Store, StoreError, WriteBatch,
+    MemoryStore, SnapshotStore, SqliteStore, StorageConfig, Store, StoreError, TaskStore,
+    WriteBatch,
 };
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 fn snapshot(task: &str, version: i64, data: serde_json::Value) -> StateSnapshot {
     StateSnapshot {
@@ -332,6 +333,58 @@ async fn concurrent_batches(store: Arc<dyn Store>) {
             (1, "d")
         );
     }
+}
+
+/// A batch the database refuses (here a trigger aborts its snapshot) fails the group
+/// it was committed with; its neighbours are written again one transaction each and
+/// land, and only the refused batch gets the error.
+#[tokio::test]
+async fn a_batch_the_database_refuses_does_not_fail_its_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let mut admin = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON snapshots WHEN NEW.task_id = 'task_poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned snapshot'); END",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    // Spawned on this test's single thread, the batches all queue before the writer
+    // runs, so they are committed as one group.
+    let mut jobs = Vec::new();
+    for n in 0..20 {
+        let store = store.clone();
+        let id = if n == 7 {
+            "task_poison".to_owned()
+        } else {
+            format!("task_n{n}")
+        };
+        jobs.push(tokio::spawn(async move {
+            let batch = WriteBatch::new()
+                .create_task(Task::new(&id, "n"))
+                .save_snapshot(snapshot(&id, 1, json!({"n": n})));
+            (id, store.commit(batch).await)
+        }));
+    }
+    for job in jobs {
+        match job.await.unwrap() {
+            (id, Ok(())) => {
+                assert_ne!(id, "task_poison");
+                assert_eq!(store.list_versions(&id).await.unwrap(), [1]);
+            }
+            (id, Err(StoreError::Backend(source))) => {
+                assert_eq!(id, "task_poison");
+                assert!(source.to_string().contains("poisoned snapshot"), "{source}");
+            }
+            (id, Err(other)) => panic!("{id}: {other}"),
+        }
+    }
+    // The refused batch left nothing, its task included.
+    assert!(store.get_task("task_poison").await.unwrap().is_none());
 }
 
 #[tokio::test]

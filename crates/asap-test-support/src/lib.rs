@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod redis;
+pub mod rpc;
 pub mod tls;
 
 /// The test keys and key sets (see `fixtures/README.md` in this crate).

@@ -43,12 +43,15 @@ pub fn bindir() -> PathBuf {
 }
 
 fn is_root() -> bool {
-    // The effective user id, without unsafe code: `id -u`.
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    // The effective user id, without unsafe code: `id -u`, asked once per process.
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false)
+    })
 }
 
 impl Postgres {

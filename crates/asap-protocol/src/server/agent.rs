@@ -196,7 +196,7 @@ impl Handler for TaskHandler {
             Err(_) => TaskStatus::Failed,
         };
 
-        let task = if skill.is_immediate() {
+        if skill.is_immediate() {
             // One transaction after the run: the task with its outcome, both snapshots.
             if let Some(events) = &ctx.events {
                 events.task_changed(&task).await;
@@ -211,16 +211,14 @@ impl Handler for TaskHandler {
             let result = outcome?;
             let response = TaskResponse::new(task.id.clone(), task.status).with_result(result);
             return Ok(reply_with(&request, ctx, response));
-        } else {
-            // One transaction before the run: the task (working) and snapshot 1 ...
-            ctx.commit(
-                WriteBatch::new()
-                    .create_task(task.clone())
-                    .save_snapshot(snapshot_1),
-            )
-            .await?;
-            task
-        };
+        }
+        // One transaction before the run: the task (working) and snapshot 1 ...
+        ctx.commit(
+            WriteBatch::new()
+                .create_task(task.clone())
+                .save_snapshot(snapshot_1),
+        )
+        .await?;
         let outcome = skill.run(&task, &payload, ctx).await;
         // ... and one after: the outcome, unless someone (a task.cancel, the skill
         // itself) moved the task meanwhile, and snapshot 2 recording what holds.
