@@ -169,6 +169,34 @@ async fn a_batch_counts_one_rate_limit_hit_per_member() {
     server.stop().await;
 }
 
+/// The limits in Redis (shared by replicas) count a batch the same way, in one step.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_batch_counts_one_hit_per_member_in_redis_too() {
+    use asap_protocol::server::{RedisConfig, RedisSharedState};
+    let redis = asap_test_support::redis::RedisServer::start();
+    let shared = RedisSharedState::connect(RedisConfig::new(redis.url()))
+        .await
+        .expect("Redis answers");
+    let mut options = Options {
+        shared_state: Some(Arc::new(shared)),
+        ..Options::default()
+    };
+    options.config.rate_limits = RateLimitRule::parse_list("10/hour").unwrap();
+    let server = start(options).await;
+    let base = &server.base;
+    let batch = |n: u64| json!((0..n).map(|i| echo(json!(i), i)).collect::<Vec<_>>());
+    assert_eq!(post_2x(base, &batch(11)).await.status, 429);
+    assert_eq!(post_2x(base, &batch(6)).await.status, 200);
+    let five = post_2x(base, &batch(5)).await;
+    assert_eq!(five.status, 429);
+    // One request every 360 s refills the bucket; the fifth member is one too many.
+    assert_eq!(five.headers["retry-after"], "360");
+    assert_eq!(post_2x(base, &batch(4)).await.status, 200);
+    assert_eq!(post_2x(base, &echo(json!(1), 1)).await.status, 429);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn requests_without_the_header_keep_the_1_1_answer_to_an_array() {
     let server = start(Options::default()).await;
