@@ -99,8 +99,9 @@ async fn members_get_the_reference_answers_one_by_one() {
     assert!(reply.text.contains(&missing_id), "{}", reply.text);
     assert!(reply.text.contains(r#"{"jsonrpc":"2.0","error":{"code":-32600,"message":"Invalid request","data":{"error":"Invalid JSON-RPC structure","validation_errors":[{"type":"missing","loc":["params"],"msg":"Field required","input":{"jsonrpc":"2.0","method":"nope","id":"c"},"url":"https://errors.pydantic.dev/2.14/v/missing"}]}},"id":"c"}"#));
     assert_eq!(echoed_input(&answers[7]), &json!({"n": 3}));
-    // A 2.x error code inside a batch: no handler for the payload type.
-    let no_handler = json!([{"jsonrpc": "2.0", "method": "asap.send", "id": "s", "params": {"envelope": envelope("state.query", json!({}))}}]);
+    // A 2.x error code inside a batch: no handler for a payload type the reference does
+    // not know either (free-form payload).
+    let no_handler = json!([{"jsonrpc": "2.0", "method": "asap.send", "id": "s", "params": {"envelope": envelope("custom.thing", json!({}))}}]);
     let reply = post_2x(&server.base, &no_handler).await;
     assert_eq!(reply.json()[0]["error"]["code"], -32012, "{}", reply.text);
     server.stop().await;
@@ -346,7 +347,7 @@ fn request(n: u64) -> Envelope {
 async fn client_batch_returns_the_answers_in_order_with_typed_member_errors() {
     let server = start(Options::default()).await;
     let mut unknown = request(9);
-    unknown.payload_type = "state.query".into();
+    unknown.payload_type = "custom.thing".into();
     let envelopes = [request(1), unknown, request(3)];
     let answers = client().batch(&server.base, &envelopes).await.unwrap();
     assert_eq!(answers.len(), 3);
@@ -361,7 +362,7 @@ async fn client_batch_returns_the_answers_in_order_with_typed_member_errors() {
     assert!(matches!(
         &answers[1],
         Err(ClientError::Remote { code: -32012, message, .. })
-            if message == "No handler registered for payload type: state.query"
+            if message == "No handler registered for payload type: custom.thing"
     ));
     server.stop().await;
 }
