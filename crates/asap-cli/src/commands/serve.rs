@@ -226,6 +226,10 @@ pub struct ServeArgs {
         default_value = "1.1,2.1,2.2"
     )]
     asap_versions: Vec<Dialect>,
+    /// The most requests in one JSON-RPC batch (a JSON array body, answered to 2.x
+    /// requests only); a larger batch gets one -32600 error.
+    #[arg(long, env = "ASAP_MAX_BATCH_SIZE", default_value_t = asap_protocol::rpc::DEFAULT_MAX_BATCH_SIZE as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_batch_size: u64,
     /// Compress responses when the client accepts gzip or br (the reference never does).
     #[arg(long, env = "ASAP_COMPRESS_RESPONSES", value_parser = boolish(), action = ArgAction::SetTrue)]
     compress_responses: bool,
@@ -364,6 +368,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         usize::try_from(args.unauthenticated_body_limit).unwrap_or(usize::MAX);
     config.compress_responses = args.compress_responses;
     config.dialects.clone_from(&args.asap_versions);
+    config.max_batch_size = usize::try_from(args.max_batch_size).unwrap_or(usize::MAX);
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace);
     config.websocket.message_rate = Some(args.ws_rate_limit).filter(|r| *r > 0);
     config.websocket.max_connections = args.ws_max_connections;

@@ -154,6 +154,18 @@ pub enum RequestError {
     /// The bearer token cannot be written in an `Authorization` header.
     #[error("the bearer token is not a valid header value")]
     InvalidToken(#[source] reqwest::header::InvalidHeaderValue),
+    /// A batch without envelopes ([`Client::batch`](super::Client::batch)).
+    #[error("a batch needs at least one envelope")]
+    EmptyBatch,
+    /// A batch of more envelopes than the client sends at once
+    /// ([`ClientBuilder::max_batch_size`](super::ClientBuilder::max_batch_size)).
+    #[error("batch size {size} exceeds max {max}")]
+    BatchTooLarge {
+        /// Envelopes in the batch.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Why an answer is not a valid ASAP response ([`ClientError::InvalidResponse`]).
@@ -170,6 +182,29 @@ pub enum ResponseError {
         expected: RequestId,
         /// The `id` of the answer (`null` when it has none).
         received: Value,
+    },
+    /// The answer to a batch is neither an array nor a JSON-RPC error.
+    #[error("the answer to a batch is not an array")]
+    NotABatch,
+    /// The answer to a batch has another number of members than the batch.
+    #[error("{received} answers to a batch of {expected}")]
+    BatchLength {
+        /// Requests in the batch.
+        expected: usize,
+        /// Answers received.
+        received: usize,
+    },
+    /// A batch answer names a request id that was not in the batch.
+    #[error("batch answer for unknown request id {received}")]
+    UnknownBatchId {
+        /// The answer's `id`.
+        received: Value,
+    },
+    /// Two batch answers for one request.
+    #[error("two batch answers for request id {expected}")]
+    DuplicateBatchAnswer {
+        /// The request's id.
+        expected: RequestId,
     },
     /// A JSON-RPC success without `result.envelope`.
     #[error("no result.envelope in the response")]

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 pub(crate) mod body;
 mod breaker;
 mod discovery;
@@ -32,6 +33,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
+pub use batch::BatchAnswer;
 pub use body::{MAX_IDENTITY_DOCUMENT, MAX_REGISTRY_DOCUMENT, ResponseLimits};
 pub use breaker::{BreakerConfig, CircuitBreakers};
 pub use discovery::DiscoveryCache;
@@ -117,6 +119,8 @@ pub struct ClientBuilder {
     limits: ResponseLimits,
     /// The `ASAP-Version` value offered on HTTP sends (none: a 1.1 request).
     asap_version: Option<HeaderValue>,
+    /// The most envelopes [`Client::batch`] sends at once.
+    max_batch_size: usize,
 }
 
 /// Hides the bearer token.
@@ -142,6 +146,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("root_certificates", &self.root_certificates.len())
             .field("limits", &self.limits)
             .field("asap_version", &self.asap_version)
+            .field("max_batch_size", &self.max_batch_size)
             .finish()
     }
 }
@@ -168,6 +173,7 @@ impl Default for ClientBuilder {
             root_certificates: Vec::new(),
             limits: ResponseLimits::default(),
             asap_version: None,
+            max_batch_size: crate::rpc::DEFAULT_MAX_BATCH_SIZE,
         }
     }
 }
@@ -268,6 +274,13 @@ impl ClientBuilder {
         self.asap_version = (!offer.is_empty()).then(|| {
             HeaderValue::from_str(&offer.join(", ")).expect("version tokens are valid headers")
         });
+        self
+    }
+
+    /// The most envelopes [`Client::batch`] sends in one batch (default 50, the 2.5.10
+    /// reference server's limit); a larger batch fails before it is sent.
+    pub fn max_batch_size(mut self, max: usize) -> Self {
+        self.max_batch_size = max;
         self
     }
 

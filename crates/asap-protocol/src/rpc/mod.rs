@@ -17,6 +17,10 @@ pub use request::{JsonRpcRequest, RequestId, parse_request};
 /// The only method ASAP serves.
 pub const ASAP_METHOD: &str = "asap.send";
 
+/// The most requests in one JSON-RPC batch (ASAP 2.x), as the 2.5.10 reference
+/// (`DEFAULT_MAX_BATCH_SIZE`): the server's default limit and the client's.
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 50;
+
 /// A JSON-RPC error code with its fixed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

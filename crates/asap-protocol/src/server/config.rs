@@ -105,6 +105,10 @@ pub struct ServerConfig {
     /// listed (as the reference); a header naming none gets `-32000`. With no 2.x
     /// dialect listed the header is ignored and every request speaks 1.1.
     pub dialects: Vec<Dialect>,
+    /// The most requests in one JSON-RPC batch (a JSON array body, served to 2.x
+    /// requests only; 50 as the 2.5.10 reference): a larger batch gets one `-32600`
+    /// answer, `data {"reason": "batch size N exceeds max M"}`.
+    pub max_batch_size: usize,
 }
 
 /// Limits of the WebSocket binding (wire spec section 11). `Default` gives the
@@ -204,6 +208,7 @@ impl Default for ServerConfig {
             trusted_proxies: TrustedProxies::default(),
             allowed_origins: AllowedOrigins::default(),
             dialects: Dialect::ALL.to_vec(),
+            max_batch_size: crate::rpc::DEFAULT_MAX_BATCH_SIZE,
         }
     }
 }

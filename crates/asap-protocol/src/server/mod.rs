@@ -20,6 +20,7 @@
 
 mod agent;
 mod auth;
+mod batch;
 mod body;
 mod client_addr;
 mod config;

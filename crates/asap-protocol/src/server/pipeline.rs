@@ -1,7 +1,8 @@
 //! `POST /asap`: the processing pipeline of wire spec section 9.2, in its normative
 //! order, so a request with several defects gets the same error as from the reference.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
@@ -14,7 +15,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{AuthFailure, AuthenticatedCaller, authenticate};
-use super::body::{HeldBytes, check_declared_length, coding, decode_within, read_limited};
+use super::batch;
+use super::body::{Coding, HeldBytes, check_declared_length, coding, decode_within, read_limited};
 use super::handler::{HandlerContext, HandlerError, Push};
 use super::metrics::ErrorType;
 use super::replay::{check_timestamp, duplicate_id, duplicate_nonce, nonce_to_check};
@@ -85,30 +87,13 @@ pub(crate) async fn handle(
     if let Err(r) = check_declared_length(&headers, max) {
         return detail(r.status, r.detail);
     }
-    let admission = match &state.rate_limiter {
-        None => Ok(()),
-        Some(limiter) => match limiter.admit(state.client_ip(connect_info, &headers)).await {
-            Ok(admission) => admission,
-            Err(error) => {
-                state.metrics.error(
-                    "other",
-                    ErrorType::DependencyUnavailable,
-                    started.elapsed().as_secs_f64(),
-                );
-                let body = unavailable_body(&error);
-                return json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
-            }
-        },
-    };
-    if let Err(limited) = admission {
-        let mut response = json_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            &rate_limited_body(limited.retry_after, &limited.limit),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after));
-        return response;
+    let client = state.client_ip(connect_info, &headers);
+    // 1.1 counts the request before reading its body; 2.x after (as 2.5.10, whose route
+    // reads the body first), so that a batch counts one hit per member.
+    if !dialect.is_2x()
+        && let Err(refusal) = charge(&state, client, NonZeroU32::MIN, started).await
+    {
+        return refusal;
     }
     let coding = match coding(&headers) {
         Ok(c) => c,
@@ -149,18 +134,51 @@ pub(crate) async fn handle(
             return detail(StatusCode::REQUEST_TIMEOUT, message);
         }
     };
+    let caller = caller.map(|Extension(c)| c);
+    // 2.x: a JSON array is a batch (recognised in the raw body, as the reference does);
+    // anything else counts one hit.
+    let mut parsed = None;
+    if dialect.is_2x() {
+        if coding == Coding::Identity {
+            match json::parse(&raw) {
+                Ok(Value::Array(members)) => {
+                    let (state, headers, caller) = (&state, &headers, caller.as_ref());
+                    let respond = move |member| {
+                        let sent = Sent {
+                            headers,
+                            caller,
+                            push: None,
+                            dialect,
+                        };
+                        let bearer = bearer.clone();
+                        respond_checked(state, sent, Input::Parsed(member), Instant::now(), bearer)
+                    };
+                    let response = batch::answer(state, client, members, started, respond).await;
+                    drop(held);
+                    return response;
+                }
+                Ok(value) => parsed = Some(value),
+                Err(_) => {}
+            }
+        }
+        if let Err(refusal) = charge(&state, client, NonZeroU32::MIN, started).await {
+            return refusal;
+        }
+    }
     let bytes = match decode_within(raw, coding, max, budget, &mut held) {
         Ok(b) => b,
         Err(r) => return detail(r.status, r.detail),
     };
-    let caller = caller.map(|Extension(c)| c);
     let sent = Sent {
         headers: &headers,
         caller: caller.as_ref(),
         push: None,
         dialect,
     };
-    let input = Input::Raw(&bytes);
+    let input = match parsed {
+        Some(value) => Input::Parsed(value),
+        None => Input::Raw(&bytes),
+    };
     let (status, body) = respond_checked(&state, sent, input, started, bearer).await;
     drop(held);
     Response::builder()
@@ -168,6 +186,41 @@ pub(crate) async fn handle(
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body))
         .expect("valid response")
+}
+
+/// Counts `hits` requests from `client` against the rate limits: `Err` is the answer
+/// when they are refused (429 with `Retry-After`) or the limits cannot be reached (503).
+pub(super) async fn charge(
+    state: &AppState,
+    client: IpAddr,
+    hits: NonZeroU32,
+    started: Instant,
+) -> Result<(), Response> {
+    let Some(limiter) = &state.rate_limiter else {
+        return Ok(());
+    };
+    let admission = match limiter.admit_n(client, hits).await {
+        Ok(admission) => admission,
+        Err(error) => {
+            state.metrics.error(
+                "other",
+                ErrorType::DependencyUnavailable,
+                started.elapsed().as_secs_f64(),
+            );
+            let body = unavailable_body(&error);
+            return Err(json_response(StatusCode::SERVICE_UNAVAILABLE, &body));
+        }
+    };
+    admission.map_err(|limited| {
+        let mut response = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &rate_limited_body(limited.retry_after, &limited.limit),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after));
+        response
+    })
 }
 
 /// Step 11's check, when the server requires a bearer token: `None` when it does not.

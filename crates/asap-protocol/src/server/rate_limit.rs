@@ -167,15 +167,24 @@ impl ClientRateLimiter {
 
     /// Admits the request or says which rule refused it.
     pub(crate) fn check(&self, client: IpAddr) -> Result<(), Limited> {
+        self.check_n(client, NonZeroU32::MIN)
+    }
+
+    /// Admits `hits` requests at once or says which rule refused them. A rule admits
+    /// all of them or none; more hits than a rule's burst are always refused, with the
+    /// rule's whole window as the wait.
+    pub(crate) fn check_n(&self, client: IpAddr, hits: NonZeroU32) -> Result<(), Limited> {
         for (rule, limiter) in self.rules.iter() {
-            if let Err(not_until) = limiter.check_key(&client) {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return Err(Limited {
-                    limit: rule.to_string(),
-                    retry_after: retry_after.max(1),
-                });
-            }
+            let wait = match limiter.check_key_n(&client, hits) {
+                Ok(Ok(())) => continue,
+                Ok(Err(not_until)) => not_until.wait_time_from(DefaultClock::default().now()),
+                Err(governor::InsufficientCapacity(_)) => rule.window(),
+            };
+            let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(Limited {
+                limit: rule.to_string(),
+                retry_after: retry_after.max(1),
+            });
         }
         Ok(())
     }
@@ -193,6 +202,14 @@ impl ClientRateLimiter {
 impl RateLimitStore for ClientRateLimiter {
     async fn admit(&self, client: IpAddr) -> Result<Admission, SharedStateError> {
         Ok(self.check(client))
+    }
+
+    async fn admit_n(
+        &self,
+        client: IpAddr,
+        hits: NonZeroU32,
+    ) -> Result<Admission, SharedStateError> {
+        Ok(self.check_n(client, hits))
     }
 
     fn forget_idle(&self) {
@@ -245,6 +262,22 @@ mod tests {
         );
         limiter.check(b).unwrap();
         limiter.forget_idle();
+        // A batch: all its hits or none, and never more than the burst.
+        let c: IpAddr = "127.0.0.3".parse().unwrap();
+        let six = NonZeroU32::new(6).unwrap();
+        limiter.check_n(c, six).unwrap();
+        assert_eq!(
+            limiter.check_n(c, six).unwrap_err().limit,
+            "10 per 1 second"
+        );
+        limiter.check_n(c, NonZeroU32::new(4).unwrap()).unwrap();
+        limiter.check(c).unwrap_err();
+        let d: IpAddr = "127.0.0.4".parse().unwrap();
+        let refused = limiter
+            .check_n(d, NonZeroU32::new(11).unwrap())
+            .unwrap_err();
+        assert_eq!(refused.retry_after, 1);
+        limiter.check_n(d, NonZeroU32::new(10).unwrap()).unwrap();
         assert!(ClientRateLimiter::new(&[]).is_none());
     }
 }

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,24 @@ pub trait RateLimitStore: Send + Sync {
     /// Counts a request from `client` and says whether it is admitted. Rules are taken
     /// in order; a refusal by a later rule still counts against the earlier ones.
     async fn admit(&self, client: IpAddr) -> Result<Admission, SharedStateError>;
+
+    /// Counts `hits` requests from `client` at once (a JSON-RPC batch of that many
+    /// members, as the 2.x reference charges it) and says whether they are admitted.
+    /// Each rule admits all of them or none. The default asks [`admit`](Self::admit)
+    /// `hits` times and stops at the first refusal (the hits before it stay counted);
+    /// the built-in backends count them in one step.
+    async fn admit_n(
+        &self,
+        client: IpAddr,
+        hits: NonZeroU32,
+    ) -> Result<Admission, SharedStateError> {
+        for _ in 0..hits.get() {
+            if let Err(limited) = self.admit(client).await? {
+                return Ok(Err(limited));
+            }
+        }
+        Ok(Ok(()))
+    }
 
     /// Forgets clients whose buckets are full again (called every minute; a backend
     /// whose entries expire by themselves does nothing).

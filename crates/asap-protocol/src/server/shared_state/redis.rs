@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -241,6 +242,14 @@ struct RedisRateLimiter {
 #[async_trait::async_trait]
 impl RateLimitStore for RedisRateLimiter {
     async fn admit(&self, client: IpAddr) -> Result<Admission, SharedStateError> {
+        self.admit_n(client, NonZeroU32::MIN).await
+    }
+
+    async fn admit_n(
+        &self,
+        client: IpAddr,
+        hits: NonZeroU32,
+    ) -> Result<Admission, SharedStateError> {
         let mut invocation = self.script.prepare_invoke();
         for gcra in &self.rules {
             invocation.key(
@@ -249,6 +258,7 @@ impl RateLimitStore for RedisRateLimiter {
             );
             invocation.arg(gcra.interval).arg(gcra.tolerance);
         }
+        invocation.arg(hits.get());
         let mut connection = self.redis.connection.clone();
         let (refused_by, wait_us): (usize, u64) = self
             .redis
