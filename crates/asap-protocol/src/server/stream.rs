@@ -379,3 +379,63 @@ impl StreamingHandler for StreamingEcho {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use serde_json::json;
+
+    fn emitter() -> (StreamEmitter, mpsc::Receiver<Event>) {
+        let (events, queue) = mpsc::channel(STREAM_BUFFER);
+        let request = Envelope::raw(
+            "urn:asap:agent:client",
+            "urn:asap:agent:server",
+            "task.request",
+            json!({}).as_object().cloned().unwrap(),
+        );
+        let out = StreamEmitter {
+            events,
+            request,
+            agent: "urn:asap:agent:server".into(),
+            span: None,
+        };
+        (out, queue)
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_makes_the_handler_wait_instead_of_the_server_buffer() {
+        let (out, mut queue) = emitter();
+        for _ in 0..STREAM_BUFFER {
+            let sent = out.chunk(TaskStream::new("x")).now_or_never();
+            assert_eq!(sent, Some(Ok(())), "within the buffer: sent at once");
+        }
+        let mut blocked = Box::pin(out.chunk(TaskStream::new("y")));
+        assert!((&mut blocked).now_or_never().is_none(), "beyond it: waits");
+        queue.recv().await.unwrap();
+        assert_eq!(blocked.await, Ok(()), "the reader took one: room again");
+        drop(queue);
+        assert!(out.is_closed());
+        assert_eq!(out.chunk(TaskStream::new("z")).await, Err(StreamClosed));
+    }
+
+    #[test]
+    fn a_reply_answers_the_request() {
+        let (out, _queue) = emitter();
+        let reply = out.reply(TaskStream::new("a").last(TaskStatus::Completed));
+        assert_eq!(reply.payload_type, TASK_STREAM);
+        assert_eq!(reply.sender, "urn:asap:agent:server");
+        assert_eq!(reply.recipient, "urn:asap:agent:client");
+        assert_eq!(reply.correlation_id.as_deref(), Some(out.request.id.as_str()));
+        assert_eq!(reply.payload["final"], true);
+    }
+
+    #[test]
+    fn the_echo_streams_the_words_of_message_then_text_then_a_default() {
+        let text = |input: Value| StreamingEcho::text(&TaskRequest::new("c", "echo", input));
+        assert_eq!(text(json!({"message": "a b", "text": "c"})), "a b");
+        assert_eq!(text(json!({"message": "", "text": "c d"})), "c d");
+        assert_eq!(text(json!({"message": 0, "text": null})), "one two three");
+        assert_eq!(text(json!({"text": 5})), "5");
+    }
+}
