@@ -301,7 +301,10 @@ mod tests {
             "urn:asap:agent:a",
             "urn:asap:agent:b",
             "TaskStream",
-            serde_json::json!({"chunk": "x"}).as_object().cloned().unwrap(),
+            serde_json::json!({"chunk": "x"})
+                .as_object()
+                .cloned()
+                .unwrap(),
         );
         chunk.correlation_id = Some("req-env".into());
         let text = chunk.to_json();

@@ -91,8 +91,8 @@ pub use shared_state::{
     RateLimitStore, ReplayGuard, ReplayKind, RetransmissionCache, SharedStateBackend,
     SharedStateError,
 };
-pub use tls::{PemFileError, TlsConfig, TlsError};
 pub use stream::{STREAM_BUFFER, StreamClosed, StreamEmitter, StreamingEcho, StreamingHandler};
+pub use tls::{PemFileError, TlsConfig, TlsError};
 pub use trace::ServerSpan;
 // Internal steps reached by `crate::fuzzing` (feature `fuzzing`) only.
 #[cfg(feature = "fuzzing")]

@@ -131,9 +131,7 @@ impl StreamEmitter {
             TASK_STREAM,
             chunk.to_object(),
         );
-        envelope
-            .asap_version
-            .clone_from(&self.request.asap_version);
+        envelope.asap_version.clone_from(&self.request.asap_version);
         envelope.correlation_id = Some(self.request.id.clone());
         envelope.trace_id.clone_from(&self.request.trace_id);
         envelope
@@ -426,7 +424,10 @@ mod tests {
         assert_eq!(reply.payload_type, TASK_STREAM);
         assert_eq!(reply.sender, "urn:asap:agent:server");
         assert_eq!(reply.recipient, "urn:asap:agent:client");
-        assert_eq!(reply.correlation_id.as_deref(), Some(out.request.id.as_str()));
+        assert_eq!(
+            reply.correlation_id.as_deref(),
+            Some(out.request.id.as_str())
+        );
         assert_eq!(reply.payload["final"], true);
     }
 
