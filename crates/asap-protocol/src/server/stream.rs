@@ -410,7 +410,7 @@ mod tests {
         }
         let mut blocked = Box::pin(out.chunk(TaskStream::new("y")));
         assert!((&mut blocked).now_or_never().is_none(), "beyond it: waits");
-        queue.recv().await.unwrap();
+        let _taken = queue.recv().await.unwrap();
         assert_eq!(blocked.await, Ok(()), "the reader took one: room again");
         drop(queue);
         assert!(out.is_closed());
