@@ -524,6 +524,47 @@ fn send_and_listen_over_websocket() {
     assert_eq!(nowhere.status.code(), Some(4));
 }
 
+/// `asap send --stream` prints each envelope `asap serve` streams (the reference
+/// example's word-by-word echo), one JSON line each; a payload type nothing streams is
+/// the agent's `-32012`, printed as a send's error (exit 5).
+#[test]
+fn send_stream_prints_each_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_agent, url) = support::asap_serve(&["--storage", "memory"], dir.path());
+    let input = r#"{"message": "one two three"}"#;
+    let sent = asap(&["send", &url, "--stream", "--input", input], None);
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(sent.status.success(), "{stdout}");
+    let chunks: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .map(|envelope| {
+            assert_eq!(envelope["payload_type"], "TaskStream");
+            envelope["payload"].clone()
+        })
+        .collect();
+    let texts: Vec<&str> = chunks
+        .iter()
+        .map(|c| c["chunk"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["one ", "two ", "three\n"]);
+    assert_eq!(chunks[2]["final"], true);
+    assert_eq!(chunks[2]["status"], "completed");
+    let cancel = [
+        "send",
+        &url,
+        "--stream",
+        "--payload-type",
+        "task.cancel",
+        "--payload",
+        r#"{"task_id": "t"}"#,
+    ];
+    let refused = asap(&cancel, None);
+    assert_eq!(refused.status.code(), Some(5));
+    let error: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(error["error"]["code"], -32012);
+}
+
 /// Start-up refusals name what is wrong: nothing to advertise, and webhooks without the
 /// SQLite file their queue lives in.
 #[test]

@@ -163,6 +163,10 @@ pub struct SendArgs {
     /// The conversation id of a task request.
     #[arg(long, default_value = "conv_cli")]
     conversation: String,
+    /// Stream the answer (`POST URL/asap/stream`, ASAP 2.x): print each envelope the
+    /// agent streams, one JSON line each, as it arrives.
+    #[arg(long)]
+    stream: bool,
     #[command(flatten)]
     connection: Connection,
 }
@@ -255,6 +259,9 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             e.requires_ack = false;
             e
         };
+        if args.stream {
+            return print_stream(&client, &args.url, &envelope).await;
+        }
         match client.send(&args.url, &envelope).await {
             Ok(reply) => {
                 crate::out!("{}", reply.to_json());
@@ -263,6 +270,26 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             Err(e) => report(e),
         }
     })
+}
+
+/// `asap send --stream`: each streamed envelope on its own line as soon as it arrives;
+/// an error (before or during the stream) ends the command as for a send.
+async fn print_stream(client: &Client, url: &str, envelope: &Envelope) -> anyhow::Result<ExitCode> {
+    use futures_util::StreamExt as _;
+    let mut envelopes = match client.stream(url, envelope).await {
+        Ok(envelopes) => envelopes,
+        Err(e) => return report(e),
+    };
+    while let Some(item) = envelopes.next().await {
+        match item {
+            Ok(streamed) => {
+                crate::out!("{}", streamed.to_json());
+                crate::output::flush()?;
+            }
+            Err(e) => return report(e),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `asap discover` and `asap health`.

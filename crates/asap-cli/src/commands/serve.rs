@@ -10,8 +10,8 @@ use asap_protocol::discovery::Advertiser;
 use asap_protocol::model::{AuthScheme, Dialect, Manifest, Model, Skill};
 use asap_protocol::server::{
     AllowedOrigins, ForwardedHeader, HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule,
-    RedisConfig, RedisSharedState, Server, ServerConfig, StaticTokens, TlsConfig, TrustedProxies,
-    default_skills, shutdown_signal,
+    RedisConfig, RedisSharedState, Server, ServerConfig, StaticTokens, StreamingEcho, TlsConfig,
+    TrustedProxies, default_skills, shutdown_signal,
 };
 use asap_protocol::store::{PostgresConfig, PostgresStore, SqliteStore, StorageConfig};
 use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
@@ -459,10 +459,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )?
         .unwrap_or_default();
         super::conformance::registry(webhook_secret)
-    } else if args.echo_only {
-        HandlerRegistry::echo()
     } else {
-        HandlerRegistry::agent(default_skills())
+        let mut registry = if args.echo_only {
+            HandlerRegistry::echo()
+        } else {
+            HandlerRegistry::agent(default_skills())
+        };
+        // `POST /asap/stream`: the reference example's word-by-word streaming echo.
+        registry.register_streaming("task.request", Arc::new(StreamingEcho));
+        registry
     };
     let mut builder = Server::builder()
         .config(config)

@@ -218,6 +218,25 @@ pub enum ResponseError {
     /// The agent's health document is not JSON or fails the wire model.
     #[error("invalid health document: {0}")]
     HealthDocument(#[source] DecodeError),
+    /// `POST /asap/stream` answered something else than server-sent events or a
+    /// JSON-RPC error.
+    #[error("the answer is not a stream of events (content-type {content_type:?})")]
+    NotAStream {
+        /// The answer's `content-type`.
+        content_type: String,
+    },
+    /// The stream's bytes are not server-sent events.
+    #[error("malformed server-sent event: {0}")]
+    StreamEvent(String),
+    /// A streamed `TaskStream` or response whose `correlation_id` is not the id of the
+    /// request that opened the stream.
+    #[error("streamed envelope answers {received:?}, not the request {expected}")]
+    Uncorrelated {
+        /// The request envelope's id.
+        expected: String,
+        /// The streamed envelope's `correlation_id`.
+        received: Option<String>,
+    },
 }
 
 /// Why a WebSocket call failed ([`ClientError::WebSocket`]).

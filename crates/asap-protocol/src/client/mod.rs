@@ -22,6 +22,7 @@ mod breaker;
 mod discovery;
 mod error;
 mod retry;
+mod stream;
 pub(crate) mod tls;
 mod websocket;
 
@@ -44,6 +45,7 @@ pub use error::{
 };
 pub(crate) use retry::exponential_backoff;
 pub use retry::{RetryPolicy, parse_retry_after};
+pub use stream::EnvelopeStream;
 pub use websocket::{TransportMode, WebSocketOptions, http_base_url, websocket_url};
 
 use crate::json;
@@ -300,7 +302,6 @@ impl ClientBuilder {
             .map_err(TlsError::HttpsRoot)?;
         let make = |redirects: reqwest::redirect::Policy| {
             let http = crate::client::tls::http_builder()
-                .timeout(self.timeout)
                 .connect_timeout(self.connect_timeout)
                 .user_agent(concat!("asap-protocol-rs/", env!("CARGO_PKG_VERSION")))
                 .redirect(redirects);
@@ -312,12 +313,21 @@ impl ClientBuilder {
         };
         // JSON-RPC sends follow no redirect (a 307 would re-POST the envelope, and its
         // token, elsewhere); discovery and health follow same-origin redirects only.
-        let http = make(reqwest::redirect::Policy::none()).build()?;
-        let fetch = make(same_origin_redirects()).build()?;
+        let http = make(reqwest::redirect::Policy::none())
+            .timeout(self.timeout)
+            .build()?;
+        let fetch = make(same_origin_redirects())
+            .timeout(self.timeout)
+            .build()?;
+        // Streams last as long as the agent streams: the timeout bounds each wait.
+        let stream_http = make(reqwest::redirect::Policy::none())
+            .read_timeout(self.timeout)
+            .build()?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 fetch,
+                stream_http,
                 breakers: self.breaker.clone().map(CircuitBreakers::new),
                 discovery: DiscoveryCache::new(self.limits),
                 sockets: websocket::Pool::new(websocket_tls),
@@ -332,6 +342,8 @@ struct Inner {
     http: reqwest::Client,
     /// The client for discovery and health: same-origin redirects.
     fetch: reqwest::Client,
+    /// The client for `POST /asap/stream`: a read timeout, no overall one.
+    stream_http: reqwest::Client,
     breakers: Option<CircuitBreakers>,
     discovery: DiscoveryCache,
     sockets: websocket::Pool,

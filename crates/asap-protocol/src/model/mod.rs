@@ -34,6 +34,7 @@ pub mod pyrepr;
 mod recovery;
 pub mod schema;
 pub mod state_machine;
+pub mod stream;
 pub mod timestamp;
 pub mod urn;
 pub mod validation;
@@ -58,6 +59,7 @@ pub use parts::{DataPart, FilePart, Part, ResourcePart, TemplatePart, TextPart};
 // the payload table needs no change here.
 pub use payloads::*;
 pub use state_machine::{can_transition, next_states};
+pub use stream::{TASK_STREAM, TaskStream, is_stream_bound, normalized_payload_type};
 pub use timestamp::Timestamp;
 pub use urn::{MAX_URN_LENGTH, validate_agent_urn};
 pub use validation::{Checked, ErrorDetail, ErrorKind, Loc, LocItem, ValidationError};

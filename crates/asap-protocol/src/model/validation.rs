@@ -99,6 +99,8 @@ pub enum ErrorKind {
     BoolParsing,
     /// Not a number (`float_type`).
     FloatType,
+    /// A string that does not spell a number (`float_parsing`).
+    FloatParsing,
     /// Not an integer (`int_type`).
     IntType,
     /// A string that does not spell an integer (`int_parsing`).
@@ -184,6 +186,7 @@ impl ErrorKind {
             Self::BoolType => "bool_type",
             Self::BoolParsing => "bool_parsing",
             Self::FloatType => "float_type",
+            Self::FloatParsing => "float_parsing",
             Self::IntType => "int_type",
             Self::IntParsing => "int_parsing",
             Self::IntFromFloat => "int_from_float",
@@ -222,6 +225,9 @@ impl ErrorKind {
                 "Input should be a valid boolean, unable to interpret input".into()
             }
             Self::FloatType => "Input should be a valid number".into(),
+            Self::FloatParsing => {
+                "Input should be a valid number, unable to parse string as a number".into()
+            }
             Self::IntType => "Input should be a valid integer".into(),
             Self::IntParsing => {
                 "Input should be a valid integer, unable to parse string as an integer".into()

@@ -19,7 +19,7 @@ pub(crate) fn asap_version() -> HeaderName {
     HeaderName::from_static("asap-version")
 }
 
-/// The routes whose `POST`s are negotiated (`/asap/stream` too once it is served);
+/// The routes whose `POST`s are negotiated;
 /// every other method and path leaves the header alone, as the reference does.
 const NEGOTIATED_PATHS: [&str; 2] = ["/asap", "/asap/stream"];
 

@@ -203,6 +203,8 @@ pub trait Handler: Send + Sync {
 #[derive(Clone, Default)]
 pub struct HandlerRegistry {
     handlers: HashMap<String, Arc<dyn Handler>>,
+    /// The handlers of `POST /asap/stream`, apart from the unary ones (as in 2.5.10).
+    streaming: HashMap<String, Arc<dyn super::stream::StreamingHandler>>,
 }
 
 impl HandlerRegistry {
@@ -243,6 +245,27 @@ impl HandlerRegistry {
     /// Whether a handler serves this payload type.
     pub fn contains(&self, payload_type: &str) -> bool {
         self.handlers.contains_key(payload_type)
+    }
+
+    /// Streams the answer to exactly `payload_type` (case-sensitive) over
+    /// `POST /asap/stream` with `handler`. Independent of [`register`](Self::register):
+    /// `POST /asap` never uses it, and `POST /asap/stream` answers `-32012` for a
+    /// payload type with only a unary handler.
+    pub fn register_streaming(
+        &mut self,
+        payload_type: impl Into<String>,
+        handler: Arc<dyn super::stream::StreamingHandler>,
+    ) -> &mut Self {
+        self.streaming.insert(payload_type.into(), handler);
+        self
+    }
+
+    /// The streaming handler for a payload type.
+    pub fn get_streaming(
+        &self,
+        payload_type: &str,
+    ) -> Option<&Arc<dyn super::stream::StreamingHandler>> {
+        self.streaming.get(payload_type)
     }
 
     /// The payload types served, sorted.

@@ -39,6 +39,7 @@ mod rate_limit;
 mod replay;
 mod response;
 mod shared_state;
+mod stream;
 mod tls;
 mod trace;
 mod websocket;
@@ -91,6 +92,7 @@ pub use shared_state::{
     RateLimitStore, ReplayGuard, ReplayKind, RetransmissionCache, SharedStateBackend,
     SharedStateError,
 };
+pub use stream::{STREAM_BUFFER, StreamClosed, StreamEmitter, StreamingEcho, StreamingHandler};
 pub use tls::{PemFileError, TlsConfig, TlsError};
 pub use trace::ServerSpan;
 // Internal steps reached by `crate::fuzzing` (feature `fuzzing`) only.
@@ -306,7 +308,7 @@ async fn refuse_head(request: Request, next: Next) -> Response {
     if request.method() != Method::HEAD {
         return next.run(request).await;
     }
-    let allow = if request.uri().path() == "/asap" {
+    let allow = if matches!(request.uri().path(), "/asap" | "/asap/stream") {
         "POST"
     } else {
         "GET"
@@ -345,7 +347,9 @@ impl Server {
     /// adds what the router cannot: the connection cap and the header, idle and shutdown
     /// timeouts.
     pub fn router(&self) -> Router {
-        let mut router = Router::new().route("/asap", post(pipeline::handle));
+        let mut router = Router::new()
+            .route("/asap", post(pipeline::handle))
+            .route("/asap/stream", post(stream::handle));
         if self.state.config.websocket.enabled {
             router = router.route("/asap/ws", get(websocket::upgrade));
         }

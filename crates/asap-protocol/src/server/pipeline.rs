@@ -33,11 +33,11 @@ use crate::rpc::{
 /// A JSON-RPC failure on its way out: the error, the id to echo, and its metric label;
 /// or, when `unavailable` is set, not a JSON-RPC answer but a `503` (a check needed
 /// shared state that could not be reached).
-struct Failure {
-    error: JsonRpcError,
-    id: Option<RequestId>,
-    kind: ErrorType,
-    unavailable: Option<SharedStateError>,
+pub(crate) struct Failure {
+    pub(crate) error: JsonRpcError,
+    pub(crate) id: Option<RequestId>,
+    pub(crate) kind: ErrorType,
+    pub(crate) unavailable: Option<SharedStateError>,
 }
 
 fn failure(code: ErrorCode, data: Value, id: Option<RequestId>, kind: ErrorType) -> Failure {
@@ -83,35 +83,120 @@ pub(crate) async fn handle(
     let started = Instant::now();
     // Negotiated by `super::dialect::negotiate`; a router without it speaks 1.1.
     let dialect = dialect.map_or(Dialect::V1_1, |Extension(d)| d);
+    let received = match receive(&state, connect_info, &headers, body, started, dialect).await {
+        Ok(received) => received,
+        Err(response) => return response,
+    };
+    let caller = caller.map(|Extension(c)| c);
+    let input = match received.body {
+        ReceivedBody::Batch(members) => {
+            let (state, headers, caller) = (&state, &headers, caller.as_ref());
+            let bearer = received.bearer;
+            let respond = move |member| {
+                let sent = Sent {
+                    headers,
+                    caller,
+                    push: None,
+                    dialect,
+                };
+                let bearer = bearer.clone();
+                respond_checked(state, sent, Input::Parsed(member), Instant::now(), bearer)
+            };
+            let response = batch::answer(state, received.client, members, started, respond).await;
+            drop(received.held);
+            return response;
+        }
+        ReceivedBody::Parsed(value) => Input::Parsed(value),
+        ReceivedBody::Raw(ref bytes) => Input::Raw(bytes),
+    };
+    let sent = Sent {
+        headers: &headers,
+        caller: caller.as_ref(),
+        push: None,
+        dialect,
+    };
+    let (status, body) = respond_checked(&state, sent, input, started, received.bearer).await;
+    drop(received.held);
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("valid response")
+}
+
+/// A request body read and decoded within the limits (steps 1 to 5), with step 11's
+/// outcome when the server requires a bearer token.
+pub(crate) struct Received {
+    /// The body.
+    pub(crate) body: ReceivedBody,
+    /// Step 11's outcome, when the server requires a bearer token.
+    pub(crate) bearer: Option<Result<String, AuthFailure>>,
+    /// The body's share of the buffered-bytes budget, until dropped.
+    pub(crate) held: HeldBytes,
+    /// The client's address, as the rate limits count it.
+    pub(crate) client: IpAddr,
+}
+
+/// A request body as [`receive`] hands it on.
+pub(crate) enum ReceivedBody {
+    /// The decoded bytes (1.1, or 2.x bytes that are not JSON or not identity-coded).
+    Raw(Vec<u8>),
+    /// 2.x: the body, parsed already (to tell a batch from a single request).
+    Parsed(Value),
+    /// 2.x: a JSON array, a batch whose members the rate limits have not counted yet.
+    Batch(Vec<Value>),
+}
+
+impl ReceivedBody {
+    /// The body as one request's input (a batch's array as it was sent).
+    pub(crate) fn single(&self) -> Input<'_> {
+        match self {
+            Self::Raw(bytes) => Input::Raw(bytes),
+            Self::Parsed(value) => Input::Parsed(value.clone()),
+            Self::Batch(members) => Input::Parsed(Value::Array(members.clone())),
+        }
+    }
+}
+
+/// Steps 1 to 5 of a `POST` to a JSON-RPC route: declared size, rate limit, content
+/// coding, bearer pre-authentication and the capped read; the answer when one fails.
+///
+/// 1.1 counts the request against the rate limits before reading its body; 2.x after
+/// (as 2.5.10, whose route reads the body first), so that a batch counts one hit per
+/// member: a [`ReceivedBody::Batch`] is not counted yet, everything else is.
+pub(crate) async fn receive(
+    state: &AppState,
+    connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+    dialect: Dialect,
+) -> Result<Received, Response> {
     let max = state.config.max_request_size;
-    if let Err(r) = check_declared_length(&headers, max) {
-        return detail(r.status, r.detail);
+    if let Err(r) = check_declared_length(headers, max) {
+        return Err(detail(r.status, r.detail));
     }
-    let client = state.client_ip(connect_info, &headers);
-    // 1.1 counts the request before reading its body; 2.x after (as 2.5.10, whose route
-    // reads the body first), so that a batch counts one hit per member.
-    if !dialect.is_2x()
-        && let Err(refusal) = charge(&state, client, NonZeroU32::MIN, started).await
-    {
-        return refusal;
+    let client = state.client_ip(connect_info, headers);
+    if !dialect.is_2x() {
+        charge(state, client, NonZeroU32::MIN, started).await?;
     }
-    let coding = match coding(&headers) {
+    let coding = match coding(headers) {
         Ok(c) => c,
-        Err(r) => return detail(r.status, r.detail),
+        Err(r) => return Err(detail(r.status, r.detail)),
     };
     // Manifest bearer authentication, before the body is read: a caller without a
     // valid token gets at most `unauthenticated_body_limit` bytes read (step 11 still
     // answers in the reference's order for what is read).
-    let bearer = pre_authenticate(&state, &headers).await;
+    let bearer = pre_authenticate(state, headers).await;
     let limit = match &bearer {
         Some(Err(_)) => max.min(state.config.unauthenticated_body_limit),
         _ => max,
     };
     if let Some(Err(failure)) = &bearer
         && limit < max
-        && check_declared_length(&headers, limit).is_err()
+        && check_declared_length(headers, limit).is_err()
     {
-        return auth_failure_response(&state, *failure, started);
+        return Err(auth_failure_response(state, *failure, started));
     }
     let mut held = HeldBytes::default();
     let budget = &state.body_budget;
@@ -121,20 +206,25 @@ pub(crate) async fn handle(
         Ok(Ok(raw)) => raw,
         Ok(Err(r)) if r.status == StatusCode::PAYLOAD_TOO_LARGE && limit < max => {
             if let Some(Err(failure)) = bearer {
-                return auth_failure_response(&state, failure, started);
+                return Err(auth_failure_response(state, failure, started));
             }
-            return detail(r.status, r.detail);
+            return Err(detail(r.status, r.detail));
         }
-        Ok(Err(r)) => return detail(r.status, r.detail),
+        Ok(Err(r)) => return Err(detail(r.status, r.detail)),
         Err(_) => {
             let message = format!(
                 "Request body not received within {} seconds",
                 read_timeout.as_secs_f64()
             );
-            return detail(StatusCode::REQUEST_TIMEOUT, message);
+            return Err(detail(StatusCode::REQUEST_TIMEOUT, message));
         }
     };
-    let caller = caller.map(|Extension(c)| c);
+    let received = |body| Received {
+        body,
+        bearer,
+        held: HeldBytes::default(),
+        client,
+    };
     // 2.x: a JSON array is a batch (recognised in the raw body, as the reference does);
     // anything else counts one hit.
     let mut parsed = None;
@@ -142,50 +232,26 @@ pub(crate) async fn handle(
         if coding == Coding::Identity {
             match json::parse(&raw) {
                 Ok(Value::Array(members)) => {
-                    let (state, headers, caller) = (&state, &headers, caller.as_ref());
-                    let respond = move |member| {
-                        let sent = Sent {
-                            headers,
-                            caller,
-                            push: None,
-                            dialect,
-                        };
-                        let bearer = bearer.clone();
-                        respond_checked(state, sent, Input::Parsed(member), Instant::now(), bearer)
-                    };
-                    let response = batch::answer(state, client, members, started, respond).await;
-                    drop(held);
-                    return response;
+                    let mut received = received(ReceivedBody::Batch(members));
+                    received.held = held;
+                    return Ok(received);
                 }
                 Ok(value) => parsed = Some(value),
                 Err(_) => {}
             }
         }
-        if let Err(refusal) = charge(&state, client, NonZeroU32::MIN, started).await {
-            return refusal;
-        }
+        charge(state, client, NonZeroU32::MIN, started).await?;
     }
-    let bytes = match decode_within(raw, coding, max, budget, &mut held) {
-        Ok(b) => b,
-        Err(r) => return detail(r.status, r.detail),
+    let body = match parsed {
+        Some(value) => ReceivedBody::Parsed(value),
+        None => match decode_within(raw, coding, max, budget, &mut held) {
+            Ok(bytes) => ReceivedBody::Raw(bytes),
+            Err(r) => return Err(detail(r.status, r.detail)),
+        },
     };
-    let sent = Sent {
-        headers: &headers,
-        caller: caller.as_ref(),
-        push: None,
-        dialect,
-    };
-    let input = match parsed {
-        Some(value) => Input::Parsed(value),
-        None => Input::Raw(&bytes),
-    };
-    let (status, body) = respond_checked(&state, sent, input, started, bearer).await;
-    drop(held);
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body))
-        .expect("valid response")
+    let mut received = received(body);
+    received.held = held;
+    Ok(received)
 }
 
 /// Counts `hits` requests from `client` against the rate limits: `Err` is the answer
@@ -253,13 +319,13 @@ pub(crate) enum Input<'a> {
 }
 
 /// What the steps after the body need to know of a request besides its body.
-struct Sent<'a> {
-    headers: &'a HeaderMap,
-    caller: Option<&'a AuthenticatedCaller>,
+pub(crate) struct Sent<'a> {
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) caller: Option<&'a AuthenticatedCaller>,
     /// Lets handlers send envelopes ahead of the reply (WebSocket).
-    push: Option<Push>,
+    pub(crate) push: Option<Push>,
     /// Picks the error codes and `data` where 1.1 and 2.x differ.
-    dialect: Dialect,
+    pub(crate) dialect: Dialect,
 }
 
 /// Steps 6 to 17 for a decoded body (HTTP and WebSocket alike, in the 1.1 dialect): the
@@ -291,26 +357,9 @@ async fn respond_checked(
     started: Instant,
     bearer: Option<Result<String, AuthFailure>>,
 ) -> (StatusCode, String) {
-    // Bounded concurrency (ASAP_MAX_THREADS): refuse at once when every slot is busy.
-    let _slot = match &state.handler_slots {
-        None => None,
-        Some(slots) => match slots.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                let max = state.config.max_concurrent_handlers.unwrap_or_default() as u64;
-                let error = AsapError::ThreadPoolExhausted {
-                    max_threads: max,
-                    active_threads: max,
-                };
-                state.metrics.error(
-                    "other",
-                    ErrorType::ThreadPoolExhausted,
-                    started.elapsed().as_secs_f64(),
-                );
-                let body = thread_pool_exhausted_body(&error, sent.dialect);
-                return (StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body));
-            }
-        },
+    let _slot = match acquire_slot(state, sent.dialect, started) {
+        Ok(slot) => slot,
+        Err(answer) => return answer,
     };
     let in_flight = InFlight::new(state);
     let outcome = process(state, sent, input, bearer).await;
@@ -321,16 +370,53 @@ async fn respond_checked(
             state.metrics.success(&payload_type, seconds);
             (StatusCode::OK, json::to_compact(&response))
         }
-        Err((f, payload_type)) => {
-            state.metrics.error(&payload_type, f.kind, seconds);
-            if let Some(error) = f.unavailable {
-                let body = unavailable_body(&error);
-                return (StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body));
-            }
-            let body = JsonRpcErrorResponse::new(f.error, f.id);
-            (StatusCode::OK, json::to_compact(&body))
+        Err((f, payload_type)) => failure_answer(state, f, &payload_type, seconds),
+    }
+}
+
+/// Bounded concurrency (ASAP_MAX_THREADS): a handler slot, or at once the 503 answer
+/// when every slot is busy. `None` when concurrency is not bounded.
+pub(crate) fn acquire_slot(
+    state: &AppState,
+    dialect: Dialect,
+    started: Instant,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, (StatusCode, String)> {
+    let Some(slots) = &state.handler_slots else {
+        return Ok(None);
+    };
+    match slots.clone().try_acquire_owned() {
+        Ok(permit) => Ok(Some(permit)),
+        Err(_) => {
+            let max = state.config.max_concurrent_handlers.unwrap_or_default() as u64;
+            let error = AsapError::ThreadPoolExhausted {
+                max_threads: max,
+                active_threads: max,
+            };
+            state.metrics.error(
+                "other",
+                ErrorType::ThreadPoolExhausted,
+                started.elapsed().as_secs_f64(),
+            );
+            let body = thread_pool_exhausted_body(&error, dialect);
+            Err((StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body)))
         }
     }
+}
+
+/// The status and S1 body answering a failed request, counted in the metrics.
+pub(crate) fn failure_answer(
+    state: &AppState,
+    f: Failure,
+    payload_type: &str,
+    seconds: f64,
+) -> (StatusCode, String) {
+    state.metrics.error(payload_type, f.kind, seconds);
+    if let Some(error) = f.unavailable {
+        let body = unavailable_body(&error);
+        return (StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body));
+    }
+    let body = JsonRpcErrorResponse::new(f.error, f.id);
+    (StatusCode::OK, json::to_compact(&body))
 }
 
 /// The HTTP 503 body when every handler slot is busy; 2.x adds the recovery hints.
@@ -366,11 +452,33 @@ async fn process(
     input: Input<'_>,
     bearer: Option<Result<String, AuthFailure>>,
 ) -> Result<(JsonRpcResponse, String), (Failure, String)> {
+    let (headers, push, dialect) = (sent.headers, sent.push.clone(), sent.dialect);
+    let prepared = prepare(state, sent, input, bearer).await?;
+    dispatch(state, prepared, headers, push, dialect).await
+}
+
+/// A request that passed steps 7 to 15: what dispatching it needs.
+pub(crate) struct Prepared {
+    /// The request envelope.
+    pub(crate) envelope: Envelope,
+    /// The JSON-RPC id to answer with.
+    pub(crate) request_id: RequestId,
+    /// Who the request authenticated as, if authentication is on.
+    pub(crate) identity: Option<String>,
+    /// The `payload_type` metric label.
+    pub(crate) label: String,
+}
+
+/// Steps 7 to 15 (parsing to the replay checks): the request ready to dispatch, or its
+/// failure with the `payload_type` metric label.
+pub(crate) async fn prepare(
+    state: &AppState,
+    sent: Sent<'_>,
+    input: Input<'_>,
+    bearer: Option<Result<String, AuthFailure>>,
+) -> Result<Prepared, (Failure, String)> {
     let Sent {
-        headers,
-        caller,
-        push,
-        dialect,
+        caller, dialect, ..
     } = sent;
     let other = || "other".to_owned();
     // 7. UTF-8 and JSON.
@@ -566,6 +674,29 @@ async fn process(
         }
         Err(error) => return Err((unavailable(error, id), label)),
     }
+    Ok(Prepared {
+        envelope,
+        request_id: request.id,
+        identity,
+        label,
+    })
+}
+
+/// Step 16: the unary handler's answer.
+async fn dispatch(
+    state: &AppState,
+    prepared: Prepared,
+    headers: &HeaderMap,
+    push: Option<Push>,
+    dialect: Dialect,
+) -> Result<(JsonRpcResponse, String), (Failure, String)> {
+    let Prepared {
+        envelope,
+        request_id,
+        identity,
+        label,
+    } = prepared;
+    let id = Some(request_id.clone());
     // 16. Dispatch.
     let Some(handler) = state.registry.get(&envelope.payload_type).cloned() else {
         let error = AsapError::HandlerNotFound {
@@ -614,7 +745,7 @@ async fn process(
             if let Some(span) = span {
                 span.inject(&mut response);
             }
-            Ok((JsonRpcResponse::new(response, request.id), label))
+            Ok((JsonRpcResponse::new(response, request_id), label))
         }
         Err(e) => Err((handler_failure(e, id, state.config.debug, dialect), label)),
     }
