@@ -9,35 +9,13 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use asap_protocol::client::{Client, ClientError};
 use asap_protocol::model::{Envelope, TaskRequest};
-use asap_test_support::process::{Guard, spawn_announced, workspace};
+use asap_test_support::process::{Guard, reference25_script, spawn_announced};
 use serde_json::{Value, json};
 use support::asap_serve;
-
-/// The 2.5.10 reference's Python; creates the virtualenv on first use.
-fn reference25_python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(workspace().join("scripts/ref25-venv.sh"))
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "could not create the 2.5.10 reference virtualenv (needs Python >= 3.13 and PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// `interop/<script>` run by the 2.5.10 reference's Python.
-fn reference25_script(script: &str) -> Command {
-    let mut command = Command::new(reference25_python());
-    command.arg(workspace().join("interop").join(script));
-    command
-}
 
 /// The 2.5.10 echo agent (`interop/ref_echo_agent.py`, rate limit raised).
 fn reference25_echo_agent() -> (Guard, String) {

@@ -1,5 +1,5 @@
-//! Processes the tests start: the reference implementation's Python (asap-protocol 1.1.0)
-//! and servers that announce their URL on their first line of output.
+//! Processes the tests start: the reference implementations' Python (asap-protocol 1.1.0
+//! and 2.5.10) and servers that announce their URL on their first line of output.
 //!
 //! A server is never started on a port guessed beforehand: it binds `127.0.0.1:0` itself
 //! and prints its URL once it is listening (`asap serve --port 0`, the `interop/` scripts
@@ -20,16 +20,7 @@ pub fn workspace() -> PathBuf {
 /// The reference's Python interpreter (asap-protocol 1.1.0); creates the virtualenv on
 /// first use with `scripts/ref-venv.sh`.
 pub fn reference_python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(workspace().join("scripts/ref-venv.sh"))
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "could not create the reference virtualenv (needs Python >= 3.13 and PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    venv_python("1.1.0")
 }
 
 /// `interop/<script>` run by the reference's Python.
@@ -37,6 +28,34 @@ pub fn reference_script(script: &str) -> Command {
     let mut command = Command::new(reference_python());
     command.arg(workspace().join("interop").join(script));
     command
+}
+
+/// The ASAP 2.x reference's Python interpreter (asap-protocol 2.5.10); creates the
+/// virtualenv on first use with `scripts/ref-venv.sh 2.5.10`.
+pub fn reference25_python() -> PathBuf {
+    venv_python("2.5.10")
+}
+
+/// `interop/<script>` run by the 2.x reference's Python.
+pub fn reference25_script(script: &str) -> Command {
+    let mut command = Command::new(reference25_python());
+    command.arg(workspace().join("interop").join(script));
+    command
+}
+
+/// The interpreter of the reference `version`'s virtualenv (`scripts/ref-venv.sh`).
+fn venv_python(version: &str) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts/ref-venv.sh"))
+        .arg(version)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "could not create the asap-protocol {version} reference virtualenv (needs Python >= 3.13 and PyPI): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// A child process, killed (and reaped) when dropped.
