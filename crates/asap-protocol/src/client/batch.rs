@@ -14,10 +14,6 @@ use crate::json;
 use crate::model::Envelope;
 use crate::rpc::{JsonRpcRequest, RequestId};
 
-/// What the reference client offers (`ASAP-Version: 2.2, 2.1`), when
-/// [`ClientBuilder::asap_versions`](super::ClientBuilder::asap_versions) offers nothing.
-const DEFAULT_OFFER: &str = "2.2, 2.1";
-
 /// One answer of a batch: the response envelope, or why that member failed.
 pub type BatchAnswer = Result<Envelope, ClientError>;
 
@@ -95,16 +91,8 @@ impl Client {
             reqwest::header::ACCEPT,
             HeaderValue::from_static("application/json"),
         );
-        let offer = self
-            .inner
-            .config
-            .asap_version
-            .clone()
-            .unwrap_or_else(|| HeaderValue::from_static(DEFAULT_OFFER));
-        headers.insert("asap-version", offer);
-        if let Some(token) = self.credentials().token().await? {
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(RequestError::InvalidToken)?;
+        headers.insert("asap-version", self.offer_2x());
+        if let Some(value) = self.authorization().await? {
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
         let response = self

@@ -522,6 +522,27 @@ impl Client {
     }
 
     /// Where bearer tokens come from: the token source, else the fixed token.
+    /// The `Authorization` header value for the next request, when the client has
+    /// credentials.
+    async fn authorization(&self) -> Result<Option<HeaderValue>, ClientError> {
+        let Some(token) = self.credentials().token().await? else {
+            return Ok(None);
+        };
+        HeaderValue::from_str(&format!("Bearer {token}"))
+            .map(Some)
+            .map_err(|e| RequestError::InvalidToken(e).into())
+    }
+
+    /// The `ASAP-Version` a 2.x-only exchange (batch, stream) offers: the configured
+    /// offer, else the 2.x client's `2.2, 2.1`.
+    fn offer_2x(&self) -> HeaderValue {
+        self.inner
+            .config
+            .asap_version
+            .clone()
+            .unwrap_or_else(|| HeaderValue::from_static("2.2, 2.1"))
+    }
+
     fn credentials(&self) -> Credentials {
         match (
             &self.inner.config.token_source,
@@ -625,9 +646,7 @@ impl Client {
         if let Some(offer) = &self.inner.config.asap_version {
             headers.insert("asap-version", offer.clone());
         }
-        if let Some(token) = self.credentials().token().await.map_err(|e| (e, None))? {
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| (RequestError::InvalidToken(e).into(), None))?;
+        if let Some(value) = self.authorization().await.map_err(|e| (e, None))? {
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
         let response = self
@@ -694,21 +713,26 @@ fn parse_response(text: &str, id: &RequestId) -> Result<Envelope, ClientError> {
     answer_envelope(&value)
 }
 
+/// The [`ClientError::Remote`] a JSON-RPC `error` member describes.
+pub(crate) fn remote_error(error: &Value) -> ClientError {
+    ClientError::Remote {
+        code: error
+            .get("code")
+            .and_then(Value::as_i64)
+            .unwrap_or_default(),
+        message: error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        data: error.get("data").cloned().filter(|d| !d.is_null()),
+    }
+}
+
 /// The envelope of a JSON-RPC success, or the remote error.
 fn answer_envelope(value: &Value) -> Result<Envelope, ClientError> {
     if let Some(error) = value.get("error") {
-        return Err(ClientError::Remote {
-            code: error
-                .get("code")
-                .and_then(Value::as_i64)
-                .unwrap_or_default(),
-            message: error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            data: error.get("data").cloned().filter(|d| !d.is_null()),
-        });
+        return Err(remote_error(error));
     }
     let envelope = value
         .get("result")

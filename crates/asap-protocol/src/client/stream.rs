@@ -14,10 +14,9 @@ use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderValue};
-use serde_json::Value;
 
 use super::body::read_capped_text;
-use super::{Client, ClientError, RequestError, ResponseError, normalize_base};
+use super::{Client, ClientError, RequestError, ResponseError, normalize_base, remote_error};
 use crate::json;
 use crate::model::{Envelope, Model, generate_id, is_stream_bound};
 use crate::rpc::{JsonRpcRequest, RequestId};
@@ -26,10 +25,6 @@ use crate::rpc::{JsonRpcRequest, RequestId};
 /// agent ends the stream (by convention after a `TaskStream` with `final: true`; a
 /// stream that ends without one was cut short by the agent), or after its first error.
 pub type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<Envelope, ClientError>> + Send>>;
-
-/// What a stream request offers when the client was given no `ASAP-Version` list: the
-/// 2.5.10 reference client's value (`/asap/stream` is a 2.x route).
-const DEFAULT_OFFER: &str = "2.2, 2.1";
 
 impl Client {
     /// Sends `envelope` to `POST {base_url}/asap/stream` and returns the envelopes the
@@ -130,16 +125,8 @@ impl Client {
                 HeaderValue::from_static(coding),
             );
         }
-        let offer = self
-            .inner
-            .config
-            .asap_version
-            .clone()
-            .unwrap_or_else(|| HeaderValue::from_static(DEFAULT_OFFER));
-        headers.insert("asap-version", offer);
-        if let Some(token) = self.credentials().token().await? {
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(RequestError::InvalidToken)?;
+        headers.insert("asap-version", self.offer_2x());
+        if let Some(value) = self.authorization().await? {
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
         let response = self
@@ -172,22 +159,6 @@ impl Client {
             return Err(ClientError::Http { status, body: text });
         }
         Err(ResponseError::NotAStream { content_type }.into())
-    }
-}
-
-/// The [`ClientError::Remote`] a JSON-RPC `error` member describes.
-fn remote_error(error: &Value) -> ClientError {
-    ClientError::Remote {
-        code: error
-            .get("code")
-            .and_then(Value::as_i64)
-            .unwrap_or_default(),
-        message: error
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        data: error.get("data").cloned().filter(|d| !d.is_null()),
     }
 }
 
