@@ -488,6 +488,12 @@ impl Manifest {
         }
     }
 
+    /// [`Manifest::to_wire_value`] as `model_dump_json()` writes it (compact), with
+    /// the wire key `class` in `capabilities.hardware`.
+    pub fn to_wire_json(&self) -> String {
+        crate::json::to_model_json(&self.to_wire_value())
+    }
+
     /// The first `auth.schemes` entry other than `bearer` or `basic` (compared
     /// case-insensitively), as the `asap:auth/unsupported_scheme` error.
     pub fn unsupported_auth_scheme(&self) -> Option<AsapError> {
