@@ -337,7 +337,8 @@ pub fn discover(args: DiscoverArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         match args.connection.client()?.discover(&args.url).await {
             Ok(m) => {
-                crate::out!("{}", m.to_json());
+                // The shape of the manifest's dialect (a 2.x manifest keeps its nulls).
+                crate::out!("{}", m.to_wire_json());
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => report(e),

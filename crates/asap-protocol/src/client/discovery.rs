@@ -5,10 +5,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+use reqwest::header::{CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH};
 
 use super::{ClientError, ResponseError, ResponseLimits};
-use crate::model::{HealthStatus, Manifest, Model};
+use crate::model::{Dialect, HealthStatus, Manifest, Model};
 
 /// Freshness when a manifest response has no `Cache-Control: max-age`.
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
@@ -63,6 +63,21 @@ pub(crate) fn max_age(value: Option<&str>) -> Option<Duration> {
 /// release 1.1 advertises "0.1"; "1.x" is accepted for forward compatibility.
 fn compatible(asap_version: &str) -> bool {
     matches!(asap_version.split('.').next(), Some("0" | "1"))
+}
+
+/// Our 2.x versions, most preferred first.
+const OFFERED_2X: [Dialect; 2] = [Dialect::V2_2, Dialect::V2_1];
+
+/// `ASAP-Version` listing the versions of [`OFFERED_2X`] found in `listed`, if any.
+fn version_offer(listed: &[String]) -> Option<HeaderValue> {
+    let common: Vec<&str> = OFFERED_2X
+        .iter()
+        .map(|d| d.as_str())
+        .filter(|v| listed.iter().any(|l| l.trim() == *v))
+        .collect();
+    (!common.is_empty()).then(|| {
+        HeaderValue::from_str(&common.join(", ")).expect("version tokens are valid headers")
+    })
 }
 
 /// The agent's health document, fetched now (a document with a non-2xx status is
@@ -141,7 +156,8 @@ impl DiscoveryCache {
         if !status.is_success() {
             return Err(ClientError::Http { status, body: text });
         }
-        let manifest = Manifest::from_json(text.as_bytes()).map_err(ResponseError::Manifest)?;
+        let manifest =
+            Manifest::from_wire_json(text.as_bytes()).map_err(ResponseError::Manifest)?;
         if !compatible(&manifest.capabilities.asap_version) {
             return Err(ClientError::Incompatible {
                 agent: manifest.id,
@@ -190,6 +206,17 @@ impl DiscoveryCache {
         Ok(health)
     }
 
+    /// The `ASAP-Version` offer for sends to `base`, from its cached manifest (fresh or
+    /// not; docs/asap-2.md section 10, rule 2): the 2.x versions this client speaks
+    /// that the manifest's `supported_versions` lists, in this client's preference
+    /// (`2.2, 2.1`). `None` (a 1.1 request) when no manifest is cached, when it is a 1.1
+    /// manifest, or when it lists none of them.
+    pub(crate) fn version_offer(&self, base: &str) -> Option<HeaderValue> {
+        let manifests = Self::lock(&self.manifests);
+        let listed = manifests.get(base)?.manifest.supported_versions.as_ref()?;
+        version_offer(listed)
+    }
+
     /// Forgets everything cached for `base_url`.
     pub fn invalidate(&self, base_url: &str) {
         let base = base_url.trim_end_matches('/');
@@ -211,6 +238,18 @@ mod tests {
         assert_eq!(max_age(Some("no-store")), Some(Duration::ZERO));
         assert_eq!(max_age(Some("public")), None);
         assert_eq!(max_age(None), None);
+    }
+
+    #[test]
+    fn version_offer_is_the_intersection_in_our_order() {
+        let offer = |listed: &[&str]| {
+            let listed: Vec<String> = listed.iter().map(|v| (*v).to_owned()).collect();
+            version_offer(&listed).map(|h| h.to_str().unwrap().to_owned())
+        };
+        assert_eq!(offer(&["2.2"]).as_deref(), Some("2.2"));
+        assert_eq!(offer(&["2.1", "2.2"]).as_deref(), Some("2.2, 2.1"));
+        assert_eq!(offer(&["2.1", "9"]).as_deref(), Some("2.1"));
+        assert_eq!(offer(&["1.1", "3.0"]), None);
     }
 
     #[test]

@@ -268,7 +268,10 @@ impl ClientBuilder {
     /// Offers these protocol versions, most preferred first, in an `ASAP-Version`
     /// header on every HTTP send (`POST /asap`), e.g. `[V2_2, V2_1]` sends
     /// `ASAP-Version: 2.2, 2.1` as the 2.5.10 reference client does. Default (and with an
-    /// empty list): no header, a 1.1 request, byte for byte as before. A server that
+    /// empty list): the offer follows the agent's manifest once [`Client::discover`] has
+    /// read it: the 2.x versions its `supported_versions` lists (`2.2` before `2.1`), or
+    /// no header (a 1.1 request, byte for byte as before) for a 1.1 manifest, an agent
+    /// not discovered yet, or a list without 2.1/2.2. A server that
     /// accepts none of them answers `-32000` ([`ClientError::Remote`]). Responses are
     /// still read as 1.1; WebSocket sends are not affected.
     pub fn asap_versions(mut self, versions: &[Dialect]) -> Self {
@@ -643,8 +646,16 @@ impl Client {
                 HeaderValue::from_static(coding),
             );
         }
-        if let Some(offer) = &self.inner.config.asap_version {
-            headers.insert("asap-version", offer.clone());
+        // An explicit offer (`ClientBuilder::asap_versions`) wins; otherwise the agent's
+        // cached manifest decides (2.x versions it lists) or nothing is offered (1.1).
+        let offer = self
+            .inner
+            .config
+            .asap_version
+            .clone()
+            .or_else(|| self.inner.discovery.version_offer(base));
+        if let Some(offer) = offer {
+            headers.insert("asap-version", offer);
         }
         if let Some(value) = self.authorization().await.map_err(|e| (e, None))? {
             headers.insert(reqwest::header::AUTHORIZATION, value);

@@ -3,18 +3,22 @@
 
 use serde_json::Value;
 
-use super::Model;
+use super::dialect::Dialect;
 use super::enums::{MessageRole, TaskStatus};
 use super::envelope::{ASAP_PROTOCOL_VERSION, agent_urn};
 use super::errors::{AsapError, SUPPORTED_AUTH_SCHEMES};
 use super::macros::model;
+use super::manifest2::{
+    self, HardwareCapability, InferenceCapability, SlaDefinition, VerificationStatus,
+};
 use super::pyrepr::python_repr;
 use super::timestamp::Timestamp;
 use super::validation::{
-    Checked, ErrorKind, Loc, at_least, boolean, bounded_integer, fail, list, object, rule, string,
-    string_list,
+    Checked, ErrorKind, Fields, Loc, at_least, boolean, bounded_integer, fail, list, object, rule,
+    string, string_list,
 };
 use super::version::is_pep440_version;
+use super::{DecodeError, Model, ValidationError};
 use crate::json::JsonObject;
 
 /// Default `Manifest.ttl_seconds`: how long an agent counts as alive without a check.
@@ -55,24 +59,103 @@ fn skills(value: &Value, loc: &Loc<'_>) -> Checked<Vec<Skill>> {
     list(value, loc, Skill::validate_at)
 }
 
-model! {
-    /// What an agent can do.
-    pub struct Capability {
-        /// Protocol version (`"0.1"` by default).
-        #[serde(default)]
-        pub asap_version: String = defaulted(|| ASAP_PROTOCOL_VERSION.to_owned(), string),
-        /// Its skills.
-        #[serde(default)]
-        pub skills: Vec<Skill> = defaulted(Vec::new, skills),
-        /// Whether it keeps state snapshots.
-        #[serde(default)]
-        pub state_persistence: bool = defaulted(|| false, boolean),
-        /// Whether it streams responses.
-        #[serde(default)]
-        pub streaming: bool = defaulted(|| false, boolean),
-        /// MCP tools it exposes.
-        #[serde(default)]
-        pub mcp_tools: Vec<String> = defaulted(Vec::new, string_list),
+/// What an agent can do.
+///
+/// `hardware` and `inference` are 2.x members: only read from a manifest in the 2.x
+/// dialect, written only when set (see [`Manifest::from_wire`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Capability {
+    /// Protocol version (`"0.1"` by default).
+    #[serde(default)]
+    pub asap_version: String,
+    /// Its skills.
+    #[serde(default)]
+    pub skills: Vec<Skill>,
+    /// Whether it keeps state snapshots.
+    #[serde(default)]
+    pub state_persistence: bool,
+    /// Whether it streams responses.
+    #[serde(default)]
+    pub streaming: bool,
+    /// MCP tools it exposes.
+    #[serde(default)]
+    pub mcp_tools: Vec<String>,
+    /// The hardware hosting the agent (2.x).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<HardwareCapability>,
+    /// How the agent runs inference (2.x).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference: Option<InferenceCapability>,
+}
+
+/// `Capability` members of the 1.1 model.
+const CAPABILITY_1_1: &[&str] = &[
+    "asap_version",
+    "skills",
+    "state_persistence",
+    "streaming",
+    "mcp_tools",
+];
+
+/// `Capability` members of the 2.x model.
+const CAPABILITY_2: &[&str] = &[
+    "asap_version",
+    "skills",
+    "state_persistence",
+    "streaming",
+    "mcp_tools",
+    "hardware",
+    "inference",
+];
+
+impl Capability {
+    /// Validates `value` with the model of `dialect` (1.1: the 2.x members are unknown).
+    pub fn validate_in(value: &Value, loc: &Loc<'_>, dialect: Dialect) -> Checked<Self> {
+        let two = dialect.is_2x();
+        let known = if two { CAPABILITY_2 } else { CAPABILITY_1_1 };
+        let mut fields = Fields::new(value, loc, Self::NAME, known)?;
+        let asap_version =
+            fields.defaulted("asap_version", || ASAP_PROTOCOL_VERSION.to_owned(), string);
+        let skills = fields.defaulted("skills", Vec::new, skills);
+        let state_persistence = fields.defaulted("state_persistence", || false, boolean);
+        let streaming = fields.defaulted("streaming", || false, boolean);
+        let mcp_tools = fields.defaulted("mcp_tools", Vec::new, string_list);
+        let (hardware, inference) = if two {
+            (
+                fields.optional("hardware", manifest2::hardware),
+                fields.optional("inference", InferenceCapability::validate_at),
+            )
+        } else {
+            (Some(None), Some(None))
+        };
+        fields.finish()?;
+        let read = "every member was read when finish() succeeds";
+        Ok(Self {
+            asap_version: asap_version.expect(read),
+            skills: skills.expect(read),
+            state_persistence: state_persistence.expect(read),
+            streaming: streaming.expect(read),
+            mcp_tools: mcp_tools.expect(read),
+            hardware: hardware.expect(read),
+            inference: inference.expect(read),
+        })
+    }
+}
+
+impl Model for Capability {
+    const NAME: &'static str = "Capability";
+
+    /// The 1.1 model.
+    fn validate_at(value: &Value, loc: &Loc<'_>) -> Checked<Self> {
+        Self::validate_in(value, loc, Dialect::V1_1)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Capability {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <Value as serde::Deserialize>::deserialize(deserializer)?;
+        Self::from_value(&value).map_err(serde::de::Error::custom)
     }
 }
 
@@ -84,6 +167,8 @@ impl Default for Capability {
             state_persistence: false,
             streaming: false,
             mcp_tools: Vec::new(),
+            hardware: None,
+            inference: None,
         }
     }
 }
@@ -140,34 +225,235 @@ fn check_auth_schemes(manifest: &Manifest, input: &Value, loc: &Loc<'_>) -> Chec
     }
 }
 
-model! {
-    /// The self-description an agent publishes at `/.well-known/asap/manifest.json`.
-    pub struct Manifest check check_auth_schemes {
-        /// The agent's URN.
-        pub id: String = required(agent_urn),
-        /// A readable name.
-        pub name: String = required(string),
-        /// Its version: any PEP 440 version (`1.0.0`, `2026.01`, `1.0.0-rc.1`), kept as written.
-        pub version: String = required(manifest_version),
-        /// What it does.
-        pub description: String = required(string),
-        /// Its capabilities.
-        pub capabilities: Capability = required(Capability::validate_at),
-        /// Where it listens.
-        pub endpoints: Endpoint = required(Endpoint::validate_at),
-        /// How to authenticate.
-        #[serde(default)]
-        pub auth: Option<AuthScheme> = optional(AuthScheme::validate_at),
-        /// An opaque signature (not verified in 1.1).
-        #[serde(default)]
-        pub signature: Option<String> = optional(string),
-        /// Seconds the agent counts as alive without a new check (at least 1).
-        #[serde(default)]
-        pub ttl_seconds: i64 = defaulted(|| DEFAULT_MANIFEST_TTL_SECONDS, ttl_seconds),
+/// The self-description an agent publishes at `/.well-known/asap/manifest.json`.
+///
+/// One type for both dialects. `supported_versions`, `sla`, `verification` (and
+/// [`Capability::hardware`] / [`Capability::inference`]) are the 2.x members: `None`
+/// in a manifest read with the 1.1 model, and then not written, so a 1.1 manifest
+/// keeps its bytes. [`Model::from_value`] reads the 1.1 model (2.x members refused as
+/// unknown); [`Manifest::from_wire`] picks the model from the document.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Manifest {
+    /// The agent's URN.
+    pub id: String,
+    /// A readable name.
+    pub name: String,
+    /// Its version: any PEP 440 version (`1.0.0`, `2026.01`, `1.0.0-rc.1`), kept as written.
+    pub version: String,
+    /// What it does.
+    pub description: String,
+    /// Its capabilities.
+    pub capabilities: Capability,
+    /// Where it listens.
+    pub endpoints: Endpoint,
+    /// The ASAP versions the agent speaks (2.x; at least one, values not checked).
+    /// `Some` exactly when the manifest was read with the 2.x model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supported_versions: Option<Vec<String>>,
+    /// How to authenticate.
+    #[serde(default)]
+    pub auth: Option<AuthScheme>,
+    /// An opaque signature (not verified in 1.1).
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// The service levels it promises (2.x).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla: Option<SlaDefinition>,
+    /// Whether a registry verified it (2.x).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationStatus>,
+    /// Seconds the agent counts as alive without a new check (at least 1).
+    #[serde(default)]
+    pub ttl_seconds: i64,
+}
+
+/// `Manifest` members of the 1.1 model.
+const MANIFEST_1_1: &[&str] = &[
+    "id",
+    "name",
+    "version",
+    "description",
+    "capabilities",
+    "endpoints",
+    "auth",
+    "signature",
+    "ttl_seconds",
+];
+
+/// `Manifest` members of the 2.x model, in its output order.
+const MANIFEST_2: &[&str] = &[
+    "id",
+    "name",
+    "version",
+    "description",
+    "capabilities",
+    "endpoints",
+    "supported_versions",
+    "auth",
+    "signature",
+    "sla",
+    "verification",
+    "ttl_seconds",
+];
+
+/// Top-level members only the 2.x manifest has.
+const MANIFEST_2_ONLY: &[&str] = &["supported_versions", "sla", "verification"];
+
+/// `capabilities` members only the 2.x manifest has.
+const CAPABILITY_2_ONLY: &[&str] = &["hardware", "inference"];
+
+impl Model for Manifest {
+    const NAME: &'static str = "Manifest";
+
+    /// The 1.1 model.
+    fn validate_at(value: &Value, loc: &Loc<'_>) -> Checked<Self> {
+        Self::validate_in(value, loc, Dialect::V1_1)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Manifest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = <Value as serde::Deserialize>::deserialize(deserializer)?;
+        Self::from_value(&value).map_err(serde::de::Error::custom)
     }
 }
 
 impl Manifest {
+    /// Validates `value` with the model of `dialect`: 1.1 refuses the 2.x members as
+    /// unknown; 2.x reads them (`supported_versions` defaults to `["2.2"]`) and, like
+    /// 2.5.10, refuses any other unknown member at every level.
+    pub fn validate_in(value: &Value, loc: &Loc<'_>, dialect: Dialect) -> Checked<Self> {
+        let two = dialect.is_2x();
+        let known = if two { MANIFEST_2 } else { MANIFEST_1_1 };
+        let mut fields = Fields::new(value, loc, Self::NAME, known)?;
+        let id = fields.required("id", agent_urn);
+        let name = fields.required("name", string);
+        let version = fields.required("version", manifest_version);
+        let description = fields.required("description", string);
+        let capabilities = fields.required("capabilities", |v, l| {
+            Capability::validate_in(v, l, dialect)
+        });
+        let endpoints = fields.required("endpoints", Endpoint::validate_at);
+        let supported_versions = if two {
+            fields
+                .defaulted(
+                    "supported_versions",
+                    || {
+                        manifest2::DEFAULT_SUPPORTED_VERSIONS
+                            .iter()
+                            .map(|v| (*v).to_owned())
+                            .collect()
+                    },
+                    manifest2::supported_versions,
+                )
+                .map(Some)
+        } else {
+            Some(None)
+        };
+        let auth = fields.optional("auth", AuthScheme::validate_at);
+        let signature = fields.optional("signature", string);
+        let (sla, verification) = if two {
+            (
+                fields.optional("sla", SlaDefinition::validate_at),
+                fields.optional("verification", VerificationStatus::validate_at),
+            )
+        } else {
+            (Some(None), Some(None))
+        };
+        let ttl_seconds =
+            fields.defaulted("ttl_seconds", || DEFAULT_MANIFEST_TTL_SECONDS, ttl_seconds);
+        fields.finish()?;
+        let read = "every member was read when finish() succeeds";
+        let manifest = Self {
+            id: id.expect(read),
+            name: name.expect(read),
+            version: version.expect(read),
+            description: description.expect(read),
+            capabilities: capabilities.expect(read),
+            endpoints: endpoints.expect(read),
+            supported_versions: supported_versions.expect(read),
+            auth: auth.expect(read),
+            signature: signature.expect(read),
+            sla: sla.expect(read),
+            verification: verification.expect(read),
+            ttl_seconds: ttl_seconds.expect(read),
+        };
+        check_auth_schemes(&manifest, value, loc)?;
+        Ok(manifest)
+    }
+
+    /// Whether `value` declares the 2.x dialect: it has `supported_versions`, `sla`,
+    /// `verification`, `capabilities.hardware` or `capabilities.inference`.
+    pub fn declares_2x(value: &Value) -> bool {
+        let has_any = |object: Option<&Value>, names: &[&str]| {
+            object
+                .and_then(Value::as_object)
+                .is_some_and(|map| names.iter().any(|name| map.contains_key(*name)))
+        };
+        has_any(Some(value), MANIFEST_2_ONLY)
+            || has_any(value.get("capabilities"), CAPABILITY_2_ONLY)
+    }
+
+    /// Reads a manifest as an agent serves it: with the 2.x model when it
+    /// [declares 2.x](Self::declares_2x), else with the 1.1 model.
+    ///
+    /// ```
+    /// use asap_protocol::model::Manifest;
+    /// let v2 = serde_json::json!({"id": "urn:asap:agent:a", "name": "A", "version": "1.0",
+    ///     "description": "d", "capabilities": {"hardware": {"class_": "sbc"}},
+    ///     "endpoints": {"asap": "http://a/asap"}, "supported_versions": ["2.2"]});
+    /// let manifest = Manifest::from_wire(&v2).unwrap();
+    /// assert!(manifest.is_2x());
+    /// ```
+    pub fn from_wire(value: &Value) -> Result<Self, ValidationError> {
+        let dialect = if Self::declares_2x(value) {
+            Dialect::V2_2
+        } else {
+            Dialect::V1_1
+        };
+        Self::validate_in(value, &Loc::Root, dialect).map_err(|errors| ValidationError {
+            title: Self::NAME,
+            errors,
+        })
+    }
+
+    /// Parses JSON text and reads it as [`Manifest::from_wire`] does.
+    pub fn from_wire_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let value = crate::json::parse(bytes)?;
+        Ok(Self::from_wire(&value)?)
+    }
+
+    /// Whether it was read with the 2.x model (it has `supported_versions`).
+    pub fn is_2x(&self) -> bool {
+        self.supported_versions.is_some()
+    }
+
+    /// The manifest in its dialect's shape: [`Model::to_value`] for 1.1; for 2.x, every
+    /// member of the 2.x model in its order, absent ones as `null`, as 2.5.10 serves it.
+    pub fn to_wire_value(&self) -> Value {
+        let mut value = self.to_value();
+        if !self.is_2x() {
+            return value;
+        }
+        let Value::Object(map) = &mut value else {
+            unreachable!("a manifest serializes to an object")
+        };
+        if let Some(Value::Object(capabilities)) = map.get_mut("capabilities") {
+            for name in CAPABILITY_2_ONLY {
+                capabilities.entry(*name).or_insert(Value::Null);
+            }
+        }
+        let ordered = MANIFEST_2
+            .iter()
+            .map(|name| {
+                let member = map.remove(*name).unwrap_or(Value::Null);
+                ((*name).to_owned(), member)
+            })
+            .collect();
+        Value::Object(ordered)
+    }
+
     /// A manifest with default capabilities, no auth and the default TTL.
     ///
     /// ```
@@ -195,8 +481,17 @@ impl Manifest {
             },
             auth: None,
             signature: None,
+            supported_versions: None,
+            sla: None,
+            verification: None,
             ttl_seconds: DEFAULT_MANIFEST_TTL_SECONDS,
         }
+    }
+
+    /// [`Manifest::to_wire_value`] as `model_dump_json()` writes it (compact), with
+    /// the wire key `class` in `capabilities.hardware`.
+    pub fn to_wire_json(&self) -> String {
+        crate::json::to_model_json(&self.to_wire_value())
     }
 
     /// The first `auth.schemes` entry other than `bearer` or `basic` (compared

@@ -110,6 +110,78 @@ wire_enum! {
     }
 }
 
+wire_enum! {
+    /// The verification state of a 2.x manifest ([`crate::model::VerificationStatus`]).
+    VerificationState, literal = false, {
+        /// Verified by the registry.
+        Verified = "verified",
+        /// Waiting for review.
+        Pending = "pending",
+        /// Refused.
+        Rejected = "rejected",
+    }
+}
+
+wire_enum! {
+    /// The kind of hardware hosting an agent ([`crate::model::HardwareCapability`], 2.x).
+    HardwareClass, literal = false, {
+        /// A cloud machine.
+        Cloud = "cloud",
+        /// A single-board computer.
+        Sbc = "sbc",
+        /// An edge accelerator board.
+        EdgeAccelerator = "edge_accelerator",
+        /// A microcontroller.
+        Microcontroller = "microcontroller",
+        /// A desktop computer.
+        Desktop = "desktop",
+    }
+}
+
+wire_enum! {
+    /// A physical I/O interface of an agent's hardware ([`crate::model::HardwareCapability`], 2.x).
+    HardwareIoType, literal = false, {
+        /// General-purpose I/O pins.
+        Gpio = "gpio",
+        /// I2C bus.
+        I2c = "i2c",
+        /// SPI bus.
+        Spi = "spi",
+        /// Serial port.
+        Uart = "uart",
+        /// CSI camera.
+        CsiCamera = "csi_camera",
+        /// USB camera.
+        UsbCamera = "usb_camera",
+        /// Audio input.
+        AudioIn = "audio_in",
+        /// Audio output.
+        AudioOut = "audio_out",
+        /// Bluetooth.
+        Bluetooth = "bluetooth",
+        /// LoRa radio.
+        Lora = "lora",
+        /// Bluetooth Low Energy.
+        Ble = "ble",
+    }
+}
+
+wire_enum! {
+    /// Where an agent runs inference ([`crate::model::InferenceCapability`], 2.x).
+    InferenceMode, literal = false, {
+        /// A cloud service.
+        Cloud = "cloud",
+        /// Local, on the CPU.
+        LocalCpu = "local_cpu",
+        /// Local, on a CUDA GPU.
+        LocalCuda = "local_cuda",
+        /// Local, on Apple Metal.
+        LocalMetal = "local_metal",
+        /// Local, on an NPU.
+        LocalNpu = "local_npu",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ pub mod envelope;
 pub mod errors;
 pub mod health;
 pub mod ids;
+pub mod manifest2;
 pub mod metering;
 pub mod named;
 pub mod parts;
@@ -48,11 +49,17 @@ pub use entities::{
     Agent, Artifact, AuthScheme, Capability, Conversation, Endpoint, Manifest, Message, Skill,
     StateSnapshot, Task,
 };
-pub use enums::{AckStatus, MessageRole, TaskStatus, UpdateType};
+pub use enums::{
+    AckStatus, HardwareClass, HardwareIoType, InferenceMode, MessageRole, TaskStatus, UpdateType,
+    VerificationState,
+};
 pub use envelope::{ASAP_PROTOCOL_VERSION, Envelope, REFERENCE_VERSION, WIRE_RELEASE};
 pub use errors::AsapError;
 pub use health::{HealthLoad, HealthStatus};
 pub use ids::generate_id;
+pub use manifest2::{
+    HardwareCapability, InferenceCapability, LocalModelInfo, SlaDefinition, VerificationStatus,
+};
 pub use metering::{UsageAggregate, UsageEvent, UsageMetrics};
 pub use parts::{DataPart, FilePart, Part, ResourcePart, TemplatePart, TextPart};
 // Every payload model, `Payload`, `PayloadType` and friends: a glob, so a new entry in

@@ -43,7 +43,7 @@ pub fn is_stream_bound(payload_type: &str) -> bool {
 
 /// A float in pydantic's lax mode: JSON numbers, booleans, and strings such as
 /// `" 0.5 "`, `".5"`, `"1e-1"` or `"inf"`.
-fn lax_float(value: &Value, loc: &Loc<'_>) -> Checked<f64> {
+pub(crate) fn lax_float(value: &Value, loc: &Loc<'_>) -> Checked<f64> {
     match value {
         Value::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
         Value::Number(n) => Ok(n.to_string().parse().unwrap_or(f64::NAN)),

@@ -139,6 +139,11 @@ pub enum ErrorKind {
         /// The length found.
         actual_length: usize,
     },
+    /// A string with too many characters (`string_too_long`).
+    StringTooLong {
+        /// The most characters allowed.
+        max_length: usize,
+    },
     /// Not a value a datetime can be read from (`datetime_type`).
     DatetimeType,
     /// A timestamp that cannot be a datetime (`datetime_parsing`).
@@ -197,6 +202,7 @@ impl ErrorKind {
             Self::GreaterThanEqual { .. } => "greater_than_equal",
             Self::LessThanEqual { .. } => "less_than_equal",
             Self::TooShort { .. } => "too_short",
+            Self::StringTooLong { .. } => "string_too_long",
             Self::DatetimeType => "datetime_type",
             Self::DatetimeParsing { .. } => "datetime_parsing",
             Self::DatetimeFromDateParsing { .. } => "datetime_from_date_parsing",
@@ -268,6 +274,14 @@ impl ErrorKind {
             } => format!(
                 "Input tag '{tag}' found using '{discriminator}' does not match any of the expected tags: {expected_tags}"
             ),
+            Self::StringTooLong { max_length } => {
+                let unit = if *max_length == 1 {
+                    "character"
+                } else {
+                    "characters"
+                };
+                format!("String should have at most {max_length} {unit}")
+            }
             Self::ValueError { message } => format!("Value error, {message}"),
         }
     }
@@ -295,6 +309,9 @@ impl ErrorKind {
                 ctx.insert("field_type".into(), "List".into());
                 ctx.insert("min_length".into(), (*min_length).into());
                 ctx.insert("actual_length".into(), (*actual_length).into());
+            }
+            Self::StringTooLong { max_length } => {
+                ctx.insert("max_length".into(), (*max_length).into());
             }
             Self::DatetimeParsing { error } | Self::DatetimeFromDateParsing { error } => {
                 ctx.insert("error".into(), error.clone().into());
