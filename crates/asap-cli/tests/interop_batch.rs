@@ -9,22 +9,11 @@
 
 mod support;
 
-use std::process::Stdio;
-
 use asap_protocol::client::{Client, ClientError};
 use asap_protocol::model::{Envelope, TaskRequest};
-use asap_test_support::process::{Guard, reference25_script, spawn_announced};
+use asap_test_support::process::{reference25_echo_agent, reference25_script};
 use serde_json::{Value, json};
 use support::asap_serve;
-
-/// The 2.5.10 echo agent (`interop/ref_echo_agent.py`, rate limit raised).
-fn reference25_echo_agent() -> (Guard, String) {
-    let mut command = reference25_script("ref_echo_agent.py");
-    command
-        .env("ASAP_RATE_LIMIT", "1000/second")
-        .stderr(Stdio::null());
-    spawn_announced(command, "the 2.5.10 echo agent")
-}
 
 /// `POST {base}/asap` with `ASAP-Version: 2.2`: the status and the body.
 fn post_2x(base: &str, body: &Value) -> (u16, String) {

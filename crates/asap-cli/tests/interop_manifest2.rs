@@ -3,35 +3,10 @@
 //! creates), whose manifest is in the 2.x shape (`supported_versions`, `sla`,
 //! `verification`, `capabilities.hardware`/`inference`) that the 1.1 model refuses.
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use asap_test_support::process::{Guard, spawn_announced, workspace};
+use asap_test_support::process::reference25_echo_agent;
 use serde_json::{Value, json};
-
-/// The 2.5.10 reference's Python; creates the virtualenv on first use.
-fn reference25_python() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(workspace().join("scripts/ref25-venv.sh"))
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "could not create the 2.5.10 reference virtualenv (needs Python >= 3.13 and PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// The 2.5.10 echo agent (`interop/ref_echo_agent.py`, rate limit raised).
-fn reference25_echo_agent() -> (Guard, String) {
-    let mut command = Command::new(reference25_python());
-    command
-        .arg(workspace().join("interop/ref_echo_agent.py"))
-        .env("ASAP_RATE_LIMIT", "1000/second")
-        .stderr(Stdio::null());
-    spawn_announced(command, "the 2.5.10 echo agent")
-}
 
 /// Runs `asap ARGS`, asserting success; its standard output as JSON.
 fn asap_json(args: &[&str]) -> Value {

@@ -108,9 +108,24 @@ pub fn reference_server(script: &str, args: &[&str]) -> (Guard, String) {
 /// from `interop/ref_echo_agent.py`; HTTP rate limit raised, its WebSocket allows 10
 /// messages/s per connection); returns the process and its base URL.
 pub fn reference_echo_agent() -> (Guard, String) {
-    let mut command = reference_script("ref_echo_agent.py");
+    echo_agent(
+        reference_script("ref_echo_agent.py"),
+        "the reference echo agent",
+    )
+}
+
+/// The ASAP 2.x reference's echo agent (asap-protocol 2.5.10, `interop/ref_echo_agent.py`,
+/// rate limit raised).
+pub fn reference25_echo_agent() -> (Guard, String) {
+    echo_agent(
+        reference25_script("ref_echo_agent.py"),
+        "the 2.5.10 echo agent",
+    )
+}
+
+fn echo_agent(mut command: Command, what: &str) -> (Guard, String) {
     command
         .env("ASAP_RATE_LIMIT", "1000/second")
         .stderr(Stdio::null());
-    spawn_announced(command, "the reference echo agent")
+    spawn_announced(command, what)
 }
