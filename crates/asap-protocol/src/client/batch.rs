@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::{Client, ClientError, RequestError, ResponseError, answer_envelope, body};
@@ -82,19 +81,7 @@ impl Client {
 
     /// One `POST /asap` of a batch body: the answer's text, or the HTTP error.
     async fn post_batch(&self, base: &str, body: Vec<u8>) -> Result<String, ClientError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert("asap-version", self.offer_2x());
-        if let Some(value) = self.authorization().await? {
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
+        let headers = self.headers_2x("application/json").await?;
         let response = self
             .inner
             .http

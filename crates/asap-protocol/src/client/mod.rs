@@ -536,6 +536,23 @@ impl Client {
             .map_err(|e| RequestError::InvalidToken(e).into())
     }
 
+    /// The headers of a 2.x-only exchange (batch, stream): a JSON body, `accept`, the
+    /// 2.x `ASAP-Version` offer and the `Authorization` value when the client has
+    /// credentials.
+    async fn headers_2x(&self, accept: &'static str) -> Result<HeaderMap, ClientError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static(accept));
+        headers.insert("asap-version", self.offer_2x());
+        if let Some(value) = self.authorization().await? {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(headers)
+    }
+
     /// The `ASAP-Version` a 2.x-only exchange (batch, stream) offers: the configured
     /// offer, else the 2.x client's `2.2, 2.1`.
     fn offer_2x(&self) -> HeaderValue {

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderValue;
 
 use super::body::read_capped_text;
 use super::{Client, ClientError, RequestError, ResponseError, normalize_base, remote_error};
@@ -106,15 +106,7 @@ impl Client {
             .params
             .insert("idempotency_key".into(), key.clone().into());
         let (body, coding) = self.maybe_compress(json::to_python_default(&request).into_bytes());
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
-        );
+        let mut headers = self.headers_2x("text/event-stream").await?;
         headers.insert(
             "x-idempotency-key",
             HeaderValue::from_str(&key).expect("a ULID is a valid header"),
@@ -124,10 +116,6 @@ impl Client {
                 reqwest::header::CONTENT_ENCODING,
                 HeaderValue::from_static(coding),
             );
-        }
-        headers.insert("asap-version", self.offer_2x());
-        if let Some(value) = self.authorization().await? {
-            headers.insert(reqwest::header::AUTHORIZATION, value);
         }
         let response = self
             .inner

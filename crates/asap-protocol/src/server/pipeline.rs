@@ -148,12 +148,13 @@ pub(crate) enum ReceivedBody {
 }
 
 impl ReceivedBody {
-    /// The body as one request's input (a batch's array as it was sent).
-    pub(crate) fn single(&self) -> Input<'_> {
+    /// The body as one request's input (a batch's array as it was sent), taken out of
+    /// `self` rather than copied.
+    pub(crate) fn single(&mut self) -> Input<'_> {
         match self {
             Self::Raw(bytes) => Input::Raw(bytes),
-            Self::Parsed(value) => Input::Parsed(value.clone()),
-            Self::Batch(members) => Input::Parsed(Value::Array(members.clone())),
+            Self::Parsed(value) => Input::Parsed(std::mem::take(value)),
+            Self::Batch(members) => Input::Parsed(Value::Array(std::mem::take(members))),
         }
     }
 }

@@ -159,7 +159,7 @@ pub(crate) async fn handle(
 ) -> Response {
     let started = Instant::now();
     let dialect = dialect.map_or(Dialect::V1_1, |Extension(d)| d);
-    let received =
+    let mut received =
         match pipeline::receive(&state, connect_info, &headers, body, started, dialect).await {
             Ok(received) => received,
             Err(response) => return response,
