@@ -152,12 +152,7 @@ impl Model for Capability {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Capability {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = <Value as serde::Deserialize>::deserialize(deserializer)?;
-        Self::from_value(&value).map_err(serde::de::Error::custom)
-    }
-}
+super::macros::deserialize_by_model!(Capability);
 
 impl Default for Capability {
     fn default() -> Self {
@@ -312,12 +307,7 @@ impl Model for Manifest {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Manifest {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = <Value as serde::Deserialize>::deserialize(deserializer)?;
-        Self::from_value(&value).map_err(serde::de::Error::custom)
-    }
-}
+super::macros::deserialize_by_model!(Manifest);
 
 impl Manifest {
     /// Validates `value` with the model of `dialect`: 1.1 refuses the 2.x members as

@@ -41,6 +41,18 @@ macro_rules! model {
             }
         }
 
+        $crate::model::macros::deserialize_by_model!($name);
+    };
+    (@wire $field:ident) => { stringify!($field) };
+    (@wire $field:ident, $wire:literal) => { $wire };
+}
+
+pub(crate) use model;
+
+/// `serde::Deserialize` for a [`Model`](crate::model::Model): the JSON value, validated
+/// by the model (so serde and `from_value` accept and refuse the same documents).
+macro_rules! deserialize_by_model {
+    ($name:ty) => {
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let value = <serde_json::Value as serde::Deserialize>::deserialize(deserializer)?;
@@ -48,11 +60,9 @@ macro_rules! model {
             }
         }
     };
-    (@wire $field:ident) => { stringify!($field) };
-    (@wire $field:ident, $wire:literal) => { $wire };
 }
 
-pub(crate) use model;
+pub(crate) use deserialize_by_model;
 
 /// Defines [`PayloadType`](crate::model::PayloadType), [`Payload`](crate::model::Payload)
 /// and everything derived from the payload list (names, aliases, the response and

@@ -255,12 +255,7 @@ impl Model for Part {
     }
 }
 
-impl<'de> Deserialize<'de> for Part {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        Self::from_value(&value).map_err(serde::de::Error::custom)
-    }
-}
+super::macros::deserialize_by_model!(Part);
 
 impl Part {
     /// A text part.
