@@ -179,6 +179,26 @@ async fn errors_before_the_stream_are_json_rpc_answers() {
     assert_eq!(error.rpc_code(), Some(-32002), "{error}");
 }
 
+/// A JSON array is no batch on the stream route: one request, refused as the object it
+/// is not, counted once by the rate limits (not once per member, nor not at all).
+#[tokio::test]
+async fn an_array_on_the_stream_route_is_one_refused_request() {
+    let mut options = streaming(Arc::new(StreamingEcho));
+    // Per hour: nothing refills while the test runs.
+    options.config.rate_limits =
+        asap_protocol::server::RateLimitRule::parse_list("2/hour").unwrap();
+    let server = start(options).await;
+    let array = serde_json::to_vec(&vec![stream_request(json!(1)); 3]).unwrap();
+    for _ in 0..2 {
+        let answer = post_stream(&server.base, array.clone(), Some("2.2")).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let value: Value = serde_json::from_str(&answer.text).unwrap();
+        assert_eq!(value["error"]["code"], -32600, "{}", answer.text);
+    }
+    let third = post_stream(&server.base, array, Some("2.2")).await;
+    assert_eq!(third.status, 429, "{}", third.text);
+}
+
 #[tokio::test]
 async fn without_a_streaming_handler_the_answer_is_32012() {
     // The default registry: a unary echo for task.request, nothing that streams.
