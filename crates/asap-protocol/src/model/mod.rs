@@ -31,6 +31,7 @@ pub mod metering;
 pub mod named;
 pub mod parts;
 pub mod payloads;
+pub mod payloads2;
 pub mod pyrepr;
 mod recovery;
 pub mod schema;
@@ -65,6 +66,7 @@ pub use parts::{DataPart, FilePart, Part, ResourcePart, TemplatePart, TextPart};
 // Every payload model, `Payload`, `PayloadType` and friends: a glob, so a new entry in
 // the payload table needs no change here.
 pub use payloads::*;
+pub use payloads2::{TaskMetrics, TaskRequestConfig, typed_payload};
 pub use state_machine::{can_transition, next_states};
 pub use stream::{TASK_STREAM, TaskStream, is_stream_bound, normalized_payload_type};
 pub use timestamp::Timestamp;

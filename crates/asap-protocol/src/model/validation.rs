@@ -549,6 +549,20 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Returns the undeclared members (in input order) instead of refusing them, as a
+    /// model with `extra="allow"` does, or every failure of the declared ones.
+    pub(crate) fn finish_allowing_extra(self) -> Checked<JsonObject> {
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        Ok(self
+            .map
+            .iter()
+            .filter(|(key, _)| !self.known.contains(&key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
     /// Reports undeclared members and returns every failure, if any.
     pub(crate) fn finish(mut self) -> Checked<()> {
         for (key, value) in self.map {
