@@ -9,8 +9,8 @@ use asap_test_support::idp;
 use std::sync::Arc;
 
 use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator};
-use asap_protocol::client::{Client, ClientError};
-use asap_protocol::model::{Dialect, Envelope, TaskRequest};
+use asap_protocol::client::{Client, ClientError, RequestError};
+use asap_protocol::model::{Dialect, Envelope, TaskRequest, TaskRequestConfig};
 use asap_protocol::server::{HandlerRegistry, OAuth2, default_skills};
 use common::{AGENT, Gate, Options, Reply, echo_request, envelope, get, post_raw, start};
 use serde_json::{Value, json};
@@ -229,7 +229,8 @@ fn send(envelope: Value) -> Vec<u8> {
 #[tokio::test]
 async fn no_handler_in_2x_is_32012_with_the_asap_data() {
     let server = start(Options::default()).await;
-    let body = send(envelope("state.query", json!({})));
+    // A valid StateQuery: in 2.x an invalid one is refused before dispatch (-32602).
+    let body = send(envelope("state.query", json!({"task_id": "t"})));
     let v2 = post_versioned(&server.base, body.clone(), Some("2.2")).await;
     assert_eq!(
         v2.text,
@@ -412,5 +413,38 @@ async fn a_client_offers_versions_only_when_asked() {
             Err(other) => panic!("{offer:?}: {other}"),
         }
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_2x_client_types_its_payloads_and_refuses_what_2x_refuses() {
+    let server = start(Options::default()).await;
+    let two_x = Client::builder()
+        .circuit_breaker(None)
+        .asap_versions(&[Dialect::V2_2])
+        .build()
+        .unwrap();
+    let plain = Client::builder().circuit_breaker(None).build().unwrap();
+    let mut free = TaskRequest::new("c", "echo", json!({"x": 1}));
+    free.config = json!({"foo": 1}).as_object().cloned();
+    let free = Envelope::new("urn:asap:agent:client", AGENT, free);
+    // 1.1: `config` is free-form, so the request goes out and is answered.
+    assert!(plain.send(&server.base, &free).await.is_ok());
+    // 2.x: refused before sending, with the reference's error.
+    match two_x.send(&server.base, &free).await {
+        Err(ClientError::InvalidRequest(RequestError::Payload2x(error))) => {
+            assert_eq!(error.to_json()[0]["type"], "extra_forbidden");
+            assert_eq!(error.to_json()[0]["loc"], json!(["config", "foo"]));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A typed config is accepted, and the answer is read with the 2.x rules.
+    let typed = TaskRequest::new("c", "echo", json!({"x": 1})).with_config(TaskRequestConfig {
+        timeout_seconds: Some(5),
+        ..TaskRequestConfig::default()
+    });
+    let typed = Envelope::new("urn:asap:agent:client", AGENT, typed);
+    let answer = two_x.send(&server.base, &typed).await.unwrap();
+    assert_eq!(answer.payload_type, "task.response");
     server.stop().await;
 }

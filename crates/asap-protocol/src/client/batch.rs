@@ -8,8 +8,11 @@ use std::sync::atomic::Ordering;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{Client, ClientError, RequestError, ResponseError, answer_envelope, body};
+use super::{
+    Client, ClientError, RequestError, ResponseError, answer_envelope_in, body, envelope_to_send,
+};
 use crate::json;
+use crate::model::Dialect;
 use crate::model::Envelope;
 use crate::rpc::{JsonRpcRequest, RequestId};
 
@@ -57,12 +60,13 @@ impl Client {
         let mut ids = Vec::with_capacity(envelopes.len());
         let mut requests = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
-            envelope.check_for_sending().map_err(RequestError::from)?;
+            // Batches are 2.x only: payloads typed as the 2.5.10 client writes them.
+            let envelope = envelope_to_send(envelope, true)?;
             let id = RequestId::from(format!(
                 "req-{}",
                 self.inner.next_id.fetch_add(1, Ordering::Relaxed)
             ));
-            requests.push(JsonRpcRequest::send(envelope, id.clone()));
+            requests.push(JsonRpcRequest::send(&envelope, id.clone()));
             ids.push(id);
         }
         let body = json::to_python_default(&requests).into_bytes();
@@ -108,7 +112,7 @@ fn read_answers(text: &str, ids: &[RequestId]) -> Result<Vec<BatchAnswer>, Clien
     let answers = match value {
         Value::Array(answers) => answers,
         Value::Object(_) if value.get("error").is_some() => {
-            return Err(answer_envelope(&value).expect_err("an error answer"));
+            return Err(answer_envelope_in(&value, Dialect::V2_2).expect_err("an error answer"));
         }
         _ => return Err(ResponseError::NotABatch.into()),
     };
@@ -158,7 +162,7 @@ fn member_answer(answer: &Value) -> BatchAnswer {
             body: json::to_compact(answer),
         });
     }
-    answer_envelope(answer)
+    answer_envelope_in(answer, Dialect::V2_2)
 }
 
 #[cfg(test)]

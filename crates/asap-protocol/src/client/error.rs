@@ -151,6 +151,10 @@ pub enum RequestError {
     /// correlation id).
     #[error("{0}")]
     Envelope(#[from] SendError),
+    /// The payload does not satisfy its ASAP 2.x model, which a 2.x exchange requires
+    /// (for example an unknown member in `TaskRequest.config`).
+    #[error("the payload does not satisfy its ASAP 2.x model: {0}")]
+    Payload2x(#[source] crate::model::ValidationError),
     /// The bearer token cannot be written in an `Authorization` header.
     #[error("the bearer token is not a valid header value")]
     InvalidToken(#[source] reqwest::header::InvalidHeaderValue),

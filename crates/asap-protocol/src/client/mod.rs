@@ -49,7 +49,7 @@ pub use stream::EnvelopeStream;
 pub use websocket::{TransportMode, WebSocketOptions, http_base_url, websocket_url};
 
 use crate::json;
-use crate::model::{Dialect, Envelope, Model, generate_id};
+use crate::model::{Dialect, Envelope, generate_id};
 use crate::rpc::{JsonRpcRequest, RequestId};
 
 /// Supplies the bearer token for each request (for example OAuth2 client credentials,
@@ -580,13 +580,21 @@ impl Client {
         envelope: &Envelope,
     ) -> Result<Envelope, ClientError> {
         let base = normalize_base(base_url, self.inner.config.require_https)?;
-        envelope.check_for_sending().map_err(RequestError::from)?;
+        // An explicit offer (`ClientBuilder::asap_versions`) wins; otherwise the agent's
+        // cached manifest decides (2.x versions it lists) or nothing is offered (1.1).
+        let offer = self
+            .inner
+            .config
+            .asap_version
+            .clone()
+            .or_else(|| self.inner.discovery.version_offer(&base));
+        let envelope = envelope_to_send(envelope, offer.is_some())?;
         let id = RequestId::from(format!(
             "req-{}",
             self.inner.next_id.fetch_add(1, Ordering::Relaxed)
         ));
         let key = generate_id();
-        let mut request = JsonRpcRequest::send(envelope, id.clone());
+        let mut request = JsonRpcRequest::send(&envelope, id.clone());
         request
             .params
             .insert("idempotency_key".into(), key.clone().into());
@@ -598,7 +606,9 @@ impl Client {
             if let Some(breakers) = &self.inner.breakers {
                 breakers.allow(&base).map_err(ClientError::CircuitOpen)?;
             }
-            let outcome = self.attempt(&base, &body, coding, &key, &id).await;
+            let outcome = self
+                .attempt(&base, &body, coding, &key, &id, offer.as_ref())
+                .await;
             let breaker_failure = matches!(&outcome, Err((e, _)) if e.is_transient());
             if let Some(breakers) = &self.inner.breakers {
                 if breaker_failure {
@@ -647,6 +657,7 @@ impl Client {
         coding: Option<&'static str>,
         key: &str,
         id: &RequestId,
+        offer: Option<&HeaderValue>,
     ) -> Result<Envelope, (ClientError, Option<Duration>)> {
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -663,16 +674,8 @@ impl Client {
                 HeaderValue::from_static(coding),
             );
         }
-        // An explicit offer (`ClientBuilder::asap_versions`) wins; otherwise the agent's
-        // cached manifest decides (2.x versions it lists) or nothing is offered (1.1).
-        let offer = self
-            .inner
-            .config
-            .asap_version
-            .clone()
-            .or_else(|| self.inner.discovery.version_offer(base));
         if let Some(offer) = offer {
-            headers.insert("asap-version", offer);
+            headers.insert("asap-version", offer.clone());
         }
         if let Some(value) = self.authorization().await.map_err(|e| (e, None))? {
             headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -687,6 +690,7 @@ impl Client {
             .await
             .map_err(|e| (ClientError::Transport(e), None))?;
         let status = response.status();
+        let dialect = answered_dialect(response.headers());
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -700,7 +704,7 @@ impl Client {
         if !status.is_success() {
             return Err((ClientError::Http { status, body: text }, retry_after));
         }
-        parse_response(&text, id).map_err(|e| (e, None))
+        parse_response(&text, id, dialect).map_err(|e| (e, None))
     }
 
     /// The agent's manifest, from `{base_url}/.well-known/asap/manifest.json`, cached per
@@ -725,8 +729,35 @@ impl Client {
     }
 }
 
-/// Reads a JSON-RPC response body: the envelope of a success, or the remote error.
-fn parse_response(text: &str, id: &RequestId) -> Result<Envelope, ClientError> {
+/// The envelope a request carries: checked for sending and, in a 2.x exchange, its
+/// payload typed as the 2.5.10 client writes it (every member), so that a payload a
+/// 2.x agent would refuse fails here with [`RequestError::Payload2x`].
+pub(crate) fn envelope_to_send(
+    envelope: &Envelope,
+    two_x: bool,
+) -> Result<std::borrow::Cow<'_, Envelope>, ClientError> {
+    envelope.check_for_sending().map_err(RequestError::from)?;
+    if !two_x {
+        return Ok(std::borrow::Cow::Borrowed(envelope));
+    }
+    let mut typed = envelope.clone();
+    typed.type_payload_2x().map_err(RequestError::Payload2x)?;
+    Ok(std::borrow::Cow::Owned(typed))
+}
+
+/// The dialect an answer speaks: the 2.x version its `ASAP-Version` header names, else
+/// 1.1 (a 1.1 server sends no such header).
+pub(crate) fn answered_dialect(headers: &HeaderMap) -> Dialect {
+    headers
+        .get(crate::model::ASAP_VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<Dialect>().ok())
+        .unwrap_or(Dialect::V1_1)
+}
+
+/// Reads a JSON-RPC response body: the envelope of a success (read in the answer's
+/// dialect), or the remote error.
+fn parse_response(text: &str, id: &RequestId, dialect: Dialect) -> Result<Envelope, ClientError> {
     let value = json::parse(text.as_bytes()).map_err(ResponseError::NotJson)?;
     let echoed = value
         .get("id")
@@ -738,7 +769,7 @@ fn parse_response(text: &str, id: &RequestId) -> Result<Envelope, ClientError> {
         }
         .into());
     }
-    answer_envelope(&value)
+    answer_envelope_in(&value, dialect)
 }
 
 /// The [`ClientError::Remote`] a JSON-RPC `error` member describes.
@@ -757,8 +788,13 @@ pub(crate) fn remote_error(error: &Value) -> ClientError {
     }
 }
 
-/// The envelope of a JSON-RPC success, or the remote error.
+/// The envelope of a JSON-RPC success (read as 1.1), or the remote error.
 fn answer_envelope(value: &Value) -> Result<Envelope, ClientError> {
+    answer_envelope_in(value, Dialect::V1_1)
+}
+
+/// The envelope of a JSON-RPC success read in `dialect`, or the remote error.
+fn answer_envelope_in(value: &Value, dialect: Dialect) -> Result<Envelope, ClientError> {
     if let Some(error) = value.get("error") {
         return Err(remote_error(error));
     }
@@ -766,7 +802,7 @@ fn answer_envelope(value: &Value) -> Result<Envelope, ClientError> {
         .get("result")
         .and_then(|r| r.get("envelope"))
         .ok_or(ResponseError::MissingEnvelope)?;
-    Ok(Envelope::from_value(envelope).map_err(ResponseError::Envelope)?)
+    Ok(Envelope::from_value_in(envelope, dialect).map_err(ResponseError::Envelope)?)
 }
 
 #[cfg(test)]
@@ -825,9 +861,9 @@ mod tests {
     #[test]
     fn responses() {
         let id = RequestId::from("req-1");
-        let err = parse_response(r#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found","data":{"method":"x"}},"id":"req-1"}"#, &id).unwrap_err();
+        let err = parse_response(r#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found","data":{"method":"x"}},"id":"req-1"}"#, &id, Dialect::V1_1).unwrap_err();
         assert_eq!(err.rpc_code(), Some(-32601));
-        let not_json = parse_response("nope", &id).unwrap_err();
+        let not_json = parse_response("nope", &id, Dialect::V1_1).unwrap_err();
         assert!(matches!(
             &not_json,
             ClientError::InvalidResponse(ResponseError::NotJson(_))
@@ -835,10 +871,18 @@ mod tests {
         let source = std::error::Error::source(&not_json).and_then(std::error::Error::source);
         assert!(source.is_some_and(|e| e.is::<serde_json::Error>()));
         assert!(matches!(
-            parse_response(r#"{"jsonrpc":"2.0","result":{},"id":"req-1"}"#, &id),
+            parse_response(
+                r#"{"jsonrpc":"2.0","result":{},"id":"req-1"}"#,
+                &id,
+                Dialect::V1_1
+            ),
             Err(ClientError::InvalidResponse(ResponseError::MissingEnvelope))
         ));
-        let other = parse_response(r#"{"jsonrpc":"2.0","result":{},"id":"req-2"}"#, &id);
+        let other = parse_response(
+            r#"{"jsonrpc":"2.0","result":{},"id":"req-2"}"#,
+            &id,
+            Dialect::V1_1,
+        );
         assert!(matches!(
             &other,
             Err(ClientError::InvalidResponse(ResponseError::IdMismatch { expected, received }))
@@ -850,7 +894,7 @@ mod tests {
         );
         let invalid = r#"{"jsonrpc":"2.0","result":{"envelope":{}},"id":"req-1"}"#;
         assert!(matches!(
-            parse_response(invalid, &id),
+            parse_response(invalid, &id, Dialect::V1_1),
             Err(ClientError::InvalidResponse(ResponseError::Envelope(_)))
         ));
     }

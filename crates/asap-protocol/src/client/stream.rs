@@ -16,9 +16,9 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::HeaderValue;
 
 use super::body::read_capped_text;
-use super::{Client, ClientError, RequestError, ResponseError, normalize_base, remote_error};
+use super::{Client, ClientError, ResponseError, envelope_to_send, normalize_base, remote_error};
 use crate::json;
-use crate::model::{Envelope, Model, generate_id, is_stream_bound};
+use crate::model::{Dialect, Envelope, generate_id, is_stream_bound};
 use crate::rpc::{JsonRpcRequest, RequestId};
 
 /// The envelopes of one stream, in the order the agent sent them. It ends when the
@@ -59,7 +59,8 @@ impl Client {
         envelope: &Envelope,
     ) -> Result<EnvelopeStream, ClientError> {
         let base = normalize_base(base_url, self.inner.config.require_https)?;
-        envelope.check_for_sending().map_err(RequestError::from)?;
+        // Streams are 2.x only: the payload typed as the 2.5.10 client writes it.
+        let envelope = &*envelope_to_send(envelope, true)?;
         if let Some(breakers) = &self.inner.breakers {
             breakers.allow(&base).map_err(ClientError::CircuitOpen)?;
         }
@@ -153,7 +154,8 @@ impl Client {
 /// One event's envelope, bound to the request that opened the stream.
 fn streamed_envelope(data: &str, request_id: &str) -> Result<Envelope, ClientError> {
     let value = json::parse(data.as_bytes()).map_err(ResponseError::NotJson)?;
-    let envelope = Envelope::from_value(&value).map_err(ResponseError::Envelope)?;
+    let envelope =
+        Envelope::from_value_in(&value, Dialect::V2_2).map_err(ResponseError::Envelope)?;
     if is_stream_bound(&envelope.payload_type)
         && envelope.correlation_id.as_deref() != Some(request_id)
     {
@@ -241,6 +243,7 @@ impl EventSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Model;
 
     #[test]
     fn an_event_is_measured_from_the_last_blank_line() {
@@ -277,7 +280,7 @@ mod tests {
             "{error}"
         );
         // Payload types that are not stream-bound are not checked.
-        chunk.payload_type = "task.update".into();
+        chunk.payload_type = "custom.note".into();
         chunk.correlation_id = None;
         assert!(streamed_envelope(&chunk.to_json(), "req-env").is_ok());
         assert!(streamed_envelope("not json", "req-env").is_err());

@@ -150,7 +150,7 @@ fn throughput(value: &Value, loc: &Loc<'_>) -> Checked<f64> {
     if f >= 0.0 {
         Ok(f)
     } else {
-        fail(ErrorKind::GreaterThanEqual { ge: 0 }, loc, value)
+        fail(ErrorKind::GreaterThanEqualFloat { ge: 0 }, loc, value)
     }
 }
 

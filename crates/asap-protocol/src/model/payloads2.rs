@@ -64,11 +64,11 @@ fn non_negative(value: &Value, loc: &Loc<'_>) -> Checked<i64> {
 fn temperature(value: &Value, loc: &Loc<'_>) -> Checked<f64> {
     let f = lax_float(value, loc)?;
     if f < 0.0 {
-        fail(ErrorKind::GreaterThanEqual { ge: 0 }, loc, value)
+        fail(ErrorKind::GreaterThanEqualFloat { ge: 0 }, loc, value)
     } else if f <= 2.0 {
         Ok(f)
     } else {
-        fail(ErrorKind::LessThanEqual { le: 2 }, loc, value)
+        fail(ErrorKind::LessThanEqualFloat { le: 2 }, loc, value)
     }
 }
 
@@ -423,11 +423,26 @@ mod tests {
 
     #[test]
     fn every_spelling_of_a_payload_type_is_typed_in_2x() {
-        for spelling in ["task.request", "TaskRequest", "task_request", "TASK-REQUEST"] {
+        for spelling in [
+            "task.request",
+            "TaskRequest",
+            "task_request",
+            "TASK-REQUEST",
+        ] {
             let doc = envelope(spelling, json!({"conversation_id": "c"}));
             let error = Envelope::from_value_in(&doc, Dialect::V2_1).unwrap_err();
-            let locs: Vec<Value> = error.to_json().as_array().unwrap().iter().map(|e| e["loc"].clone()).collect();
-            assert_eq!(locs, vec![json!(["skill_id"]), json!(["input"])], "{spelling}");
+            let locs: Vec<Value> = error
+                .to_json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["loc"].clone())
+                .collect();
+            assert_eq!(
+                locs,
+                vec![json!(["skill_id"]), json!(["input"])],
+                "{spelling}"
+            );
         }
         let free = envelope("state.snapshot", json!({"anything": 1}));
         assert!(Envelope::from_value_in(&free, Dialect::V2_2).is_ok());
@@ -435,7 +450,10 @@ mod tests {
 
     #[test]
     fn the_correlation_rule_covers_every_spelling_in_2x_only() {
-        let doc = envelope("task.response", json!({"task_id": "t", "status": "completed"}));
+        let doc = envelope(
+            "task.response",
+            json!({"task_id": "t", "status": "completed"}),
+        );
         assert!(Envelope::from_value_in(&doc, Dialect::V1_1).is_ok());
         let error = Envelope::from_value_in(&doc, Dialect::V2_2).unwrap_err();
         let detail = &error.to_json()[0];
@@ -454,7 +472,13 @@ mod tests {
         let mut doc = envelope("task.cancel", json!({}));
         doc["sender"] = json!("not-a-urn");
         let error = Envelope::from_value_in(&doc, Dialect::V2_2).unwrap_err();
-        let locs: Vec<Value> = error.to_json().as_array().unwrap().iter().map(|e| e["loc"].clone()).collect();
+        let locs: Vec<Value> = error
+            .to_json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["loc"].clone())
+            .collect();
         assert_eq!(locs, vec![json!(["task_id"])]);
     }
 
@@ -473,19 +497,24 @@ mod tests {
         assert_eq!(
             types,
             vec![
-                (json!("greater_than_equal"), json!(["config", "timeout_seconds"])),
+                (
+                    json!("greater_than_equal"),
+                    json!(["config", "timeout_seconds"])
+                ),
                 (json!("bool_parsing"), json!(["config", "streaming"])),
                 (json!("less_than_equal"), json!(["config", "temperature"])),
             ]
         );
-        let not_object = json!({"conversation_id": "c", "skill_id": "s", "input": {}, "config": "x"});
+        let not_object =
+            json!({"conversation_id": "c", "skill_id": "s", "input": {}, "config": "x"});
         let error = typed_payload("task.request", not_object.as_object().unwrap()).unwrap_err();
         assert_eq!(error.to_json()[0]["type"], "model_type");
         assert_eq!(
             error.to_json()[0]["msg"],
             "Input should be a valid dictionary or instance of TaskRequestConfig"
         );
-        let metrics = json!({"task_id": "t", "status": "failed", "metrics": {"api_calls": -1, "cost": 3}});
+        let metrics =
+            json!({"task_id": "t", "status": "failed", "metrics": {"api_calls": -1, "cost": 3}});
         let error = typed_payload("TaskResponse", metrics.as_object().unwrap()).unwrap_err();
         assert_eq!(error.to_json()[0]["loc"], json!(["metrics", "api_calls"]));
     }

@@ -73,11 +73,11 @@ pub(crate) fn lax_float(value: &Value, loc: &Loc<'_>) -> Checked<f64> {
 fn progress(value: &Value, loc: &Loc<'_>) -> Checked<f64> {
     let f = lax_float(value, loc)?;
     if f < 0.0 {
-        fail(ErrorKind::GreaterThanEqual { ge: 0 }, loc, value)
+        fail(ErrorKind::GreaterThanEqualFloat { ge: 0 }, loc, value)
     } else if f <= 1.0 {
         Ok(f)
     } else {
-        fail(ErrorKind::LessThanEqual { le: 1 }, loc, value)
+        fail(ErrorKind::LessThanEqualFloat { le: 1 }, loc, value)
     }
 }
 

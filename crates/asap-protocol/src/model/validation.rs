@@ -132,6 +132,18 @@ pub enum ErrorKind {
         /// The maximum.
         le: i64,
     },
+    /// A float below a minimum (`greater_than_equal`): the message is
+    /// [`ErrorKind::GreaterThanEqual`]'s, but pydantic writes the bound in `ctx` as a
+    /// float (`{"ge": 0.0}`).
+    GreaterThanEqualFloat {
+        /// The minimum.
+        ge: i64,
+    },
+    /// A float above a maximum (`less_than_equal`), `ctx` bound written as a float.
+    LessThanEqualFloat {
+        /// The maximum.
+        le: i64,
+    },
     /// A list with too few items (`too_short`).
     TooShort {
         /// The minimum length.
@@ -199,8 +211,10 @@ impl ErrorKind {
             Self::IntTooLarge => "int_too_large",
             Self::Enum { .. } => "enum",
             Self::Literal { .. } => "literal_error",
-            Self::GreaterThanEqual { .. } => "greater_than_equal",
-            Self::LessThanEqual { .. } => "less_than_equal",
+            Self::GreaterThanEqual { .. } | Self::GreaterThanEqualFloat { .. } => {
+                "greater_than_equal"
+            }
+            Self::LessThanEqual { .. } | Self::LessThanEqualFloat { .. } => "less_than_equal",
             Self::TooShort { .. } => "too_short",
             Self::StringTooLong { .. } => "string_too_long",
             Self::DatetimeType => "datetime_type",
@@ -248,10 +262,12 @@ impl ErrorKind {
             Self::Enum { expected } | Self::Literal { expected } => {
                 format!("Input should be {expected}")
             }
-            Self::GreaterThanEqual { ge } => {
+            Self::GreaterThanEqual { ge } | Self::GreaterThanEqualFloat { ge } => {
                 format!("Input should be greater than or equal to {ge}")
             }
-            Self::LessThanEqual { le } => format!("Input should be less than or equal to {le}"),
+            Self::LessThanEqual { le } | Self::LessThanEqualFloat { le } => {
+                format!("Input should be less than or equal to {le}")
+            }
             Self::TooShort {
                 min_length,
                 actual_length,
@@ -301,6 +317,12 @@ impl ErrorKind {
             }
             Self::LessThanEqual { le } => {
                 ctx.insert("le".into(), (*le).into());
+            }
+            Self::GreaterThanEqualFloat { ge } => {
+                ctx.insert("ge".into(), (*ge as f64).into());
+            }
+            Self::LessThanEqualFloat { le } => {
+                ctx.insert("le".into(), (*le as f64).into());
             }
             Self::TooShort {
                 min_length,

@@ -24,7 +24,7 @@ use super::response::{detail, json_response};
 use super::shared_state::{SharedStateError, unavailable_body};
 use super::trace::ServerSpan;
 use crate::json;
-use crate::model::{AsapError, Dialect, Envelope, Model};
+use crate::model::{AsapError, Dialect, Envelope};
 use crate::rpc::{
     ASAP_METHOD, ErrorCode, JsonRpcError, JsonRpcErrorResponse, JsonRpcResponse, RequestId,
     parse_request, rate_limited_body,
@@ -599,7 +599,7 @@ pub(crate) async fn prepare(
                 other(),
             ));
         }
-        Some(v) => match Envelope::from_value(v) {
+        Some(v) => match Envelope::from_value_in(v, dialect) {
             Ok(e) => e,
             Err(e) => {
                 let data = json!({"error": "Invalid envelope structure", "validation_errors": e.to_json()});
@@ -745,6 +745,20 @@ async fn dispatch(
         Ok(mut response) => {
             if let Some(span) = span {
                 span.inject(&mut response);
+            }
+            // A 2.x peer reads the payload typed: write it as the reference does, and
+            // never send one it would refuse.
+            if dialect.is_2x()
+                && let Err(invalid) = response.type_payload_2x()
+            {
+                let error = HandlerError::internal(format!(
+                    "the handler's {} payload is invalid in ASAP 2.x: {invalid}",
+                    response.payload_type
+                ));
+                return Err((
+                    handler_failure(error, id, state.config.debug, dialect),
+                    label,
+                ));
             }
             Ok((JsonRpcResponse::new(response, request_id), label))
         }
