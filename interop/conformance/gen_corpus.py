@@ -42,6 +42,13 @@ MODELS = {
 
 TS = "2026-01-15T10:30:00.123456Z"
 
+# asap-protocol 2.x (2.5.10): the new models, read by our 2.x dialect.
+TWO_X = hasattr(payloads, "TaskStream")
+if TWO_X:
+    MODELS.update({n: getattr(payloads, n) for n in "TaskStream TaskRequestConfig TaskMetrics".split()})
+    MODELS.update({n: getattr(entities, n) for n in (
+        "SLADefinition VerificationStatus HardwareCapability InferenceCapability LocalModelInfo").split()})
+
 # One valid, complete document per model.
 VALID = {
     "Envelope": {
@@ -94,6 +101,27 @@ VALID = {
     "StateSnapshot": {"id": "snap_1", "task_id": "task_1", "version": 1, "data": {"k": "v"}, "checkpoint": True,
                       "created_at": TS},
 }
+
+if TWO_X:
+    VALID.update({
+        "TaskStream": {"chunk": "word ", "progress": 0.5, "final": False, "status": "working"},
+        "TaskRequestConfig": {"timeout_seconds": 5, "priority": "high", "idempotency_key": "k", "streaming": True,
+                              "persist_state": False, "model": "m", "temperature": 0.7},
+        "TaskMetrics": {"duration_ms": 12, "tokens_in": 3, "tokens_out": 4, "tokens_used": 7, "api_calls": 1},
+        "SLADefinition": {"availability": "99.5%", "max_latency_p95_ms": 500, "max_error_rate": "1%",
+                          "support_hours": "24/7"},
+        "VerificationStatus": {"status": "verified", "verified_at": TS},
+        "HardwareCapability": {"class": "sbc", "model": "rpi5", "io": ["gpio", "i2c"]},
+        "InferenceCapability": {"modes": ["local_cpu"], "local_models": [
+            {"id": "llama", "quantization": "Q4_K_M", "throughput_tokens_per_second": 12.5}]},
+        "LocalModelInfo": {"id": "llama", "quantization": "Q4_K_M", "throughput_tokens_per_second": 12.5},
+    })
+    VALID["Manifest"] = dict(VALID["Manifest"], supported_versions=["2.1", "2.2"], sla=VALID["SLADefinition"],
+                             verification={"status": "pending", "verified_at": None})
+    VALID["Capability"] = dict(VALID["Capability"], hardware=VALID["HardwareCapability"],
+                               inference=VALID["InferenceCapability"])
+    VALID["TaskRequest"] = dict(VALID["TaskRequest"], config=VALID["TaskRequestConfig"])
+    VALID["TaskResponse"] = dict(VALID["TaskResponse"], metrics=dict(VALID["TaskMetrics"], cost=0.25))
 
 # Values every member is tried with: wrong types, lax coercions, edge values.
 MUTATIONS = [
@@ -185,6 +213,38 @@ for pt in ["TaskResponse", "McpToolResult", "McpResourceData", "task.response", 
         else:
             obj["correlation_id"] = cid
         doc(f"Envelope/correlation/{pt or 'empty'}/{label}", "Envelope", obj)
+if TWO_X:
+    # The payload typed by its normalised payload_type (2.x only).
+    for pt in ["task.request", "TaskRequest", "task_request", "TASK-REQUEST", "task.stream", "TaskStream",
+               "state.query", "MessageAck", "message_ack", "task.update", "custom.thing"]:
+        for label, payload in [("valid_request", VALID["TaskRequest"]), ("empty", {}), ("stream", VALID["TaskStream"]),
+                               ("bad_config", dict(VALID["TaskRequest"], config={"foo": 1})),
+                               ("query", {"task_id": "t", "version": "x"})]:
+            obj = with_member("Envelope", "payload_type", pt)
+            obj["payload"] = payload
+            obj["correlation_id"] = "01KF0ZQ8ZB5M3X0V6G9N4T2W1Q"
+            doc(f"Envelope/typed/{pt}/{label}", "Envelope", obj)
+    # An unknown payload_type: 2.5.10's smart union types the payload when a model
+    # takes it without coercion (the most members set wins, the first on a tie).
+    for i, payload in enumerate([
+        {}, {"task_id": "t"}, {"task_id": "t", "version": 1}, {"task_id": "t", "reason": None}, {"chunk": "x"},
+        {"q": 1}, {"task_id": "t", "status": "completed"}, {"request_id": "r", "success": True, "result": {}},
+        {"resource_uri": "u"}, {"task_id": "t", "snapshot_id": "s"}, {"final": "yes"}, {"chunk": "x", "progress": 1},
+        {"task_id": "t", "version": True}, {"original_envelope_id": "e", "status": "received"},
+        {"conversation_id": "c", "skill_id": "s", "input": {}, "config": {"streaming": "yes"}},
+        {"conversation_id": "c", "skill_id": "s", "input": {}, "config": {"temperature": 1}},
+        {"chunk": "x", "status": "completed"}, {"artifact_id": "a", "task_id": "t"}, {"task_id": "t", "version": None},
+        {"request_id": "r", "tool_name": "t", "arguments": {}}, {"progress": 0.5}, {"final": True}, {"chunk": 5},
+        {"task_id": "t", "snapshot_id": "s", "reason": None}, {"resource_uri": "u", "content": {}},
+        {"task_id": "t", "update_type": "progress", "status": "working"}, {"task_id": "t", "version": "3"},
+        {"task_id": "t", "version": 2.0}, {"progress": 1}, {"chunk": "x", "status": None},
+    ]):
+        obj = with_member("Envelope", "payload_type", "custom.thing")
+        obj["payload"] = payload
+        doc(f"Envelope/union/{i}", "Envelope", obj)
+    obj = with_member("Envelope", "payload", {})
+    obj["sender"] = "bad urn"
+    doc("Envelope/typed/payload_error_first", "Envelope", obj)
 for label, mutate in [
     ("no_id", lambda o: o.pop("id")), ("null_id", lambda o: o.update(id=None)),
     ("no_timestamp", lambda o: o.pop("timestamp")), ("null_timestamp", lambda o: o.update(timestamp=None)),

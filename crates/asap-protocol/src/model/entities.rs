@@ -110,6 +110,19 @@ const CAPABILITY_2: &[&str] = &[
 ];
 
 impl Capability {
+    /// The capability in the 2.x shape: every member of the 2.x model in its order,
+    /// absent ones as `null`, as 2.5.10 writes it.
+    pub fn to_wire_value_2x(&self) -> Value {
+        let Value::Object(mut map) = self.to_value() else {
+            unreachable!("a capability serializes to an object")
+        };
+        let ordered = CAPABILITY_2
+            .iter()
+            .map(|name| ((*name).to_owned(), map.remove(*name).unwrap_or(Value::Null)))
+            .collect();
+        Value::Object(ordered)
+    }
+
     /// Validates `value` with the model of `dialect` (1.1: the 2.x members are unknown).
     pub fn validate_in(value: &Value, loc: &Loc<'_>, dialect: Dialect) -> Checked<Self> {
         let two = dialect.is_2x();
@@ -429,11 +442,7 @@ impl Manifest {
         let Value::Object(map) = &mut value else {
             unreachable!("a manifest serializes to an object")
         };
-        if let Some(Value::Object(capabilities)) = map.get_mut("capabilities") {
-            for name in CAPABILITY_2_ONLY {
-                capabilities.entry(*name).or_insert(Value::Null);
-            }
-        }
+        map.insert("capabilities".into(), self.capabilities.to_wire_value_2x());
         let ordered = MANIFEST_2
             .iter()
             .map(|name| {

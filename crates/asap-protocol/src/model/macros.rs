@@ -10,7 +10,7 @@
 macro_rules! model {
     (
         $(#[$meta:meta])*
-        pub struct $name:ident $(check $after:path)? {
+        pub struct $name:ident $(named $class:literal)? $(check $after:path)? {
             $(
                 $(#[$fmeta:meta])*
                 pub $field:ident $(as $wire:literal)? : $ty:ty = $read:ident ( $($arg:expr),* )
@@ -25,7 +25,7 @@ macro_rules! model {
         }
 
         impl $crate::model::Model for $name {
-            const NAME: &'static str = stringify!($name);
+            const NAME: &'static str = model!(@class $name $(, $class)?);
 
             fn validate_at(
                 value: &serde_json::Value,
@@ -43,6 +43,8 @@ macro_rules! model {
 
         $crate::model::macros::deserialize_by_model!($name);
     };
+    (@class $name:ident) => { stringify!($name) };
+    (@class $name:ident, $class:literal) => { $class };
     (@wire $field:ident) => { stringify!($field) };
     (@wire $field:ident, $wire:literal) => { $wire };
 }

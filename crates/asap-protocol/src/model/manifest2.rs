@@ -56,7 +56,7 @@ fn non_negative_integer(value: &Value, loc: &Loc<'_>) -> Checked<i64> {
 
 model! {
     /// The service levels an agent promises (`SLADefinition`).
-    pub struct SlaDefinition {
+    pub struct SlaDefinition named "SLADefinition" {
         /// Target uptime as a percentage string (`"99.5%"`).
         #[serde(default)]
         pub availability: Option<String> = optional(percentage),

@@ -3,10 +3,15 @@
 
 use serde_json::Value;
 
+use super::payloads2::{model_title, typed_reader};
 use super::{
     Agent, Artifact, AuthScheme, Capability, Conversation, DataPart, Endpoint, Envelope, FilePart,
     Manifest, Message, Model, Part, PayloadType, ResourcePart, Skill, StateSnapshot, Task,
     TemplatePart, TextPart, ValidationError,
+};
+use super::{
+    Dialect, HardwareCapability, InferenceCapability, Loc, LocalModelInfo, SlaDefinition,
+    TaskMetrics, TaskRequestConfig, VerificationStatus,
 };
 
 /// The name of every model, as the reference's classes are named: `Envelope`, the
@@ -87,6 +92,62 @@ pub fn validate_named(name: &str, value: &Value) -> Option<Result<String, Valida
         return Some(payload_type.validate(value).map(|p| p.to_json()));
     }
     validate_other(&wanted, value)
+}
+
+/// As [`validate_named`], with the models of `dialect`. 1.1: [`validate_named`]. 2.x, as
+/// asap-protocol 2.5.10 reads and writes them: the envelope types its payload
+/// ([`Envelope::from_value_in`]) and is written with it typed; the payload models
+/// `TaskRequest` and `TaskResponse` type `config` and `metrics`; `Manifest` and
+/// `Capability` take their 2.x members and are written in the 2.x shape; and the 2.x
+/// models are known: `TaskStream`, `TaskRequestConfig`, `TaskMetrics`,
+/// `SLADefinition`, `VerificationStatus`, `HardwareCapability`, `InferenceCapability`,
+/// `LocalModelInfo`. (One difference: a hardware class is written `class`, where
+/// `model_dump_json()` writes `class_`.)
+///
+/// ```
+/// use asap_protocol::model::Dialect;
+/// use asap_protocol::model::named::validate_named_in;
+/// let config = serde_json::json!({"foo": 1});
+/// assert!(validate_named_in("TaskRequestConfig", &config, Dialect::V2_2).unwrap().is_err());
+/// assert!(validate_named_in("TaskRequestConfig", &config, Dialect::V1_1).is_none());
+/// ```
+pub fn validate_named_in(
+    name: &str,
+    value: &Value,
+    dialect: Dialect,
+) -> Option<Result<String, ValidationError>> {
+    if !dialect.is_2x() {
+        return validate_named(name, value);
+    }
+    let wanted = normalize(name);
+    let root = &Loc::Root;
+    let invalid = |title: &'static str| move |errors| ValidationError { title, errors };
+    let dumped = |dump: Value| crate::json::to_model_json(&dump);
+    Some(match wanted.as_str() {
+        "envelope" => Envelope::from_value_in(value, dialect).and_then(|mut envelope| {
+            envelope.type_payload_2x()?;
+            Ok(envelope.to_json())
+        }),
+        "manifest" => Manifest::validate_in(value, root, dialect)
+            .map(|m| dumped(m.to_wire_value()))
+            .map_err(invalid(Manifest::NAME)),
+        "capability" => Capability::validate_in(value, root, dialect)
+            .map(|c| dumped(c.to_wire_value_2x()))
+            .map_err(invalid(Capability::NAME)),
+        "taskrequestconfig" => TaskRequestConfig::from_value(value).map(|m| m.to_json()),
+        "taskmetrics" => TaskMetrics::from_value(value).map(|m| m.to_json()),
+        "sladefinition" => SlaDefinition::from_value(value).map(|m| m.to_json()),
+        "verificationstatus" => VerificationStatus::from_value(value).map(|m| m.to_json()),
+        "hardwarecapability" => HardwareCapability::from_value(value).map(|m| m.to_json()),
+        "inferencecapability" => InferenceCapability::from_value(value).map(|m| m.to_json()),
+        "localmodelinfo" => LocalModelInfo::from_value(value).map(|m| m.to_json()),
+        key => match typed_reader(key) {
+            Some(read) => read(value, root)
+                .map(dumped)
+                .map_err(invalid(model_title(key))),
+            None => return validate_named(name, value),
+        },
+    })
 }
 
 fn normalize(name: &str) -> String {

@@ -178,7 +178,7 @@ mod typed {
 
     model! {
         /// `TaskRequest` as 2.x reads it (`config` typed).
-        pub struct TaskRequest2x {
+        pub struct TaskRequest2x named "TaskRequest" {
             /// See [`TaskRequest::conversation_id`].
             pub conversation_id: String = required(string),
             /// See [`TaskRequest::parent_task_id`].
@@ -196,7 +196,7 @@ mod typed {
 
     model! {
         /// `TaskResponse` as 2.x reads it (`metrics` typed).
-        pub struct TaskResponse2x {
+        pub struct TaskResponse2x named "TaskResponse" {
             /// See [`TaskResponse::task_id`].
             pub task_id: String = required(string),
             /// See [`TaskResponse::status`].
@@ -223,7 +223,7 @@ fn dump<M: Model>(value: &Value, loc: &Loc<'_>) -> Checked<Value> {
 
 /// The 2.x model for a normalised payload type key, as a validator returning the
 /// typed dump; `None` for a payload type 2.x does not model (free-form).
-fn typed_reader(key: &str) -> Option<fn(&Value, &Loc<'_>) -> Checked<Value>> {
+pub(crate) fn typed_reader(key: &str) -> Option<fn(&Value, &Loc<'_>) -> Checked<Value>> {
     match key {
         "taskrequest" => Some(dump::<TaskRequest2x>),
         "taskresponse" => Some(dump::<TaskResponse2x>),
@@ -283,13 +283,122 @@ pub fn typed_payload(
 }
 
 /// The reference's class name for a typed payload (the title of its errors).
-fn model_title(payload_type: &str) -> &'static str {
+pub(crate) fn model_title(payload_type: &str) -> &'static str {
     match normalized_payload_type(payload_type).as_str() {
         "taskstream" => TaskStream::NAME,
         key => PayloadType::ALL
             .into_iter()
             .find(|t| normalized_payload_type(t.model_name()) == key)
             .map_or("Envelope", PayloadType::model_name),
+    }
+}
+
+/// The members of 2.5.10's `payload` union (`PayloadType | dict[str, Any]`), in its
+/// order, as pydantic labels them in errors.
+const PAYLOAD_UNION: [(&str, &str); 14] = [
+    ("TaskRequest", "TaskRequest"),
+    ("TaskStream", "TaskStream"),
+    ("TaskResponse", "TaskResponse"),
+    ("TaskUpdate", "TaskUpdate"),
+    ("TaskCancel", "TaskCancel"),
+    ("MessageSend", "MessageSend"),
+    ("StateQuery", "StateQuery"),
+    ("StateRestore", "StateRestore"),
+    ("ArtifactNotify", "ArtifactNotify"),
+    ("McpToolCall", "McpToolCall"),
+    (
+        "McpToolResult",
+        "function-after[validate_result_error_exclusivity(), McpToolResult]",
+    ),
+    ("McpResourceFetch", "McpResourceFetch"),
+    ("McpResourceData", "McpResourceData"),
+    ("MessageAck", "MessageAck"),
+];
+
+/// A `payload` that is not an object fails every member of 2.5.10's union: one
+/// `model_type` per payload model and a `dict_type`, each under its member's label.
+fn union_errors(mut error: ValidationError) -> ValidationError {
+    let is_payload = |detail: &super::ErrorDetail| {
+        detail.kind == ErrorKind::DictType
+            && matches!(detail.loc.as_slice(), [super::LocItem::Key(k)] if k == "payload")
+    };
+    let Some(at) = error.errors.iter().position(is_payload) else {
+        return error;
+    };
+    let input = error.errors[at].input.clone();
+    let payload = Loc::Field(&Loc::Root, "payload");
+    let mut expanded: Vec<super::ErrorDetail> = PAYLOAD_UNION
+        .iter()
+        .map(|(class_name, label)| {
+            let loc = Loc::Field(&payload, label);
+            super::ErrorDetail::new(
+                ErrorKind::ModelType {
+                    class_name: *class_name,
+                },
+                &loc,
+                &input,
+            )
+        })
+        .collect();
+    let dict = Loc::Field(&payload, "dict[str,any]");
+    expanded.push(super::ErrorDetail::new(ErrorKind::DictType, &dict, &input));
+    error.errors.splice(at..=at, expanded);
+    error
+}
+
+/// The payload model 2.5.10's smart-mode union picks for a payload whose
+/// `payload_type` it does not know: among the payload models the object satisfies
+/// without any coercion (strict mode: no enum from a string, no `"5"` for 5, no 2.0
+/// for an integer), the one with the most members set (at least one), the first on a
+/// tie; none, and the payload stays a free-form object. Returns its typed dump.
+fn union_pick(payload: &JsonObject) -> Option<Value> {
+    let input = Value::Object(payload.clone());
+    let mut best: Option<(usize, Value)> = None;
+    for (class_name, _) in PAYLOAD_UNION {
+        let key = normalized_payload_type(class_name);
+        let read = typed_reader(&key).expect("every union member is a typed payload");
+        let Ok(dump) = read(&input, &Loc::Root) else {
+            continue;
+        };
+        let coerced_enum = enum_members(class_name)
+            .iter()
+            .any(|member| payload.get(*member).is_some_and(|v| !v.is_null()));
+        if coerced_enum || !uncoerced(&input, &dump) {
+            continue;
+        }
+        let set = payload.len();
+        if set > 0 && best.as_ref().is_none_or(|(most, _)| set > *most) {
+            best = Some((set, dump));
+        }
+    }
+    best.map(|(_, dump)| dump)
+}
+
+/// The members of a payload model that are enumerations (which strict mode never
+/// reads from a JSON string).
+fn enum_members(class_name: &str) -> &'static [&'static str] {
+    match class_name {
+        "TaskStream" | "TaskResponse" => &["status"],
+        "TaskUpdate" => &["update_type", "status"],
+        "MessageSend" => &["role"],
+        _ => &[],
+    }
+}
+
+/// Whether `dump` holds every member of `input` as it was sent: the same value, or an
+/// integer read as a float (which strict mode allows).
+fn uncoerced(input: &Value, dump: &Value) -> bool {
+    match (input, dump) {
+        (Value::Object(sent), Value::Object(read)) => sent
+            .iter()
+            .all(|(key, value)| read.get(key).is_some_and(|r| uncoerced(value, r))),
+        (Value::Array(sent), Value::Array(read)) => {
+            sent.len() == read.len() && sent.iter().zip(read).all(|(s, r)| uncoerced(s, r))
+        }
+        (Value::Number(sent), Value::Number(read)) if read.is_f64() => {
+            sent.as_f64() == read.as_f64()
+        }
+        _ => input == dump,
     }
 }
 
@@ -322,7 +431,7 @@ impl Envelope {
             error.title = Self::NAME;
             return Err(error);
         }
-        let envelope = Self::from_value(value)?;
+        let envelope = Self::from_value(value).map_err(union_errors)?;
         if correlation_required(&envelope.payload_type)
             && envelope.correlation_id.as_deref().unwrap_or("").is_empty()
         {
@@ -340,11 +449,17 @@ impl Envelope {
     }
 
     /// Puts the payload in the form a 2.x peer writes: a payload 2.x models gets every
-    /// member (absent ones `null` or their default, `config` and `metrics` expanded);
+    /// member (absent ones `null` or their default, `config` and `metrics` expanded),
+    /// and so does a payload of another `payload_type` that 2.5.10's union reads as one
+    /// of its models (the one with the most members it satisfies without coercion);
     /// other payloads stay as they are. Fails, leaving the envelope unchanged, when the
     /// payload does not satisfy its 2.x model.
     pub fn type_payload_2x(&mut self) -> Result<(), ValidationError> {
-        if let Some(typed) = typed_payload(&self.payload_type, &self.payload)? {
+        let typed = match typed_payload(&self.payload_type, &self.payload)? {
+            Some(typed) => Some(typed),
+            None => union_pick(&self.payload),
+        };
+        if let Some(typed) = typed {
             self.payload = into_object(typed);
         }
         Ok(())
