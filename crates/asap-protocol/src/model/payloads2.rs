@@ -331,13 +331,7 @@ fn union_errors(mut error: ValidationError) -> ValidationError {
         .iter()
         .map(|(class_name, label)| {
             let loc = Loc::Field(&payload, label);
-            super::ErrorDetail::new(
-                ErrorKind::ModelType {
-                    class_name: *class_name,
-                },
-                &loc,
-                &input,
-            )
+            super::ErrorDetail::new(ErrorKind::ModelType { class_name }, &loc, &input)
         })
         .collect();
     let dict = Loc::Field(&payload, "dict[str,any]");
