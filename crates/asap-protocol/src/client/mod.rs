@@ -444,15 +444,19 @@ impl Client {
     /// `requires_ack` and retransmitted while unacknowledged, reconnection with backoff,
     /// and HTTP as a fallback while the agent's circuit breaker is open.
     pub async fn send(&self, base_url: &str, envelope: &Envelope) -> Result<Envelope, ClientError> {
-        let websocket = match self.inner.config.transport {
-            TransportMode::Auto => websocket::is_websocket_url(base_url),
-            TransportMode::Http => false,
-            TransportMode::WebSocket => true,
-        };
-        if websocket {
+        if self.uses_websocket(base_url) {
             return self.send_websocket(base_url, envelope).await;
         }
         self.send_http(base_url, envelope).await
+    }
+
+    /// Whether a request to `base_url` goes over the WebSocket (the transport mode).
+    fn uses_websocket(&self, base_url: &str) -> bool {
+        match self.inner.config.transport {
+            TransportMode::Auto => websocket::is_websocket_url(base_url),
+            TransportMode::Http => false,
+            TransportMode::WebSocket => true,
+        }
     }
 
     /// Envelopes the agent at `url` pushes over its WebSocket (opening the connection
@@ -462,10 +466,15 @@ impl Client {
         url: &str,
     ) -> Result<tokio::sync::broadcast::Receiver<Envelope>, ClientError> {
         let url = self.checked_websocket_url(url)?;
+        let offer = self.websocket_offer(&url);
         let connection = self
             .inner
             .sockets
-            .get(&url, self.credentials(), &self.inner.config.websocket)
+            .get(
+                (&url, offer),
+                self.credentials(),
+                &self.inner.config.websocket,
+            )
             .await?;
         Ok(connection.subscribe())
     }
@@ -502,10 +511,11 @@ impl Client {
             }
             return Err(ClientError::CircuitOpen(open));
         }
+        let offer = self.websocket_offer(&url);
         let outcome = match self
             .inner
             .sockets
-            .get(&url, self.credentials(), options)
+            .get((&url, offer), self.credentials(), options)
             .await
         {
             Ok(connection) => {
@@ -522,6 +532,16 @@ impl Client {
             }
         }
         answer_envelope(&outcome?)
+    }
+
+    /// The `ASAP-Version` a WebSocket handshake to `url` offers, by the rules of
+    /// `POST /asap`: the configured offer, else the 2.x versions the agent's cached
+    /// manifest lists, else none (the 1.1 dialect).
+    fn websocket_offer(&self, url: &str) -> Option<HeaderValue> {
+        self.inner.config.asap_version.clone().or_else(|| {
+            let base = http_base_url(url);
+            self.inner.discovery.version_offer(&base)
+        })
     }
 
     /// Where bearer tokens come from: the token source, else the fixed token.
