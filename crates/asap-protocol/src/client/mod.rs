@@ -273,7 +273,9 @@ impl ClientBuilder {
     /// no header (a 1.1 request, byte for byte as before) for a 1.1 manifest, an agent
     /// not discovered yet, or a list without 2.1/2.2. A server that
     /// accepts none of them answers `-32000` ([`ClientError::Remote`]). Responses are
-    /// still read as 1.1; WebSocket sends are not affected.
+    /// still read as 1.1. The WebSocket handshake offers the same (the dialect of a
+    /// WebSocket connection is negotiated once, at the upgrade; one pooled connection
+    /// per agent and offer).
     pub fn asap_versions(mut self, versions: &[Dialect]) -> Self {
         let offer: Vec<&str> = versions.iter().map(|d| d.as_str()).collect();
         self.asap_version = (!offer.is_empty()).then(|| {

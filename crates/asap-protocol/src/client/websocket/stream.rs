@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::StreamFrames;
 use crate::client::stream::{EnvelopeStream, bound_envelope};
 use crate::client::{Client, ClientError, RequestError, ResponseError, remote_error};
-use crate::model::Envelope;
+use crate::model::{Envelope, TASK_STREAM, normalized_payload_type};
 
 impl Client {
     /// Sends `envelope` over the agent's WebSocket (`base_url` is any of its URLs),
@@ -19,10 +19,10 @@ impl Client {
     /// streams back, each as soon as its frame arrives.
     ///
     /// The stream ends after the envelope whose payload has `final: true` (a
-    /// `TaskStream`'s last chunk), or after its first error. An agent without a
-    /// streaming handler for the payload type answers with one result frame: a stream
-    /// of that one envelope, which then waits for more (bounded by the client's
-    /// timeout, which applies to each frame). Errors before the first envelope are
+    /// `TaskStream`'s last chunk), after an envelope that is no `TaskStream` (the one
+    /// answer of an agent without a streaming handler for the payload type), or after
+    /// its first error. The client's timeout bounds the wait for each frame, not the
+    /// whole stream. Errors before the first envelope are
     /// returned here ([`ClientError::Remote`] for a JSON-RPC error frame). The
     /// connection is the pooled one for the agent and this offer; the request is sent
     /// once (no retransmission; an ack the agent sends is not waited for).
@@ -64,9 +64,12 @@ impl Client {
     }
 }
 
-/// Whether a streamed envelope is the last of its stream.
+/// Whether a streamed envelope is the last of its stream: its payload says `final:
+/// true`, or it is no `TaskStream` chunk at all (a unary answer: the agent streams
+/// nothing for this payload type, or speaks 1.1, and sends exactly one frame).
 fn is_final(envelope: &Envelope) -> bool {
     envelope.payload.get("final") == Some(&Value::Bool(true))
+        || normalized_payload_type(&envelope.payload_type) != normalized_payload_type(TASK_STREAM)
 }
 
 /// The frames of one stream being read.
