@@ -6,10 +6,12 @@ against an agent's `/asap/ws`: sends a task.request for skill "echo" with input
 and prints each envelope it gets as one `model_dump_json()` line, then "received N"
 (the client itself checks that every answer's correlation_id is the request's id).
 
-The stock client sends no `ASAP-Version` on the handshake; VERSION, when given, is
-added as that handshake header.
+The client sends no `ASAP-Version` on the handshake, and cannot be made to: its
+`extra_headers` (the only way to add handshake headers) is the legacy `websockets`
+keyword, which `websockets.connect` >= 14 refuses with a TypeError (2.5.10 installs
+websockets 17).
 
-Usage: ref25_ws_client.py URL RECIPIENT MESSAGE MODE [VERSION]
+Usage: ref25_ws_client.py URL RECIPIENT MESSAGE MODE
 """
 
 import asyncio
@@ -20,7 +22,7 @@ from asap.models.payloads import TaskRequest
 from asap.transport.ws.client import WebSocketTransport
 
 
-async def main(url, recipient, message, mode, version=None):
+async def main(url, recipient, message, mode):
     request = Envelope(
         asap_version="0.1",
         sender="urn:asap:agent:interop",
@@ -32,8 +34,6 @@ async def main(url, recipient, message, mode, version=None):
     )
     ws_url = url.replace("http://", "ws://").rstrip("/") + "/asap/ws"
     transport = WebSocketTransport(receive_timeout=20)
-    if version is not None:
-        transport._extra_headers = {"ASAP-Version": version}  # noqa: SLF001
     count = 0
     async with transport:
         await transport.connect(ws_url)
@@ -47,4 +47,4 @@ async def main(url, recipient, message, mode, version=None):
     print(f"received {count}", flush=True)
 
 
-asyncio.run(main(*sys.argv[1:6]))
+asyncio.run(main(*sys.argv[1:5]))
