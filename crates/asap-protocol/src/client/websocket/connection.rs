@@ -413,11 +413,11 @@ fn dispatch(shared: &Shared, text: &str) -> Option<&'static str> {
                 Some(Waiter::Once(tx)) => {
                     let _ = tx.send(Ok(frame));
                 }
-                Some(Waiter::Many(tx)) => {
-                    if tx.send(Ok(frame)).is_ok() {
-                        *waiter = Some(Waiter::Many(tx));
-                    }
+                // A stream keeps its waiter while its reader is there.
+                Some(Waiter::Many(tx)) if tx.send(Ok(frame)).is_ok() => {
+                    *waiter = Some(Waiter::Many(tx));
                 }
+                Some(Waiter::Many(_)) => {}
                 None => {}
             }
         }

@@ -56,7 +56,7 @@ pub(super) fn unary_frame(status: StatusCode, body: String, id: Option<&Value>) 
         };
     }
     let internal = answer.pointer("/error/code").and_then(Value::as_i64)
-        == Some(ErrorCode::InternalError.code().into());
+        == Some(ErrorCode::InternalError.code());
     if answer.get("result").is_some() || internal {
         json::to_python_default(&answer)
     } else {
@@ -70,7 +70,7 @@ fn recoverable_error_frame(body: &Value, id: Option<&Value>) -> String {
     let code = body
         .get("rpc_code")
         .and_then(Value::as_i64)
-        .unwrap_or(ErrorCode::InternalError.code().into());
+        .unwrap_or(ErrorCode::InternalError.code());
     let message = body
         .get("message")
         .and_then(Value::as_str)
