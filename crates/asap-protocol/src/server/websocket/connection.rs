@@ -342,7 +342,7 @@ pub(super) async fn handle(
     };
     if let Some(handler) = streaming {
         drop(first);
-        let sent = (headers, caller);
+        let sent = (headers, caller, dialect);
         let request = (input, request_id.as_ref());
         let failed = dialect2::stream(state, sent, handler, request, out, started).await?;
         if let Some(envelope) = acked

@@ -134,14 +134,13 @@ fn internal_error_frame(id: &Value, detail: Option<(String, &str)>) -> String {
 /// else the error frame sent.
 pub(super) async fn stream(
     state: &AppState,
-    sent: (&HeaderMap, Option<&AuthenticatedCaller>),
+    sent: (&HeaderMap, Option<&AuthenticatedCaller>, Dialect),
     handler: Arc<dyn StreamingHandler>,
     (input, request_id): (Input<'_>, Option<&Value>),
     out: &mpsc::Sender<String>,
     started: Instant,
 ) -> Result<Option<String>, Closed> {
-    let (headers, caller) = sent;
-    let dialect = Dialect::V2_2;
+    let (headers, caller, dialect) = sent;
     let slot = match pipeline::acquire_slot(state, dialect, started) {
         Ok(slot) => slot,
         Err((status, body)) => {
