@@ -45,8 +45,11 @@ fn task_request(config: Value) -> Value {
     json!({"conversation_id": "c1", "skill_id": "echo", "input": {"q": "h\u{e9}llo"}, "config": config})
 }
 
-/// The cases: `(payload_type, payload, extra envelope members)`.
-fn cases() -> Vec<(&'static str, Value, Vec<(&'static str, Value)>)> {
+/// One case: `(payload_type, payload, extra envelope members)`.
+type Case = (&'static str, Value, Vec<(&'static str, Value)>);
+
+/// The cases.
+fn cases() -> Vec<Case> {
     vec![
         // Accepted by both.
         ("task.request", task_request(Value::Null), vec![]),

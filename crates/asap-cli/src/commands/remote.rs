@@ -163,8 +163,9 @@ pub struct SendArgs {
     /// The conversation id of a task request.
     #[arg(long, default_value = "conv_cli")]
     conversation: String,
-    /// Stream the answer (`POST URL/asap/stream`, ASAP 2.x): print each envelope the
-    /// agent streams, one JSON line each, as it arrives.
+    /// Stream the answer (`POST URL/asap/stream`, ASAP 2.x; with `--transport ws` or a
+    /// `ws://` URL, over the agent's WebSocket in the 2.x dialect): print each envelope
+    /// the agent streams, one JSON line each, as it arrives.
     #[arg(long)]
     stream: bool,
     #[command(flatten)]

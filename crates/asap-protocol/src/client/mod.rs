@@ -273,7 +273,9 @@ impl ClientBuilder {
     /// no header (a 1.1 request, byte for byte as before) for a 1.1 manifest, an agent
     /// not discovered yet, or a list without 2.1/2.2. A server that
     /// accepts none of them answers `-32000` ([`ClientError::Remote`]). Responses are
-    /// still read as 1.1; WebSocket sends are not affected.
+    /// still read as 1.1. The WebSocket handshake offers the same (the dialect of a
+    /// WebSocket connection is negotiated once, at the upgrade; one pooled connection
+    /// per agent and offer).
     pub fn asap_versions(mut self, versions: &[Dialect]) -> Self {
         let offer: Vec<&str> = versions.iter().map(|d| d.as_str()).collect();
         self.asap_version = (!offer.is_empty()).then(|| {
@@ -444,15 +446,19 @@ impl Client {
     /// `requires_ack` and retransmitted while unacknowledged, reconnection with backoff,
     /// and HTTP as a fallback while the agent's circuit breaker is open.
     pub async fn send(&self, base_url: &str, envelope: &Envelope) -> Result<Envelope, ClientError> {
-        let websocket = match self.inner.config.transport {
-            TransportMode::Auto => websocket::is_websocket_url(base_url),
-            TransportMode::Http => false,
-            TransportMode::WebSocket => true,
-        };
-        if websocket {
+        if self.uses_websocket(base_url) {
             return self.send_websocket(base_url, envelope).await;
         }
         self.send_http(base_url, envelope).await
+    }
+
+    /// Whether a request to `base_url` goes over the WebSocket (the transport mode).
+    fn uses_websocket(&self, base_url: &str) -> bool {
+        match self.inner.config.transport {
+            TransportMode::Auto => websocket::is_websocket_url(base_url),
+            TransportMode::Http => false,
+            TransportMode::WebSocket => true,
+        }
     }
 
     /// Envelopes the agent at `url` pushes over its WebSocket (opening the connection
@@ -462,10 +468,15 @@ impl Client {
         url: &str,
     ) -> Result<tokio::sync::broadcast::Receiver<Envelope>, ClientError> {
         let url = self.checked_websocket_url(url)?;
+        let offer = self.websocket_offer(&url);
         let connection = self
             .inner
             .sockets
-            .get(&url, self.credentials(), &self.inner.config.websocket)
+            .get(
+                (&url, offer),
+                self.credentials(),
+                &self.inner.config.websocket,
+            )
             .await?;
         Ok(connection.subscribe())
     }
@@ -487,8 +498,8 @@ impl Client {
         envelope: &Envelope,
     ) -> Result<Envelope, ClientError> {
         let url = self.checked_websocket_url(base_url)?;
-        envelope.check_for_sending().map_err(RequestError::from)?;
-        let mut envelope = envelope.clone();
+        let offer = self.websocket_offer(&url);
+        let mut envelope = envelope_to_send(envelope, offer.is_some())?.into_owned();
         if websocket::needs_ack(&envelope.payload_type) {
             envelope.requires_ack = true;
         }
@@ -505,7 +516,7 @@ impl Client {
         let outcome = match self
             .inner
             .sockets
-            .get(&url, self.credentials(), options)
+            .get((&url, offer), self.credentials(), options)
             .await
         {
             Ok(connection) => {
@@ -522,6 +533,16 @@ impl Client {
             }
         }
         answer_envelope(&outcome?)
+    }
+
+    /// The `ASAP-Version` a WebSocket handshake to `url` offers, by the rules of
+    /// `POST /asap`: the configured offer, else the 2.x versions the agent's cached
+    /// manifest lists, else none (the 1.1 dialect).
+    fn websocket_offer(&self, url: &str) -> Option<HeaderValue> {
+        self.inner.config.asap_version.clone().or_else(|| {
+            let base = http_base_url(url);
+            self.inner.discovery.version_offer(&base)
+        })
     }
 
     /// Where bearer tokens come from: the token source, else the fixed token.

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::HeaderValue;
+use serde_json::Value;
 
 use super::body::read_capped_text;
 use super::{Client, ClientError, ResponseError, envelope_to_send, normalize_base, remote_error};
@@ -53,11 +54,17 @@ impl Client {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// `ws://` and `wss://` URLs (or [`TransportMode::WebSocket`](super::TransportMode))
+    /// stream over the agent's WebSocket instead ([`Client::stream_websocket`]).
     pub async fn stream(
         &self,
         base_url: &str,
         envelope: &Envelope,
     ) -> Result<EnvelopeStream, ClientError> {
+        if self.uses_websocket(base_url) {
+            return self.stream_websocket(base_url, envelope).await;
+        }
         let base = normalize_base(base_url, self.inner.config.require_https)?;
         // Streams are 2.x only: the payload typed as the 2.5.10 client writes it.
         let envelope = &*envelope_to_send(envelope, true)?;
@@ -154,8 +161,15 @@ impl Client {
 /// One event's envelope, bound to the request that opened the stream.
 fn streamed_envelope(data: &str, request_id: &str) -> Result<Envelope, ClientError> {
     let value = json::parse(data.as_bytes()).map_err(ResponseError::NotJson)?;
+    bound_envelope(&value, request_id)
+}
+
+/// A streamed envelope (SSE event or WebSocket result frame), bound to the request
+/// that opened the stream: a `TaskStream` or response must carry its id. Streams are
+/// 2.x only, so the envelope is read with the 2.x rules.
+pub(super) fn bound_envelope(value: &Value, request_id: &str) -> Result<Envelope, ClientError> {
     let envelope =
-        Envelope::from_value_in(&value, Dialect::V2_2).map_err(ResponseError::Envelope)?;
+        Envelope::from_value_in(value, Dialect::V2_2).map_err(ResponseError::Envelope)?;
     if is_stream_bound(&envelope.payload_type)
         && envelope.correlation_id.as_deref() != Some(request_id)
     {

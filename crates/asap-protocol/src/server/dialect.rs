@@ -61,8 +61,9 @@ pub(crate) async fn negotiate(
     }
 }
 
-/// The answer to a request whose `ASAP-Version` names no accepted dialect.
-fn refuse(refusal: &VersionIncompatible) -> Response {
+/// The answer to a request (or a WebSocket upgrade) whose `ASAP-Version` names no
+/// accepted dialect.
+pub(crate) fn refuse(refusal: &VersionIncompatible) -> Response {
     let body = JsonRpcErrorResponse::new(JsonRpcError::version_incompatible(refusal), None);
     let mut response = json_response(StatusCode::OK, &body);
     response.headers_mut().insert(

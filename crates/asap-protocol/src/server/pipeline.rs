@@ -329,9 +329,9 @@ pub(crate) struct Sent<'a> {
     pub(crate) dialect: Dialect,
 }
 
-/// Steps 6 to 17 for a decoded body (HTTP and WebSocket alike, in the 1.1 dialect): the
-/// status and the S1 body of the answer. `push` lets handlers send envelopes ahead of
-/// the reply.
+/// Steps 6 to 17 for a decoded body (a WebSocket message, in the connection's
+/// `dialect`): the status and the S1 body of the answer. `push` lets handlers send
+/// envelopes ahead of the reply.
 pub(crate) async fn respond(
     state: &AppState,
     headers: &HeaderMap,
@@ -339,13 +339,14 @@ pub(crate) async fn respond(
     push: Option<Push>,
     input: Input<'_>,
     started: Instant,
+    dialect: Dialect,
 ) -> (StatusCode, String) {
     let bearer = pre_authenticate(state, headers).await;
     let sent = Sent {
         headers,
         caller,
         push,
-        dialect: Dialect::V1_1,
+        dialect,
     };
     respond_checked(state, sent, input, started, bearer).await
 }

@@ -40,7 +40,7 @@ use super::pipeline::{self, Failure, Prepared, Sent};
 use super::trace::ServerSpan;
 use crate::json;
 use crate::model::{
-    AsapError, Dialect, Envelope, TASK_STREAM, TaskRequest, TaskStatus, TaskStream,
+    AsapError, Dialect, Envelope, Model, TASK_STREAM, TaskRequest, TaskStatus, TaskStream,
     pyrepr::python_str,
 };
 use crate::rpc::JsonRpcError;
@@ -99,7 +99,7 @@ pub struct StreamClosed;
 /// Sends the envelopes of one stream to its client, in order.
 #[derive(Debug)]
 pub struct StreamEmitter {
-    events: mpsc::Sender<Event>,
+    sink: Sink,
     request: Envelope,
     agent: String,
     span: Option<ServerSpan>,
@@ -112,8 +112,7 @@ impl StreamEmitter {
         if let Some(span) = &self.span {
             span.inject(&mut envelope);
         }
-        let event = Event::default().data(json::to_python_default(&envelope));
-        self.events.send(event).await.map_err(|_| StreamClosed)
+        self.sink.send(&envelope).await
     }
 
     /// Sends `chunk` in a [`reply`](Self::reply) envelope.
@@ -139,13 +138,59 @@ impl StreamEmitter {
 
     /// Whether the client is gone.
     pub fn is_closed(&self) -> bool {
-        self.events.is_closed()
+        match &self.sink {
+            Sink::Events(events) => events.is_closed(),
+            Sink::Frames { frames, .. } => frames.is_closed(),
+        }
     }
 
     /// Completes when the client is gone (to stop work that emits rarely).
     pub async fn closed(&self) {
-        self.events.closed().await;
+        match &self.sink {
+            Sink::Events(events) => events.closed().await,
+            Sink::Frames { frames, .. } => frames.closed().await,
+        }
     }
+}
+
+/// Where a stream's envelopes go.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// Server-sent events (`POST /asap/stream`): `data: <S2 envelope>`.
+    Events(mpsc::Sender<Event>),
+    /// WebSocket text frames (a 2.x connection): one S2 JSON-RPC result frame per
+    /// envelope, all with the request's JSON-RPC `id`, as the 2.5.10 reference sends.
+    Frames {
+        /// The connection's send queue.
+        frames: mpsc::Sender<String>,
+        /// The request's JSON-RPC id (`""` for none, as the reference).
+        id: Value,
+    },
+}
+
+impl Sink {
+    async fn send(&self, envelope: &Envelope) -> Result<(), StreamClosed> {
+        match self {
+            Self::Events(events) => {
+                let event = Event::default().data(json::to_python_default(envelope));
+                events.send(event).await.map_err(|_| StreamClosed)
+            }
+            Self::Frames { frames, id } => {
+                let frame = result_frame(envelope, id);
+                frames.send(frame).await.map_err(|_| StreamClosed)
+            }
+        }
+    }
+}
+
+/// A JSON-RPC result frame carrying `envelope`, with the 2.5.10 reference's bytes
+/// (`json.dumps(JsonRpcResponse(...).model_dump())`: S2, members in model order).
+pub(crate) fn result_frame(envelope: &Envelope, id: &Value) -> String {
+    json::to_python_default(&serde_json::json!({
+        "jsonrpc": "2.0",
+        "result": {"envelope": envelope.to_value()},
+        "id": id,
+    }))
 }
 
 /// `POST /asap/stream`.
@@ -235,65 +280,20 @@ fn json_answer(status: StatusCode, body: String) -> Response {
         .expect("valid response")
 }
 
-/// A stream about to start.
-struct Work {
-    state: AppState,
-    handler: Arc<dyn StreamingHandler>,
-    span: Option<ServerSpan>,
-    slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    started: Instant,
+/// A stream about to start: its handler and what its run holds.
+pub(crate) struct Work {
+    pub(crate) state: AppState,
+    pub(crate) handler: Arc<dyn StreamingHandler>,
+    pub(crate) span: Option<ServerSpan>,
+    pub(crate) slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    pub(crate) started: Instant,
 }
 
 impl Work {
     /// Runs the handler in its own task and answers with its events.
     fn start(self, prepared: Prepared) -> Response {
-        let Self {
-            state,
-            handler,
-            span,
-            slot,
-            started,
-        } = self;
-        let Prepared {
-            envelope,
-            identity,
-            label,
-            ..
-        } = prepared;
         let (events, queue) = mpsc::channel(STREAM_BUFFER);
-        let out = StreamEmitter {
-            events,
-            request: envelope.clone(),
-            agent: state.manifest.manifest.id.clone(),
-            span,
-        };
-        let ctx = HandlerContext {
-            manifest: state.manifest.manifest.clone(),
-            store: state.store.clone(),
-            identity,
-            push: None,
-            events: state.task_events.clone(),
-        };
-        let task = tokio::spawn(async move {
-            // Held until the handler is done: a streaming request counts as in flight
-            // and takes a handler slot for as long as it runs.
-            let _slot = slot;
-            let _in_flight = InFlight::new(&state);
-            let payload_type = envelope.payload_type.clone();
-            let handler_started = Instant::now();
-            let outcome = handler.stream(envelope, &ctx, &out).await;
-            let metrics = &state.metrics;
-            let handler_seconds = handler_started.elapsed().as_secs_f64();
-            metrics.handler(&payload_type, handler_seconds, outcome.is_err());
-            let seconds = started.elapsed().as_secs_f64();
-            match outcome {
-                Ok(()) => metrics.success(&label, seconds),
-                Err(error) => {
-                    tracing::warn!(%error, payload_type, "streaming handler failed; ending the stream");
-                    metrics.error(&label, ErrorType::InternalError, seconds);
-                }
-            }
-        });
+        let task = tokio::spawn(self.run(prepared, Sink::Events(events)));
         let running = AbortOnDrop(task);
         let body = futures_util::stream::unfold((queue, running), |(mut queue, running)| async {
             let event = queue.recv().await?;
@@ -308,12 +308,63 @@ impl Work {
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         response
     }
+
+    /// The handler's run for `prepared`, emitting into `sink`, counted in the metrics;
+    /// holds the handler slot and counts in `in_flight` until it ends. Its outcome is
+    /// the handler's.
+    pub(crate) async fn run(self, prepared: Prepared, sink: Sink) -> Result<(), HandlerError> {
+        let Self {
+            state,
+            handler,
+            span,
+            slot,
+            started,
+        } = self;
+        let Prepared {
+            envelope,
+            identity,
+            label,
+            ..
+        } = prepared;
+        let out = StreamEmitter {
+            sink,
+            request: envelope.clone(),
+            agent: state.manifest.manifest.id.clone(),
+            span,
+        };
+        let ctx = HandlerContext {
+            manifest: state.manifest.manifest.clone(),
+            store: state.store.clone(),
+            identity,
+            push: None,
+            events: state.task_events.clone(),
+        };
+        // Held until the handler is done: a streaming request counts as in flight and
+        // takes a handler slot for as long as it runs.
+        let _slot = slot;
+        let _in_flight = InFlight::new(&state);
+        let payload_type = envelope.payload_type.clone();
+        let handler_started = Instant::now();
+        let outcome = handler.stream(envelope, &ctx, &out).await;
+        let metrics = &state.metrics;
+        let handler_seconds = handler_started.elapsed().as_secs_f64();
+        metrics.handler(&payload_type, handler_seconds, outcome.is_err());
+        let seconds = started.elapsed().as_secs_f64();
+        match &outcome {
+            Ok(()) => metrics.success(&label, seconds),
+            Err(error) => {
+                tracing::warn!(%error, payload_type, "streaming handler failed; ending the stream");
+                metrics.error(&label, ErrorType::InternalError, seconds);
+            }
+        }
+        outcome
+    }
 }
 
 /// Aborts the handler's task when the response body is dropped (the client is gone).
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop<T>(pub(crate) JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -402,7 +453,7 @@ mod tests {
             json!({}).as_object().cloned().unwrap(),
         );
         let out = StreamEmitter {
-            events,
+            sink: Sink::Events(events),
             request,
             agent: "urn:asap:agent:server".into(),
             span: None,

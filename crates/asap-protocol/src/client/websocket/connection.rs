@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use super::WebSocketOptions;
 use crate::client::{ClientError, Credentials, Disconnect, RequestError, WebSocketError};
@@ -22,7 +23,28 @@ use crate::json;
 use crate::model::{Envelope, Model};
 
 type Answer = Result<Value, ClientError>;
-type Slot = Arc<Mutex<Option<oneshot::Sender<Answer>>>>;
+type Slot = Arc<Mutex<Option<Waiter>>>;
+
+/// Who waits for the frames of one JSON-RPC id.
+enum Waiter {
+    /// A unary call: the first frame is its answer.
+    Once(oneshot::Sender<Answer>),
+    /// A stream: every frame, until the caller has seen its last.
+    Many(mpsc::UnboundedSender<Answer>),
+}
+
+impl Waiter {
+    fn fail(self, error: ClientError) {
+        match self {
+            Self::Once(tx) => {
+                let _ = tx.send(Err(error));
+            }
+            Self::Many(tx) => {
+                let _ = tx.send(Err(error));
+            }
+        }
+    }
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -62,14 +84,15 @@ const PONG: &str = r#"{"type": "pong"}"#;
 
 impl Connection {
     /// Connects to `url` (a `ws://` or `wss://` URL of `/asap/ws`; `tls` configures
-    /// the latter) and starts the task.
+    /// the latter), offering the `ASAP-Version`s of `offer` on the handshake (none: the
+    /// 1.1 dialect), and starts the task.
     pub(crate) async fn open(
-        url: String,
+        (url, offer): (String, Option<HeaderValue>),
         tls: Option<Arc<rustls::ClientConfig>>,
         credentials: Credentials,
         options: WebSocketOptions,
     ) -> Result<Self, ClientError> {
-        let dialer = Dialer { url, tls };
+        let dialer = Dialer { url, tls, offer };
         let token = credentials.token().await?;
         let socket = dialer.dial(token.as_deref(), options.open_timeout).await?;
         let shared = Arc::new(Shared {
@@ -118,6 +141,38 @@ impl Connection {
         let _ = self.outgoing.send(Outgoing::Close);
     }
 
+    /// Sends `envelope` once and returns the frames answering it as they arrive (a
+    /// stream over a 2.x connection: several result frames with one JSON-RPC id).
+    /// Nothing is retransmitted; the frames stop coming when the returned value is
+    /// dropped.
+    pub(crate) fn open_stream(&self, envelope: &Envelope) -> Result<StreamFrames, ClientError> {
+        if self.is_closed() {
+            return Err(WebSocketError::Closed.into());
+        }
+        let mut call = Call::new(self.shared.clone(), &envelope.id);
+        let (tx, frames) = mpsc::unbounded_channel();
+        let id = self.request_id();
+        let slot: Slot = Arc::new(Mutex::new(Some(Waiter::Many(tx))));
+        lock(&self.shared.waiting).insert(id.clone(), slot);
+        call.ids.push(id.clone());
+        let frame = request_frame(envelope, &id);
+        self.outgoing
+            .send(Outgoing::Request(id, frame))
+            .map_err(|_| WebSocketError::Closed)?;
+        Ok(StreamFrames {
+            _call: call,
+            frames,
+        })
+    }
+
+    /// The next JSON-RPC id of this connection.
+    fn request_id(&self) -> String {
+        format!(
+            "{REQUEST_ID_PREFIX}{}",
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
     /// Sends `envelope` and waits for its answer; retransmits it (same envelope id, new
     /// JSON-RPC id) while no ack arrives, `ack_timeout` doubling each time, when it
     /// asks for an ack. `Err(NotAcknowledged)` after `ack_retries` retransmissions.
@@ -142,7 +197,7 @@ impl Connection {
         call: &mut Call,
     ) -> Result<Value, ClientError> {
         let (tx, mut answer) = oneshot::channel();
-        let slot: Slot = Arc::new(Mutex::new(Some(tx)));
+        let slot: Slot = Arc::new(Mutex::new(Some(Waiter::Once(tx))));
         let acked = Arc::new(tokio::sync::Notify::new());
         if envelope.requires_ack {
             lock(&self.shared.acks).insert(envelope.id.clone(), acked.clone());
@@ -153,13 +208,8 @@ impl Connection {
         let mut retransmissions = 0;
         let mut is_acked = !envelope.requires_ack;
         loop {
-            let id = format!("ws-req-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-            let frame = json::to_compact(&serde_json::json!({
-                "jsonrpc": "2.0",
-                "method": crate::rpc::ASAP_METHOD,
-                "params": {"envelope": envelope.to_value()},
-                "id": id,
-            }));
+            let id = self.request_id();
+            let frame = request_frame(envelope, &id);
             lock(&self.shared.waiting).insert(id.clone(), slot.clone());
             ids.push(id.clone());
             if self.outgoing.send(Outgoing::Request(id, frame)).is_err() {
@@ -193,6 +243,35 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// The prefix of this client's JSON-RPC ids: a frame carrying one that no call waits
+/// for any more (the tail of a stream, an answer after a timeout) is dropped, never
+/// taken for a push (pushes have `id: null`).
+const REQUEST_ID_PREFIX: &str = "ws-req-";
+
+/// The `asap.send` frame carrying `envelope` under JSON-RPC id `id`.
+fn request_frame(envelope: &Envelope, id: &str) -> String {
+    json::to_compact(&serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": crate::rpc::ASAP_METHOD,
+        "params": {"envelope": envelope.to_value()},
+        "id": id,
+    }))
+}
+
+/// The frames answering a stream, in arrival order; a disconnection is the last.
+/// Dropping it ends the call.
+pub(crate) struct StreamFrames {
+    _call: Call,
+    frames: mpsc::UnboundedReceiver<Answer>,
+}
+
+impl StreamFrames {
+    /// The next frame; `None` once the connection is gone without a word.
+    pub(crate) async fn next(&mut self) -> Option<Answer> {
+        self.frames.recv().await
     }
 }
 
@@ -245,6 +324,8 @@ type Socket =
 struct Dialer {
     url: String,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The handshake's `ASAP-Version` (the dialects offered), if any.
+    offer: Option<HeaderValue>,
 }
 
 impl Dialer {
@@ -262,6 +343,9 @@ impl Dialer {
                 .map_err(RequestError::InvalidToken)?;
             request.headers_mut().insert("authorization", value);
         }
+        if let Some(offer) = &self.offer {
+            request.headers_mut().insert("asap-version", offer.clone());
+        }
         let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
         // Nagle off: frames are small and latency is the point of this transport.
         let connecting =
@@ -275,6 +359,12 @@ impl Dialer {
                     .as_ref()
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default();
+                // A refused offer is answered as on HTTP: a JSON-RPC error (`-32000`).
+                if let Ok(answer) = json::parse(body.as_bytes())
+                    && let Some(error) = answer.get("error")
+                {
+                    return Err(crate::client::remote_error(error));
+                }
                 Err(ClientError::Http { status, body })
             }
             Ok(Err(source)) => Err(WebSocketError::Connect {
@@ -318,9 +408,24 @@ fn dispatch(shared: &Shared, text: &str) -> Option<&'static str> {
             if let Some(id) = &id {
                 lock(&shared.written).remove(id);
             }
-            if let Some(tx) = lock(&slot).take() {
-                let _ = tx.send(Ok(frame));
+            let mut waiter = lock(&slot);
+            match waiter.take() {
+                Some(Waiter::Once(tx)) => {
+                    let _ = tx.send(Ok(frame));
+                }
+                // A stream keeps its waiter while its reader is there.
+                Some(Waiter::Many(tx)) if tx.send(Ok(frame)).is_ok() => {
+                    *waiter = Some(Waiter::Many(tx));
+                }
+                Some(Waiter::Many(_)) => {}
+                None => {}
             }
+        }
+        None if id
+            .as_deref()
+            .is_some_and(|id| id.starts_with(REQUEST_ID_PREFIX)) =>
+        {
+            tracing::debug!("ignoring a frame for a call that has ended");
         }
         None => match frame.pointer("/result/envelope").map(Envelope::from_value) {
             Some(Ok(envelope)) => {
@@ -339,8 +444,8 @@ fn dispatch(shared: &Shared, text: &str) -> Option<&'static str> {
 fn fail_waiting(shared: &Shared, why: &Disconnect) {
     let slots: Vec<Slot> = lock(&shared.waiting).drain().map(|(_, s)| s).collect();
     for slot in slots {
-        if let Some(tx) = lock(&slot).take() {
-            let _ = tx.send(Err(WebSocketError::Disconnected(why.clone()).into()));
+        if let Some(waiter) = lock(&slot).take() {
+            waiter.fail(WebSocketError::Disconnected(why.clone()).into());
         }
     }
     lock(&shared.written).clear();

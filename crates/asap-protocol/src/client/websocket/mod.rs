@@ -3,15 +3,17 @@
 //! reconnection with backoff, and server push.
 
 mod connection;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub(crate) use connection::Connection;
+pub(crate) use connection::{Connection, StreamFrames};
 
 use crate::client::{ClientError, Credentials};
 use crate::model::PayloadType;
+use reqwest::header::HeaderValue;
 
 /// How the client reaches an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,41 +158,47 @@ impl Pool {
         }
     }
 
-    /// The connection to `url`, opened when there is none (or it gave up).
+    /// The connection to `url` whose handshake offers `offer` (`ASAP-Version`; none
+    /// for 1.1), opened when there is none (or it gave up). Connections with different
+    /// offers to one agent are different connections (the dialect is per connection).
     pub(crate) async fn get(
         &self,
-        url: &str,
+        (url, offer): (&str, Option<HeaderValue>),
         credentials: Credentials,
         options: &WebSocketOptions,
     ) -> Result<Arc<Connection>, ClientError> {
-        if let Some(found) = self.live(url, options) {
+        let key = match &offer {
+            Some(offer) => format!("{url} {}", offer.to_str().unwrap_or_default()),
+            None => url.to_owned(),
+        };
+        if let Some(found) = self.live(&key, options) {
             return Ok(found);
         }
         let gate = self
             .opening
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(url.to_owned())
+            .entry(key.clone())
             .or_default()
             .clone();
         let _opening = gate.lock().await;
-        if let Some(found) = self.live(url, options) {
+        if let Some(found) = self.live(&key, options) {
             return Ok(found);
         }
         let tls = url.starts_with("wss://").then(|| self.tls.clone());
-        let opened = Connection::open(url.to_owned(), tls, credentials, options.clone())
+        let opened = Connection::open((url.to_owned(), offer), tls, credentials, options.clone())
             .await
-            .map(|connection| self.insert(url, Arc::new(connection), options));
+            .map(|connection| self.insert(&key, Arc::new(connection), options));
         // Only now, with the connection pooled (or the attempt failed) and the gate
         // still held, may a newcomer find no gate: it then finds the connection.
         let mut opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
-        if opening.get(url).is_some_and(|g| Arc::ptr_eq(g, &gate)) {
-            opening.remove(url);
+        if opening.get(&key).is_some_and(|g| Arc::ptr_eq(g, &gate)) {
+            opening.remove(&key);
         }
         opened
     }
 
-    /// Pools `connection` for `url`, evicting the longest idle one when full.
+    /// Pools `connection` under `url` (its pool key), evicting the longest idle one when full.
     fn insert(
         &self,
         url: &str,

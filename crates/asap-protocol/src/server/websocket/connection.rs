@@ -16,9 +16,9 @@ use http::HeaderMap;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::frames;
+use super::{dialect2, frames};
 use crate::json;
-use crate::model::{AckStatus, Envelope, Model};
+use crate::model::{AckStatus, Dialect, Envelope, Model};
 use crate::server::AppState;
 use crate::server::auth::AuthenticatedCaller;
 use crate::server::body::{Coding, coding, decode, too_large};
@@ -43,11 +43,12 @@ type Handling = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Cl
 
 /// Serves one upgraded connection until either side ends it. Everything happens in this
 /// one task: reading, the heartbeat, the message being handled (one at a time, in
-/// arrival order, as the reference) and writing its answers and pushes.
+/// arrival order, as the reference) and writing its answers and pushes, in the
+/// `dialect` negotiated at the upgrade.
 pub(super) async fn run(
     mut socket: WebSocket,
     state: AppState,
-    headers: Arc<HeaderMap>,
+    (headers, dialect): (Arc<HeaderMap>, Dialect),
     caller: Option<AuthenticatedCaller>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -86,7 +87,12 @@ pub(super) async fn run(
                 out_tx.clone(),
             );
             current = Some(Box::pin(async move {
-                handle(&state, &headers, caller.as_ref(), &out, text, value).await
+                let peer = Peer {
+                    headers: &headers,
+                    caller: caller.as_ref(),
+                    dialect,
+                };
+                handle(&state, peer, &out, text, value).await
             }));
         }
         if !reading && current.is_none() && queued.is_empty() {
@@ -223,15 +229,30 @@ fn failure_reason(answer: &Value) -> Option<String> {
 
 pub(super) type Closed = mpsc::error::SendError<String>;
 
+/// What a connection knows of its peer from the upgrade.
+#[derive(Clone, Copy)]
+pub(super) struct Peer<'a> {
+    /// The handshake's headers (authentication, `Content-Encoding`).
+    pub(super) headers: &'a HeaderMap,
+    /// Who the upgrade authenticated as, when OAuth2 checks the upgrade.
+    pub(super) caller: Option<&'a AuthenticatedCaller>,
+    /// The connection's dialect.
+    pub(super) dialect: Dialect,
+}
+
 /// Handles one message taken by the reader: acks, the pipeline, the answer.
 pub(super) async fn handle(
     state: &AppState,
-    headers: &HeaderMap,
-    caller: Option<&AuthenticatedCaller>,
+    peer: Peer<'_>,
     out: &mpsc::Sender<String>,
     text: Utf8Bytes,
     request: Value,
 ) -> Result<(), Closed> {
+    let Peer {
+        headers,
+        caller,
+        dialect,
+    } = peer;
     let started = Instant::now();
     let acked = wants_ack(&request);
     if let Some(envelope) = &acked {
@@ -303,14 +324,46 @@ pub(super) async fn handle(
         Some(Arrival::First(first)) => Some(first),
         None => None,
     };
-    let push = Push {
-        frames: out.clone(),
+    // A 2.x connection streams when the payload type has a streaming handler (the
+    // reference's rule): one result frame per envelope, no answer to record.
+    let streaming = if dialect.is_2x() {
+        match &bytes {
+            Some(bytes) => json::parse(bytes)
+                .ok()
+                .and_then(|decoded| dialect2::streaming_handler(state, &decoded)),
+            None => dialect2::streaming_handler(state, &request),
+        }
+    } else {
+        None
     };
     let input = match &bytes {
         Some(bytes) => Input::Raw(bytes),
         None => Input::Parsed(request),
     };
-    let (status, body) = respond(state, headers, caller, Some(push), input, started).await;
+    if let Some(handler) = streaming {
+        drop(first);
+        let sent = (headers, caller, dialect);
+        let request = (input, request_id.as_ref());
+        let failed = dialect2::stream(state, sent, handler, request, out, started).await?;
+        if let Some(envelope) = acked
+            .as_ref()
+            .filter(|_| state.config.websocket.completion_acks)
+        {
+            let answer = failed.and_then(|frame| json::parse(frame.as_bytes()).ok());
+            let reason = answer.as_ref().and_then(failure_reason);
+            out.send(ack_after(envelope, reason.as_deref())).await?;
+        }
+        return Ok(());
+    }
+    let push = Push {
+        frames: out.clone(),
+    };
+    let (status, body) = respond(state, headers, caller, Some(push), input, started, dialect).await;
+    let body = if dialect.is_2x() {
+        dialect2::unary_frame(status, body, request_id.as_ref())
+    } else {
+        body
+    };
     let Some(envelope) = &acked else {
         return out.send(body).await;
     };

@@ -7,9 +7,16 @@
 //! connection stays open, binary frames are closed with 1003, `processed`/`rejected`
 //! acks follow the answer, retransmitted envelopes are answered from a cache, and the
 //! upgrade is authenticated when OAuth2 is on (see [`OAuth2`](super::OAuth2)).
+//!
+//! The dialect is chosen per connection at the upgrade from the handshake's
+//! `ASAP-Version`, negotiated as on `POST /asap` (no header: 1.1, today's frames byte
+//! for byte; no accepted version: the upgrade is refused with the HTTP `-32000`
+//! answer); a 2.x connection echoes the version in the `101` and speaks the 2.x
+//! dialect (`docs/asap-2.md` section 9, module `dialect2`).
 
 mod connection;
 mod dedup;
+mod dialect2;
 mod frames;
 
 use std::net::SocketAddr;
@@ -19,16 +26,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Extension;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::watch;
 
 use super::AppState;
 use super::auth::AuthenticatedCaller;
+use super::dialect::{asap_version, refuse};
 use super::pipeline::pre_authenticate;
 use super::response::detail;
 use super::shared_state::RetransmissionCache;
 
 pub(crate) use dedup::Dedup;
+
+use crate::model::Dialect;
 
 /// The server's WebSocket connections: their number, their cap and the shutdown signal.
 pub(crate) struct Hub {
@@ -102,6 +112,14 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let peer = state.client_ip(connect_info, &headers);
+    // The connection's dialect, negotiated as on `POST /asap` (no header: 1.1).
+    let dialect = match Dialect::negotiate(headers.get(asap_version()), &state.config.dialects) {
+        Ok(dialect) => dialect,
+        Err(refusal) => {
+            tracing::warn!(client = %peer, requested = %refusal.requested, "WebSocket upgrade refused: ASAP protocol version incompatible");
+            return refuse(&refusal);
+        }
+    };
     if state.shutting_down() {
         return detail(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
     }
@@ -124,16 +142,24 @@ pub(crate) async fn upgrade(
     let limits = &state.config.websocket;
     let shutdown = state.ws.shutdown.subscribe();
     let caller = caller.map(|Extension(c)| c);
-    ws.read_buffer_size(limits.read_buffer_size.max(1024))
+    let mut response = ws
+        .read_buffer_size(limits.read_buffer_size.max(1024))
         .max_message_size(limits.max_message_size)
         .max_frame_size(limits.max_message_size)
         .on_upgrade(move |socket| async move {
-            tracing::debug!(client = %peer, "WebSocket connected");
-            connection::run(socket, state, Arc::new(headers), caller, shutdown).await;
+            tracing::debug!(client = %peer, %dialect, "WebSocket connected");
+            let handshake = (Arc::new(headers), dialect);
+            connection::run(socket, state, handshake, caller, shutdown).await;
             drop(slot);
             tracing::debug!(client = %peer, "WebSocket closed");
         })
-        .into_response()
+        .into_response();
+    if dialect.is_2x() {
+        response
+            .headers_mut()
+            .insert(asap_version(), HeaderValue::from_static(dialect.as_str()));
+    }
+    response
 }
 
 /// What a connection sends in answer to one text frame (acks, pushes, the answer), its
@@ -146,7 +172,13 @@ pub(crate) async fn answer_text_frame(state: &AppState, text: &str) -> Vec<Strin
     // Room for every frame one message can produce, so `handle` never waits on it.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let text = axum::extract::ws::Utf8Bytes::from(text.to_owned());
-    let _ = connection::handle(state, &HeaderMap::new(), None, &tx, text, value).await;
+    let headers = HeaderMap::new();
+    let peer = connection::Peer {
+        headers: &headers,
+        caller: None,
+        dialect: crate::model::Dialect::V1_1,
+    };
+    let _ = connection::handle(state, peer, &tx, text, value).await;
     drop(tx);
     let mut sent = Vec::new();
     while let Some(frame) = rx.recv().await {
