@@ -34,6 +34,7 @@ pub mod payloads;
 pub mod pyrepr;
 mod recovery;
 pub mod schema;
+pub mod signed;
 pub mod state_machine;
 pub mod stream;
 pub mod timestamp;
@@ -65,6 +66,7 @@ pub use parts::{DataPart, FilePart, Part, ResourcePart, TemplatePart, TextPart};
 // Every payload model, `Payload`, `PayloadType` and friends: a glob, so a new entry in
 // the payload table needs no change here.
 pub use payloads::*;
+pub use signed::{SignatureBlock, SignedManifest, TrustLevel};
 pub use state_machine::{can_transition, next_states};
 pub use stream::{TASK_STREAM, TaskStream, is_stream_bound, normalized_payload_type};
 pub use timestamp::Timestamp;
