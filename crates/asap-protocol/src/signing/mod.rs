@@ -92,16 +92,7 @@ fn python_dump(manifest: &Manifest) -> Result<Value, SigningError> {
     {
         return Err(SigningError::VerifiedAt);
     }
-    let mut two = manifest.clone();
-    if two.supported_versions.is_none() {
-        two.supported_versions = Some(
-            DEFAULT_SUPPORTED_VERSIONS
-                .iter()
-                .map(|v| (*v).to_owned())
-                .collect(),
-        );
-    }
-    let mut value = two.to_wire_value();
+    let mut value = as_2x(manifest).to_wire_value();
     let map = value.as_object_mut().expect("a manifest is an object");
     map.shift_remove("signature");
     if let Some(Value::Object(hardware)) = map
@@ -114,18 +105,24 @@ fn python_dump(manifest: &Manifest) -> Result<Value, SigningError> {
     Ok(value)
 }
 
-/// The bytes a manifest's signature covers: RFC 8785 (JCS) of [the reference's
-/// dump](python_dump), as `asap.crypto.signing.canonicalize`.
+/// The bytes a manifest's signature covers: RFC 8785 (JCS) of the reference's
+/// dump of it (2.x shape, field names, `signature` left out), as
+/// `asap.crypto.signing.canonicalize`.
 pub fn canonical_bytes(manifest: &Manifest) -> Result<Vec<u8>, SigningError> {
     let value = python_dump(manifest)?;
     serde_json_canonicalizer::to_vec(&value).map_err(|e| SigningError::Canonical(e.to_string()))
 }
 
-/// The manifest in the 2.x shape that a signed document carries.
+/// The manifest as a 2.x manifest (a 1.1 one gains the default `supported_versions`,
+/// as the reference's model fills it), the form a signed document carries.
 fn as_2x(manifest: &Manifest) -> Manifest {
     let mut two = manifest.clone();
-    two.supported_versions
-        .get_or_insert_with(|| vec![DEFAULT_SUPPORTED_VERSIONS[0].to_owned()]);
+    two.supported_versions.get_or_insert_with(|| {
+        DEFAULT_SUPPORTED_VERSIONS
+            .iter()
+            .map(|v| (*v).to_owned())
+            .collect()
+    });
     two
 }
 
