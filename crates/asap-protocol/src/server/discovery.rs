@@ -100,6 +100,7 @@ pub struct ServedManifest {
     /// The 2.x shape, when the server speaks a 2.x dialect.
     two: Option<Shape>,
     /// The 2.x manifest of that shape (what is signed).
+    #[cfg(feature = "signing")]
     two_manifest: Option<Manifest>,
     /// The 2.x dialects served, oldest first.
     dialects_2x: Vec<Dialect>,
@@ -144,6 +145,7 @@ impl ServedManifest {
             body: served_1_1.body,
             etag: served_1_1.etag,
             two: two_manifest.as_ref().map(|m| Shape::of(&m.to_wire_value())),
+            #[cfg(feature = "signing")]
             two_manifest,
             dialects_2x,
             default,
