@@ -254,3 +254,46 @@ fn the_reference_client_discovers_the_two_x_shape_and_the_signed_document_of_asa
         text(&refused)
     );
 }
+
+#[test]
+fn ca_signatures_and_info_match_the_reference_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, ca_public) = generate_key(dir.path(), "ca.pem");
+    let manifest = write(dir.path(), "manifest.json", &manifest_2x());
+    let signed = dir.path().join("signed.json");
+    succeeds(asap(&[
+        "manifest",
+        "sign",
+        "--ca",
+        "-k",
+        ca.to_str().unwrap(),
+        manifest.to_str().unwrap(),
+        "-o",
+        signed.to_str().unwrap(),
+    ]));
+    let signed_arg = signed.to_str().unwrap();
+    let ours = succeeds(asap(&["manifest", "info", signed_arg]));
+    assert_eq!(
+        ours,
+        "Manifest ID: urn:asap:agent:edge\nName: Edge\nTrust level: verified\nASAP version: 0.1\n"
+    );
+    assert_eq!(
+        ours,
+        succeeds(reference_cli(&["manifest", "info", signed_arg]))
+    );
+    let out = succeeds(asap(&[
+        "manifest", "verify", signed_arg, "--ca-key", &ca_public,
+    ]));
+    assert!(
+        out.starts_with("Signature valid (trust: verified)"),
+        "{out}"
+    );
+    let (_other, other_public) = generate_key(dir.path(), "other.pem");
+    let unknown = asap(&["manifest", "verify", signed_arg, "--ca-key", &other_public]);
+    assert_eq!(unknown.status.code(), Some(3), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("not a known CA key"),
+        "{}",
+        text(&unknown)
+    );
+}
