@@ -77,6 +77,16 @@ enum Command {
         #[command(subcommand)]
         action: commands::webhook::WebhookAction,
     },
+    /// Sign and verify manifests (Ed25519, as the 2.5.10 reference's `asap manifest`).
+    Manifest {
+        #[command(subcommand)]
+        action: commands::manifest::ManifestAction,
+    },
+    /// Generate Ed25519 keys for signing manifests (PKCS#8 PEM, as `asap keys` of 2.5.10).
+    Keys {
+        #[command(subcommand)]
+        action: commands::manifest::KeysAction,
+    },
     /// Search a Lite Registry, or write an agent's registry entry.
     Registry {
         #[command(subcommand)]
@@ -114,6 +124,8 @@ fn main() -> ExitCode {
         Command::Listen(args) => commands::remote::listen(args),
         Command::Webhook { action } => commands::webhook::run(action),
         Command::Registry { action } => commands::registry::run(action),
+        Command::Manifest { action } => commands::manifest::run(action),
+        Command::Keys { action } => commands::manifest::keys(action),
         Command::Completions { shell } => completions(shell),
         Command::Man { out } => man(out.as_deref()),
         Command::Reference => reference(),

@@ -41,6 +41,8 @@ pub mod model;
 pub mod rpc;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "signing")]
+pub mod signing;
 pub mod store;
 #[cfg(feature = "webhooks")]
 pub mod webhook;

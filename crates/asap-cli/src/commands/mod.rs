@@ -2,6 +2,7 @@
 
 pub mod local;
 pub mod login;
+pub mod manifest;
 pub mod registry;
 pub mod remote;
 pub mod schemas;

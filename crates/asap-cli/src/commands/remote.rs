@@ -314,6 +314,26 @@ pub struct DiscoverArgs {
     /// With `--local`: one JSON object per agent.
     #[arg(long, requires = "local")]
     json: bool,
+    /// Verify the signature of a signed manifest (docs/asap-2.md section 5) against
+    /// `--public-key` or `--ca-public-key`; without either, a signed manifest is
+    /// refused. An unsigned manifest is read as usual unless `--public-key` is given.
+    #[arg(long, conflicts_with = "local")]
+    verify_signature: bool,
+    /// The agent's Ed25519 public key: a file (SPKI PEM, PKCS#8 PEM private key or
+    /// base64) or the base64 key itself. Its manifest must be signed with it (implies
+    /// `--verify-signature`).
+    #[arg(long, value_name = "KEY", conflicts_with = "local")]
+    public_key: Option<String>,
+    /// Trusted ASAP CA keys (comma-separated, as `--public-key`): a manifest with trust
+    /// level `verified` signed by one is accepted (implies `--verify-signature`).
+    #[arg(
+        long,
+        env = "ASAP_CA_PUBLIC_KEY",
+        value_name = "KEYS",
+        value_delimiter = ',',
+        conflicts_with = "local"
+    )]
+    ca_public_key: Vec<String>,
     #[command(flatten)]
     connection: Connection,
 }
@@ -331,12 +351,19 @@ pub fn discover(args: DiscoverArgs) -> anyhow::Result<ExitCode> {
             .build()?;
         return super::local::run(args.connection.timeout.unwrap_or(2.0), args.json, client);
     };
-    let args = UrlArgs {
-        url,
-        connection: args.connection,
-    };
+    let mut builder = args
+        .connection
+        .builder()?
+        .verify_manifest_signatures(args.verify_signature);
+    if let Some(key) = &args.public_key {
+        builder = builder.trusted_manifest_key(&url, super::manifest::read_public_key(key)?);
+    }
+    for key in args.ca_public_key.iter().filter(|k| !k.is_empty()) {
+        builder = builder.trusted_ca_key(super::manifest::read_public_key(key)?);
+    }
+    let client = builder.build()?;
     runtime()?.block_on(async move {
-        match args.connection.client()?.discover(&args.url).await {
+        match client.discover(&url).await {
             Ok(m) => {
                 // The shape of the manifest's dialect (a 2.x manifest keeps its nulls).
                 crate::out!("{}", m.to_wire_json());

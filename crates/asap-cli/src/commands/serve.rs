@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use asap_protocol::discovery::Advertiser;
-use asap_protocol::model::{AuthScheme, Dialect, Manifest, Model, Skill};
+use asap_protocol::model::{AuthScheme, Dialect, Manifest, Skill};
 use asap_protocol::server::{
-    AllowedOrigins, ForwardedHeader, HandlerRegistry, OAuth2, OAuth2Settings, RateLimitRule,
-    RedisConfig, RedisSharedState, Server, ServerConfig, StaticTokens, StreamingEcho, TlsConfig,
-    TrustedProxies, default_skills, shutdown_signal,
+    AllowedOrigins, ForwardedHeader, HandlerRegistry, ManifestDialect, OAuth2, OAuth2Settings,
+    RateLimitRule, RedisConfig, RedisSharedState, Server, ServerConfig, StaticTokens,
+    StreamingEcho, TlsConfig, TrustedProxies, default_skills, shutdown_signal,
 };
 use asap_protocol::store::{PostgresConfig, PostgresStore, SqliteStore, StorageConfig};
 use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
@@ -69,9 +69,27 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     allowed_origins: Vec<String>,
-    /// Serve this manifest (JSON file) instead of generating one.
+    /// Serve this manifest (JSON file) instead of generating one: a 1.1 manifest, or a
+    /// 2.x one (any of `supported_versions`, `sla`, `verification`,
+    /// `capabilities.hardware`, `capabilities.inference`), whose 2.x members appear only
+    /// in the 2.x shape; `supported_versions` is always the 2.x versions served.
     #[arg(long, env = "ASAP_MANIFEST", value_name = "FILE")]
     manifest: Option<PathBuf>,
+    /// The manifest shape served to a GET without a 2.x `ASAP-Version` header: `1.1`
+    /// (what 1.1 clients read) or `2` (every 2.x member, as 2.5.10 serves it). A GET
+    /// naming a 2.x version this agent speaks always gets the 2.x shape.
+    #[arg(
+        long,
+        env = "ASAP_MANIFEST_DIALECT",
+        value_name = "DIALECT",
+        default_value = "1.1"
+    )]
+    manifest_dialect: ManifestDialect,
+    /// Serve the 2.x manifest shape as a signed document (Ed25519, self-signed with
+    /// this PKCS#8 PEM private key, e.g. from `asap keys generate`); the 1.1 shape
+    /// stays unsigned, since 1.1 clients cannot read the signed wrapper.
+    #[arg(long, env = "ASAP_MANIFEST_SIGNING_KEY", value_name = "PEM")]
+    manifest_signing_key: Option<PathBuf>,
     /// The agent's URN in a generated manifest.
     #[arg(long, env = "ASAP_AGENT_ID", default_value = "urn:asap:agent:asap-rs")]
     id: String,
@@ -310,7 +328,7 @@ pub struct ServeArgs {
 fn manifest(args: &ServeArgs, base_url: &str) -> anyhow::Result<Manifest> {
     if let Some(path) = &args.manifest {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Manifest::from_json(&text)
+        return Manifest::from_wire_json(&text)
             .with_context(|| format!("{} is not a valid manifest", path.display()));
     }
     let mut m = Manifest::new(
@@ -368,6 +386,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         usize::try_from(args.unauthenticated_body_limit).unwrap_or(usize::MAX);
     config.compress_responses = args.compress_responses;
     config.dialects.clone_from(&args.asap_versions);
+    config.manifest_dialect = args.manifest_dialect;
     config.max_batch_size = usize::try_from(args.max_batch_size).unwrap_or(usize::MAX);
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace);
     config.websocket.message_rate = Some(args.ws_rate_limit).filter(|r| *r > 0);
@@ -536,6 +555,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Err(super::invalid_input(
             "--webhook needs durable storage, --storage sqlite or postgres (the delivery queue lives there)",
         ));
+    }
+    if let Some(path) = &args.manifest_signing_key {
+        builder = builder.manifest_signing_key(super::manifest::read_private_key(path)?);
     }
     let server = builder.manifest(manifest.clone()).build()?;
     let manifest_url = format!("{base_url}/.well-known/asap/manifest.json");

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH};
 
 use super::{ClientError, ResponseError, ResponseLimits};
-use crate::model::{Dialect, HealthStatus, Manifest, Model};
+use crate::model::{Dialect, HealthStatus, Manifest, Model, SignedManifest};
 
 /// Freshness when a manifest response has no `Cache-Control: max-age`.
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
@@ -32,6 +32,93 @@ pub struct DiscoveryCache {
     manifests: Mutex<HashMap<String, CachedManifest>>,
     health: Mutex<HashMap<String, CachedHealth>>,
     limits: ResponseLimits,
+    #[cfg(feature = "signing")]
+    trust: ManifestTrust,
+}
+
+/// The path of the manifest under an agent's base URL.
+const MANIFEST_PATH: &str = "/.well-known/asap/manifest.json";
+
+/// Which signed manifests discovery accepts (docs/asap-2.md section 5): the 2.5.10
+/// client's `verify_signatures` and `trusted_manifest_keys`, and a CA key list.
+#[cfg(feature = "signing")]
+#[derive(Debug, Clone, Default)]
+pub struct ManifestTrust {
+    /// Verify signed documents (off: read them without checking).
+    pub verify: bool,
+    /// The key pinned per agent, by base URL (without a trailing `/`).
+    pub keys: HashMap<String, crate::signing::VerifyingKey>,
+    /// CA keys: a document with trust level `verified` signed by one is accepted.
+    pub cas: Vec<crate::signing::VerifyingKey>,
+}
+
+#[cfg(feature = "signing")]
+impl ManifestTrust {
+    /// Pins `key` for the agent at `url`, its base URL or its manifest URL.
+    pub fn pin(&mut self, url: &str, key: crate::signing::VerifyingKey) {
+        let url = url.trim_end_matches('/');
+        let base = url.strip_suffix(MANIFEST_PATH).unwrap_or(url);
+        self.keys.insert(base.to_owned(), key);
+    }
+
+    /// Checks the manifest document served at `base`: a signed document against the
+    /// pinned key or a CA key; an unsigned one is refused only when a key is pinned.
+    fn check(
+        &self,
+        base: &str,
+        signed: Option<&crate::model::SignedManifest>,
+    ) -> Result<(), ManifestSignatureError> {
+        use crate::signing::{verify_ca_signature, verify_manifest};
+        if !self.verify {
+            return Ok(());
+        }
+        let pinned = self.keys.get(base);
+        let Some(signed) = signed else {
+            return match pinned {
+                Some(_) => Err(ManifestSignatureError::Unsigned(base.to_owned())),
+                None => Ok(()),
+            };
+        };
+        let verified = match pinned {
+            Some(key) => verify_manifest(signed, Some(key)),
+            None if signed.signature.trust_level == crate::model::TrustLevel::Verified
+                && !self.cas.is_empty() =>
+            {
+                verify_ca_signature(signed, &self.cas)
+            }
+            None => return Err(ManifestSignatureError::NoTrustedKey(base.to_owned())),
+        };
+        verified.map_err(|source| ManifestSignatureError::Invalid {
+            url: base.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Why discovery refused a manifest's signature
+/// ([`ResponseError::ManifestSignature`](super::ResponseError::ManifestSignature)).
+#[cfg(feature = "signing")]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestSignatureError {
+    /// A signed manifest, but no key pinned for the agent and no CA key that applies.
+    #[error(
+        "cannot verify the signed manifest of {0}: no trusted public key for it \
+         (pin one, or trust the CA that signed it)"
+    )]
+    NoTrustedKey(String),
+    /// A key is pinned for the agent but its manifest is not signed.
+    #[error("the manifest of {0} is not signed, but a key is pinned for it")]
+    Unsigned(String),
+    /// The signature does not verify.
+    #[error("the signed manifest of {url} did not verify: {source}")]
+    Invalid {
+        /// The agent's base URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: crate::signing::VerificationError,
+    },
 }
 
 /// `max-age` of a `Cache-Control` value; zero for `no-store`/`no-cache`; `None` when
@@ -110,6 +197,34 @@ impl DiscoveryCache {
         }
     }
 
+    /// Verifies signed manifests as `trust` says.
+    #[cfg(feature = "signing")]
+    pub fn with_trust(mut self, trust: ManifestTrust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Reads the manifest document served at `base`: a manifest in either shape, or a
+    /// signed document (`manifest` and `signature` members) whose manifest is taken,
+    /// checked as the trust settings say.
+    fn read_manifest(&self, base: &str, text: &str) -> Result<Manifest, ClientError> {
+        let value =
+            crate::json::parse(text.as_bytes()).map_err(|e| ResponseError::Manifest(e.into()))?;
+        if SignedManifest::is_signed_document(&value) {
+            let signed = SignedManifest::from_value(&value)
+                .map_err(|e| ResponseError::Manifest(e.into()))?;
+            #[cfg(feature = "signing")]
+            self.trust
+                .check(base, Some(&signed))
+                .map_err(ResponseError::from)?;
+            return Ok(signed.manifest);
+        }
+        #[cfg(feature = "signing")]
+        self.trust.check(base, None).map_err(ResponseError::from)?;
+        let _ = base;
+        Ok(Manifest::from_wire(&value).map_err(|e| ResponseError::Manifest(e.into()))?)
+    }
+
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -125,7 +240,7 @@ impl DiscoveryCache {
         {
             return Ok(c.manifest.clone());
         }
-        let mut request = http.get(format!("{base}/.well-known/asap/manifest.json"));
+        let mut request = http.get(format!("{base}{MANIFEST_PATH}"));
         if let Some(etag) = cached.as_ref().and_then(|c| c.etag.clone()) {
             request = request.header(IF_NONE_MATCH, etag);
         }
@@ -156,8 +271,7 @@ impl DiscoveryCache {
         if !status.is_success() {
             return Err(ClientError::Http { status, body: text });
         }
-        let manifest =
-            Manifest::from_wire_json(text.as_bytes()).map_err(ResponseError::Manifest)?;
+        let manifest = self.read_manifest(base, &text)?;
         if !compatible(&manifest.capabilities.asap_version) {
             return Err(ClientError::Incompatible {
                 agent: manifest.id,

@@ -176,6 +176,11 @@ pub enum RequestError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResponseError {
+    /// A manifest whose signature is required and was not verified
+    /// ([`ClientBuilder::verify_manifest_signatures`](super::ClientBuilder::verify_manifest_signatures)).
+    #[cfg(feature = "signing")]
+    #[error(transparent)]
+    ManifestSignature(#[from] super::ManifestSignatureError),
     /// The body is not JSON.
     #[error("not JSON: {0}")]
     NotJson(#[source] serde_json::Error),

@@ -38,6 +38,8 @@ pub use batch::BatchAnswer;
 pub use body::{MAX_IDENTITY_DOCUMENT, MAX_REGISTRY_DOCUMENT, ResponseLimits};
 pub use breaker::{BreakerConfig, CircuitBreakers};
 pub use discovery::DiscoveryCache;
+#[cfg(feature = "signing")]
+pub use discovery::{ManifestSignatureError, ManifestTrust};
 pub(crate) use discovery::{fetch_health, max_age};
 pub use error::{
     ClientError, Disconnect, RequestError, ResponseError, SUPPORTED_ASAP_VERSIONS, TlsError,
@@ -123,6 +125,9 @@ pub struct ClientBuilder {
     asap_version: Option<HeaderValue>,
     /// The most envelopes [`Client::batch`] sends at once.
     max_batch_size: usize,
+    /// Which signed manifests discovery accepts.
+    #[cfg(feature = "signing")]
+    manifest_trust: ManifestTrust,
 }
 
 /// Hides the bearer token.
@@ -176,6 +181,8 @@ impl Default for ClientBuilder {
             limits: ResponseLimits::default(),
             asap_version: None,
             max_batch_size: crate::rpc::DEFAULT_MAX_BATCH_SIZE,
+            #[cfg(feature = "signing")]
+            manifest_trust: ManifestTrust::default(),
         }
     }
 }
@@ -265,6 +272,36 @@ impl ClientBuilder {
         self
     }
 
+    #[cfg(feature = "signing")]
+    /// Verifies signed manifests at discovery (off by default, as the 2.5.10
+    /// client's `verify_signatures`): a signed document must verify against the key
+    /// pinned for its agent ([`ClientBuilder::trusted_manifest_key`]) or, with trust
+    /// level `verified`, be signed by a CA key ([`ClientBuilder::trusted_ca_key`]).
+    /// Off, a signed document is read without checking its signature.
+    pub fn verify_manifest_signatures(mut self, on: bool) -> Self {
+        self.manifest_trust.verify = on;
+        self
+    }
+
+    #[cfg(feature = "signing")]
+    /// Pins the Ed25519 key that signs the manifest of the agent at `url` (its base
+    /// URL or its manifest URL) and turns verification on: the manifest must then be a
+    /// signed document that verifies against this key (an unsigned one is refused).
+    pub fn trusted_manifest_key(mut self, url: &str, key: crate::signing::VerifyingKey) -> Self {
+        self.manifest_trust.pin(url, key);
+        self.manifest_trust.verify = true;
+        self
+    }
+
+    #[cfg(feature = "signing")]
+    /// Trusts an ASAP CA key: a signed manifest with trust level `verified` whose
+    /// `public_key` is this key is accepted for any agent. Turns verification on.
+    pub fn trusted_ca_key(mut self, key: crate::signing::VerifyingKey) -> Self {
+        self.manifest_trust.cas.push(key);
+        self.manifest_trust.verify = true;
+        self
+    }
+
     /// Offers these protocol versions, most preferred first, in an `ASAP-Version`
     /// header on every HTTP send (`POST /asap`), e.g. `[V2_2, V2_1]` sends
     /// `ASAP-Version: 2.2, 2.1` as the 2.5.10 reference client does. Default (and with an
@@ -334,12 +371,21 @@ impl ClientBuilder {
                 fetch,
                 stream_http,
                 breakers: self.breaker.clone().map(CircuitBreakers::new),
-                discovery: DiscoveryCache::new(self.limits),
+                discovery: self.discovery_cache(),
                 sockets: websocket::Pool::new(websocket_tls),
                 next_id: AtomicU64::new(1),
                 config: self,
             }),
         })
+    }
+}
+
+impl ClientBuilder {
+    fn discovery_cache(&self) -> DiscoveryCache {
+        let cache = DiscoveryCache::new(self.limits);
+        #[cfg(feature = "signing")]
+        let cache = cache.with_trust(self.manifest_trust.clone());
+        cache
     }
 }
 

@@ -35,6 +35,7 @@ pub mod payloads2;
 pub mod pyrepr;
 mod recovery;
 pub mod schema;
+pub mod signed;
 pub mod state_machine;
 pub mod stream;
 pub mod timestamp;
@@ -67,6 +68,7 @@ pub use parts::{DataPart, FilePart, Part, ResourcePart, TemplatePart, TextPart};
 // the payload table needs no change here.
 pub use payloads::*;
 pub use payloads2::{TaskMetrics, TaskRequestConfig, typed_payload};
+pub use signed::{SignatureBlock, SignedManifest, TrustLevel};
 pub use state_machine::{can_transition, next_states};
 pub use stream::{TASK_STREAM, TaskStream, is_stream_bound, normalized_payload_type};
 pub use timestamp::Timestamp;

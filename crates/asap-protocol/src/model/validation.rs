@@ -182,6 +182,11 @@ pub enum ErrorKind {
         /// The allowed tags, quoted.
         expected_tags: String,
     },
+    /// A string that does not match the required pattern (`string_pattern_mismatch`).
+    StringPatternMismatch {
+        /// The regular expression.
+        pattern: &'static str,
+    },
     /// A rule of the protocol itself (`value_error`), such as the agent URN format.
     ValueError {
         /// The rule's message.
@@ -222,6 +227,7 @@ impl ErrorKind {
             Self::DatetimeFromDateParsing { .. } => "datetime_from_date_parsing",
             Self::UnionTagNotFound { .. } => "union_tag_not_found",
             Self::UnionTagInvalid { .. } => "union_tag_invalid",
+            Self::StringPatternMismatch { .. } => "string_pattern_mismatch",
             Self::ValueError { .. } => "value_error",
         }
     }
@@ -298,6 +304,9 @@ impl ErrorKind {
                 };
                 format!("String should have at most {max_length} {unit}")
             }
+            Self::StringPatternMismatch { pattern } => {
+                format!("String should match pattern '{pattern}'")
+            }
             Self::ValueError { message } => format!("Value error, {message}"),
         }
     }
@@ -334,6 +343,9 @@ impl ErrorKind {
             }
             Self::StringTooLong { max_length } => {
                 ctx.insert("max_length".into(), (*max_length).into());
+            }
+            Self::StringPatternMismatch { pattern } => {
+                ctx.insert("pattern".into(), (*pattern).into());
             }
             Self::DatetimeParsing { error } | Self::DatetimeFromDateParsing { error } => {
                 ctx.insert("error".into(), error.clone().into());

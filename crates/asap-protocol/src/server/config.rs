@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::client_addr::TrustedProxies;
+use super::discovery::ManifestDialect;
 use super::origin::AllowedOrigins;
 use super::rate_limit::{RateLimitError, RateLimitRule};
 use crate::model::Dialect;
@@ -109,6 +110,10 @@ pub struct ServerConfig {
     /// requests only; 50 as the 2.5.10 reference): a larger batch gets one `-32600`
     /// answer, `data {"reason": "batch size N exceeds max M"}`.
     pub max_batch_size: usize,
+    /// The manifest shape `GET /.well-known/asap/manifest.json` serves to a request
+    /// without a 2.x `ASAP-Version` header (1.1 by default; a request naming a 2.x
+    /// dialect listed in `dialects` always gets the 2.x shape).
+    pub manifest_dialect: ManifestDialect,
 }
 
 /// Limits of the WebSocket binding (wire spec section 11). `Default` gives the
@@ -209,6 +214,7 @@ impl Default for ServerConfig {
             allowed_origins: AllowedOrigins::default(),
             dialects: Dialect::ALL.to_vec(),
             max_batch_size: crate::rpc::DEFAULT_MAX_BATCH_SIZE,
+            manifest_dialect: ManifestDialect::default(),
         }
     }
 }

@@ -73,7 +73,7 @@ pub use config::{
     ConfigError, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_RATE_LIMIT, ServerConfig, WebSocketConfig,
     truthy,
 };
-pub use discovery::ServedManifest;
+pub use discovery::{ManifestDialect, ServedManifest};
 pub use handler::{
     Handler, HandlerContext, HandlerError, HandlerRegistry, Push, PushError, TaskEvents,
 };
@@ -112,6 +112,10 @@ pub enum ServerError {
     /// The manifest declares an authentication scheme other than bearer or basic.
     #[error("{0}")]
     Manifest(#[from] crate::model::AsapError),
+    /// The manifest cannot be signed (`verification.verified_at` is set).
+    #[cfg(feature = "signing")]
+    #[error("{0}")]
+    Signing(#[from] crate::signing::SigningError),
     /// Listening or serving failed.
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -198,6 +202,8 @@ pub struct ServerBuilder {
     shared_state: Option<Arc<dyn SharedStateBackend>>,
     #[cfg(feature = "oauth2")]
     oauth2: Option<OAuth2>,
+    #[cfg(feature = "signing")]
+    manifest_signing_key: Option<crate::signing::SigningKey>,
 }
 
 impl ServerBuilder {
@@ -220,6 +226,14 @@ impl ServerBuilder {
     /// The agent's manifest (required).
     pub fn manifest(mut self, manifest: Manifest) -> Self {
         self.manifest = Some(manifest);
+        self
+    }
+
+    /// Serves the 2.x manifest shape as a signed document (`SignedManifest`,
+    /// self-signed with `key`, docs/asap-2.md section 5); the 1.1 shape stays unsigned.
+    #[cfg(feature = "signing")]
+    pub fn manifest_signing_key(mut self, key: crate::signing::SigningKey) -> Self {
+        self.manifest_signing_key = Some(key);
         self
     }
 
@@ -261,10 +275,17 @@ impl ServerBuilder {
             return Err(error.into());
         }
         let config = self.config;
+        let served =
+            ServedManifest::for_dialects(manifest, &config.dialects, config.manifest_dialect);
+        #[cfg(feature = "signing")]
+        let served = match &self.manifest_signing_key {
+            Some(key) => served.signed(key)?,
+            None => served,
+        };
         let shared = self.shared_state.unwrap_or_else(|| Arc::new(InProcess));
         let (ttl, capacity) = (config.nonce_ttl, config.nonce_capacity);
         let inner = Inner {
-            manifest: ServedManifest::new(manifest),
+            manifest: served,
             registry: self.registry.unwrap_or_else(HandlerRegistry::echo),
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             rate_limiter: shared.rate_limiter(&config.rate_limits),
