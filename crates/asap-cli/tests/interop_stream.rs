@@ -151,3 +151,43 @@ fn one_request_streamed_alike_by_both_servers() {
     assert_eq!(ours, theirs);
     assert_eq!(ours.len(), 3);
 }
+
+/// The CLI against the 2.5.10 streaming agent over HTTP: `asap discover` and `asap health`
+/// read it, `asap send --stream` prints each streamed envelope as one JSON line as it
+/// arrives.
+#[test]
+fn the_cli_discovers_checks_and_streams_from_the_reference_agent() {
+    let (_agent, url) = reference25_streaming_agent();
+    let asap = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_asap"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "asap {args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let manifest: Value = serde_json::from_str(&asap(&["discover", &url])).unwrap();
+    // (The example declares `streaming: false`; it streams on `/asap/stream` all the same.)
+    assert_eq!(
+        manifest["capabilities"]["skills"][0]["id"], "stream_echo",
+        "{manifest}"
+    );
+    assert!(manifest.get("supported_versions").is_some(), "{manifest}");
+    let health: Value = serde_json::from_str(&asap(&["health", &url])).unwrap();
+    assert_eq!(health["status"], "healthy", "{health}");
+    let input = json!({"message": MESSAGE}).to_string();
+    let out = asap(&[
+        "send", &url, "--stream", "--skill", "echo", "--input", &input,
+    ]);
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(chunks(&lines), expected_chunks());
+}
