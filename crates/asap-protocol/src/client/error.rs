@@ -266,6 +266,14 @@ pub enum WebSocketError {
     /// The connection was lost while the call waited, and could not be reopened.
     #[error("{0}")]
     Disconnected(#[source] Disconnect),
+    /// A stream's reader fell behind: more frames arrived than
+    /// [`WebSocketOptions::stream_buffer`](super::WebSocketOptions::stream_buffer) holds,
+    /// so the stream was ended rather than buffered without bound.
+    #[error("the stream's reader fell more than {limit} frames behind; the stream was ended")]
+    StreamBacklog {
+        /// The buffer's size, in frames.
+        limit: usize,
+    },
 }
 
 /// Why an open WebSocket connection ended ([`WebSocketError::Disconnected`]). Every

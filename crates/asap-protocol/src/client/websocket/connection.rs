@@ -29,8 +29,14 @@ type Slot = Arc<Mutex<Option<Waiter>>>;
 enum Waiter {
     /// A unary call: the first frame is its answer.
     Once(oneshot::Sender<Answer>),
-    /// A stream: every frame, until the caller has seen its last.
-    Many(mpsc::UnboundedSender<Answer>),
+    /// A stream: every frame, until the caller has seen its last; a reader that falls
+    /// a whole buffer behind is cut off (`overflowed`).
+    Many {
+        /// Where its frames go (bounded).
+        frames: mpsc::Sender<Answer>,
+        /// Set when a frame found the buffer full.
+        overflowed: Arc<AtomicBool>,
+    },
 }
 
 impl Waiter {
@@ -39,8 +45,8 @@ impl Waiter {
             Self::Once(tx) => {
                 let _ = tx.send(Err(error));
             }
-            Self::Many(tx) => {
-                let _ = tx.send(Err(error));
+            Self::Many { frames, .. } => {
+                let _ = frames.try_send(Err(error));
             }
         }
     }
@@ -145,14 +151,24 @@ impl Connection {
     /// stream over a 2.x connection: several result frames with one JSON-RPC id).
     /// Nothing is retransmitted; the frames stop coming when the returned value is
     /// dropped.
-    pub(crate) fn open_stream(&self, envelope: &Envelope) -> Result<StreamFrames, ClientError> {
+    pub(crate) fn open_stream(
+        &self,
+        envelope: &Envelope,
+        buffer: usize,
+    ) -> Result<StreamFrames, ClientError> {
         if self.is_closed() {
             return Err(WebSocketError::Closed.into());
         }
         let mut call = Call::new(self.shared.clone(), &envelope.id);
-        let (tx, frames) = mpsc::unbounded_channel();
+        let limit = buffer.max(1);
+        let (tx, frames) = mpsc::channel(limit);
+        let overflowed = Arc::new(AtomicBool::new(false));
         let id = self.request_id();
-        let slot: Slot = Arc::new(Mutex::new(Some(Waiter::Many(tx))));
+        let waiter = Waiter::Many {
+            frames: tx,
+            overflowed: overflowed.clone(),
+        };
+        let slot: Slot = Arc::new(Mutex::new(Some(waiter)));
         lock(&self.shared.waiting).insert(id.clone(), slot);
         call.ids.push(id.clone());
         let frame = request_frame(envelope, &id);
@@ -162,6 +178,8 @@ impl Connection {
         Ok(StreamFrames {
             _call: call,
             frames,
+            overflowed,
+            limit,
         })
     }
 
@@ -265,13 +283,24 @@ fn request_frame(envelope: &Envelope, id: &str) -> String {
 /// Dropping it ends the call.
 pub(crate) struct StreamFrames {
     _call: Call,
-    frames: mpsc::UnboundedReceiver<Answer>,
+    frames: mpsc::Receiver<Answer>,
+    overflowed: Arc<AtomicBool>,
+    limit: usize,
 }
 
 impl StreamFrames {
-    /// The next frame; `None` once the connection is gone without a word.
+    /// The next frame; [`WebSocketError::StreamBacklog`] once, after the buffered
+    /// frames, when the reader fell a whole buffer behind; `None` once the connection is
+    /// gone without a word.
     pub(crate) async fn next(&mut self) -> Option<Answer> {
-        self.frames.recv().await
+        match self.frames.recv().await {
+            Some(answer) => Some(answer),
+            None if self.overflowed.swap(false, Ordering::SeqCst) => {
+                let limit = self.limit;
+                Some(Err(WebSocketError::StreamBacklog { limit }.into()))
+            }
+            None => None,
+        }
     }
 }
 
@@ -413,11 +442,15 @@ fn dispatch(shared: &Shared, text: &str) -> Option<&'static str> {
                 Some(Waiter::Once(tx)) => {
                     let _ = tx.send(Ok(frame));
                 }
-                // A stream keeps its waiter while its reader is there.
-                Some(Waiter::Many(tx)) if tx.send(Ok(frame)).is_ok() => {
-                    *waiter = Some(Waiter::Many(tx));
-                }
-                Some(Waiter::Many(_)) => {}
+                // A stream keeps its waiter while its reader is there and keeps up;
+                // a full buffer ends it (the reader learns why after the buffered frames).
+                Some(Waiter::Many { frames, overflowed }) => match frames.try_send(Ok(frame)) {
+                    Ok(()) => *waiter = Some(Waiter::Many { frames, overflowed }),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        overflowed.store(true, Ordering::SeqCst);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                },
                 None => {}
             }
         }
@@ -578,5 +611,62 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TaskRequest;
+
+    /// A connection with no socket: what it would write lands in the returned queue.
+    fn detached() -> (Connection, mpsc::UnboundedReceiver<Outgoing>) {
+        let shared = Arc::new(Shared {
+            waiting: Mutex::new(HashMap::new()),
+            acks: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+            pushes: broadcast::channel(1).0,
+            closed: AtomicBool::new(false),
+            last_used: Mutex::new(Instant::now()),
+            in_flight: AtomicUsize::new(0),
+        });
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        let connection = Connection {
+            shared,
+            outgoing,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        };
+        (connection, queue)
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_reader_falls_a_buffer_behind_ends_with_a_backlog_error() {
+        let (connection, mut queue) = detached();
+        let envelope = Envelope::new(
+            "urn:asap:agent:a",
+            "urn:asap:agent:b",
+            TaskRequest::new("c", "s", serde_json::json!({})),
+        );
+        let mut frames = connection.open_stream(&envelope, 2).unwrap();
+        let Some(Outgoing::Request(id, _)) = queue.recv().await else {
+            panic!("the request was not queued")
+        };
+        // Five frames arrive before the reader reads any: two fit, the third ends it.
+        for n in 0..5 {
+            let frame = format!(r#"{{"jsonrpc": "2.0", "result": {{"n": {n}}}, "id": "{id}"}}"#);
+            assert_eq!(dispatch(&connection.shared, &frame), None);
+        }
+        for n in 0..2 {
+            assert_eq!(frames.next().await.unwrap().unwrap()["result"]["n"], n);
+        }
+        match frames.next().await {
+            Some(Err(ClientError::WebSocket(WebSocketError::StreamBacklog { limit: 2 }))) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(frames.next().await.is_none());
+        // The call is over: its id is forgotten, later frames are dropped.
+        assert!(lock(&connection.shared.waiting).get(&id).is_some());
+        drop(frames);
+        assert!(lock(&connection.shared.waiting).get(&id).is_none());
     }
 }

@@ -60,6 +60,10 @@ pub struct WebSocketOptions {
     pub idle_timeout: Duration,
     /// Pushed envelopes buffered per connection for slow subscribers (256).
     pub push_buffer: usize,
+    /// Frames of one stream ([`Client::stream_websocket`](crate::client::Client::stream_websocket))
+    /// buffered while its reader is slower than the agent (256); past it the stream ends
+    /// with [`WebSocketError::StreamBacklog`](crate::client::WebSocketError::StreamBacklog).
+    pub stream_buffer: usize,
     /// When the circuit breaker for an agent is open, send over HTTP instead (on).
     pub http_fallback: bool,
 }
@@ -79,6 +83,7 @@ impl Default for WebSocketOptions {
             max_connections: 64,
             idle_timeout: Duration::from_secs(60),
             push_buffer: 256,
+            stream_buffer: 256,
             http_fallback: true,
         }
     }

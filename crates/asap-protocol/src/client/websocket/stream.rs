@@ -45,7 +45,7 @@ impl Client {
             .get((&url, offer), self.credentials(), options)
             .await?;
         let mut reading = Reading {
-            frames: connection.open_stream(&envelope)?,
+            frames: connection.open_stream(&envelope, options.stream_buffer)?,
             request_id: envelope.id.clone(),
             timeout: self.inner.config.timeout,
         };
