@@ -5,17 +5,17 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use asap_protocol::client::{Client, ClientError, ResponseError};
 use asap_protocol::model::{Envelope, TaskRequest, TaskStatus, TaskStream};
 use asap_protocol::server::{
     HandlerContext, HandlerError, HandlerRegistry, StreamEmitter, StreamingEcho, StreamingHandler,
 };
+use common::scripted::scripted;
 use common::{AGENT, Options, envelope, start};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 const REQUEST_ID: &str = "01JSTREAMREQ0000000000001";
 
@@ -229,57 +229,12 @@ async fn without_a_streaming_handler_the_answer_is_32012() {
     assert_eq!(sent.unwrap().payload["result"]["echoed"], json!({"a": 1}));
 }
 
-/// Emits `first`, then either fails or waits until the client goes away, telling the
-/// test through `stopped` when its work is dropped.
-struct Scripted {
-    first: TaskStream,
-    fail: bool,
-    stopped: Mutex<Option<oneshot::Sender<()>>>,
-}
-
-struct Stopped(Option<oneshot::Sender<()>>);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl StreamingHandler for Scripted {
-    async fn stream(
-        &self,
-        _request: Envelope,
-        _ctx: &HandlerContext,
-        out: &StreamEmitter,
-    ) -> Result<(), HandlerError> {
-        let _stopped = Stopped(self.stopped.lock().unwrap().take());
-        out.chunk(self.first.clone())
-            .await
-            .map_err(HandlerError::internal)?;
-        if self.fail {
-            return Err(HandlerError::internal("the model went away"));
-        }
-        std::future::pending::<()>().await;
-        Ok(())
-    }
-}
-
-fn scripted(fail: bool) -> (Arc<Scripted>, oneshot::Receiver<()>) {
-    let (tx, rx) = oneshot::channel();
-    let handler = Scripted {
-        first: TaskStream::new("first").progress(0.1),
-        fail,
-        stopped: Mutex::new(Some(tx)),
-    };
-    (Arc::new(handler), rx)
-}
-
 #[tokio::test]
 async fn a_failing_handler_ends_the_stream_after_its_chunks() {
-    let (handler, _stopped) = scripted(true);
+    let (handler, _stopped) = scripted(
+        TaskStream::new("first").progress(0.1),
+        Some(|| HandlerError::internal("the model went away")),
+    );
     let server = start(streaming(handler)).await;
     let body = serde_json::to_vec(&stream_request(json!({}))).unwrap();
     let answer = post_stream(&server.base, body, Some("2.2")).await;
@@ -299,7 +254,7 @@ async fn a_failing_handler_ends_the_stream_after_its_chunks() {
 
 #[tokio::test]
 async fn a_client_that_goes_away_stops_the_handler() {
-    let (handler, stopped) = scripted(false);
+    let (handler, stopped) = scripted(TaskStream::new("first").progress(0.1), None);
     let server = start(streaming(handler)).await;
     let client = Client::builder().build().unwrap();
     let mut stream = client.stream(&server.base, &task(json!({}))).await.unwrap();

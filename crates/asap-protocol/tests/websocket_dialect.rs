@@ -6,18 +6,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use asap_protocol::client::{Client, ClientError, TransportMode};
 use asap_protocol::model::{AsapError, Dialect, Envelope, Model, TaskRequest, TaskStream};
-use asap_protocol::server::{
-    HandlerContext, HandlerError, HandlerRegistry, StreamEmitter, StreamingEcho, StreamingHandler,
-};
+use asap_protocol::server::{HandlerError, HandlerRegistry, StreamingEcho, StreamingHandler};
+use common::scripted::scripted;
 use common::{AGENT, Options, Running, start};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -257,55 +255,12 @@ async fn a_2x_connection_streams_one_result_frame_per_envelope() {
     assert_eq!(parse(&next_text(&mut socket).await)["id"], "ws-req-8");
 }
 
-/// Emits one chunk, then fails as told or waits until it is stopped, telling the test
-/// through `stopped` when its work is dropped.
-struct Scripted {
-    failure: Option<fn() -> HandlerError>,
-    stopped: Mutex<Option<oneshot::Sender<()>>>,
-}
-
-struct Stopped(Option<oneshot::Sender<()>>);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl StreamingHandler for Scripted {
-    async fn stream(
-        &self,
-        _request: Envelope,
-        _ctx: &HandlerContext,
-        out: &StreamEmitter,
-    ) -> Result<(), HandlerError> {
-        let _stopped = Stopped(self.stopped.lock().unwrap().take());
-        out.chunk(TaskStream::new("first"))
-            .await
-            .map_err(HandlerError::internal)?;
-        if let Some(failure) = self.failure {
-            return Err(failure());
-        }
-        std::future::pending::<()>().await;
-        Ok(())
-    }
-}
-
-fn scripted(failure: Option<fn() -> HandlerError>) -> (Arc<Scripted>, oneshot::Receiver<()>) {
-    let (tx, rx) = oneshot::channel();
-    let handler = Scripted {
-        failure,
-        stopped: Mutex::new(Some(tx)),
-    };
-    (Arc::new(handler), rx)
-}
-
 #[tokio::test]
 async fn a_failure_mid_stream_is_an_error_frame_with_the_request_id() {
-    let (handler, _stopped) = scripted(Some(|| HandlerError::internal("the model went away")));
+    let (handler, _stopped) = scripted(
+        TaskStream::new("first"),
+        Some(|| HandlerError::internal("the model went away")),
+    );
     let server = start(streaming(handler)).await;
     let (mut socket, _) = connect(&server, Some("2.2")).await;
     send(&mut socket, "s1", &task(json!({})).to_value()).await;
@@ -317,11 +272,14 @@ async fn a_failure_mid_stream_is_an_error_frame_with_the_request_id() {
         r#"{"jsonrpc": "2.0", "error": {"code": -32603, "message": "Internal error", "data": {"error": "Internal server error"}}, "id": "s1"}"#
     );
 
-    let (handler, _stopped) = scripted(Some(|| {
-        HandlerError::Protocol(AsapError::TaskNotFound {
-            task_id: "t1".into(),
-        })
-    }));
+    let (handler, _stopped) = scripted(
+        TaskStream::new("first"),
+        Some(|| {
+            HandlerError::Protocol(AsapError::TaskNotFound {
+                task_id: "t1".into(),
+            })
+        }),
+    );
     let server = start(streaming(handler)).await;
     let (mut socket, _) = connect(&server, Some("2.2")).await;
     send(&mut socket, "s2", &task(json!({})).to_value()).await;
@@ -333,7 +291,7 @@ async fn a_failure_mid_stream_is_an_error_frame_with_the_request_id() {
 
 #[tokio::test]
 async fn a_client_that_disconnects_stops_the_stream() {
-    let (handler, stopped) = scripted(None);
+    let (handler, stopped) = scripted(TaskStream::new("first"), None);
     let server = start(streaming(handler)).await;
     let (mut socket, _) = connect(&server, Some("2.2")).await;
     send(&mut socket, "s1", &task(json!({})).to_value()).await;
