@@ -179,7 +179,7 @@ impl Handler for TaskHandler {
         if let Some(events) = &ctx.events {
             events.task_changed(&task).await;
         }
-        task.transition(TaskStatus::Working)?;
+        ctx.transition(&mut task, TaskStatus::Working)?;
         let request_data =
             json!({"status": "submitted", "skill_id": payload.skill_id, "input": payload.input});
         let snapshot_1 = snapshot(&task.id, 1, request_data, false);
@@ -202,7 +202,7 @@ impl Handler for TaskHandler {
                 events.task_changed(&task).await;
             }
             let outcome = skill.run(&task, &payload, ctx).await;
-            task.transition(target(&outcome))?;
+            ctx.transition(&mut task, target(&outcome))?;
             let batch = WriteBatch::new()
                 .save_snapshot(snapshot_1)
                 .save_snapshot(snapshot_2(&task, &outcome))
@@ -230,7 +230,7 @@ impl Handler for TaskHandler {
                     if task.status != TaskStatus::Working {
                         return Ok(false);
                     }
-                    task.transition(status)?;
+                    ctx.transition(task, status)?;
                     Ok(true)
                 },
                 |task| WriteBatch::new().save_snapshot(snapshot_2(task, &outcome)),
@@ -272,7 +272,7 @@ impl Handler for CancelHandler {
                         }
                         .into());
                     }
-                    task.transition(TaskStatus::Cancelled)?;
+                    ctx.transition(task, TaskStatus::Cancelled)?;
                     Ok(true)
                 },
                 |_| WriteBatch::new(),
