@@ -299,13 +299,13 @@ async fn label_cardinality_is_bounded_under_hostile_input() {
     let hostile = |i: usize| {
         let mut request = common::echo_request(json!(i));
         request["params"]["envelope"]["payload_type"] = json!(format!("bogus.type.{i}"));
-        request["method"] = json!(if i % 3 == 0 {
+        request["method"] = json!(if i.is_multiple_of(3) {
             format!("m{i}")
         } else {
             "asap.send".into()
         });
         let method = ["POST", "PUT", "PATCH", "DELETE"][i % 4];
-        let path = if i % 2 == 0 {
+        let path = if i.is_multiple_of(2) {
             "/asap".to_owned()
         } else {
             format!("/x/{i}")
@@ -316,7 +316,7 @@ async fn label_cardinality_is_bounded_under_hostile_input() {
             .header("content-type", "application/json")
             .header(
                 "asap-version",
-                if i % 5 == 0 {
+                if i.is_multiple_of(5) {
                     format!("{}.{i}", i % 7)
                 } else {
                     "1.1".into()
