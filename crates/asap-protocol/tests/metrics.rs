@@ -3,7 +3,6 @@
 //! same endpoint, and label cardinality under hostile input.
 
 mod common;
-mod metrics_support;
 
 use std::sync::Arc;
 
@@ -13,8 +12,8 @@ use asap_protocol::server::{
     HandlerRegistry, Metrics, RateLimitRule, RefusalReason, Server, ServerConfig, StaticTokens,
     default_skills,
 };
+use asap_test_support::exposition::value;
 use futures_util::{SinkExt, StreamExt};
-use metrics_support::value;
 use serde_json::{Value, json};
 
 /// A server recording into `metrics`, on an ephemeral port; its base URL.
@@ -84,7 +83,7 @@ async fn every_refusal_reason_starts_at_zero() {
     for reason in RefusalReason::ALL {
         let key = format!("asap_refusals_total{{reason=\"{}\"}}", reason.as_str());
         assert_eq!(
-            metrics_support::series(&text).get(&key),
+            asap_test_support::exposition::series(&text).get(&key),
             Some(&0.0),
             "{key}"
         );
@@ -335,10 +334,10 @@ async fn label_cardinality_is_bounded_under_hostile_input() {
         }
     };
     round(0..28).await;
-    let first = metrics_support::series_count(&metrics.render());
+    let first = asap_test_support::exposition::series_count(&metrics.render());
     round(28..10_028).await;
     let after = metrics.render();
-    assert_eq!(metrics_support::series_count(&after), first);
+    assert_eq!(asap_test_support::exposition::series_count(&after), first);
     assert!(!after.contains("bogus.type"));
     assert!(
         value(

@@ -3,11 +3,10 @@
 //! dashboard queries exists.
 
 mod common;
-mod metrics_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use metrics_support::Family;
+use asap_test_support::exposition::{self as exposition, Family};
 
 const DOC: &str = include_str!("../../../docs/metrics.md");
 const DASHBOARD: &str = include_str!("../../../docs/grafana/asap-dashboard.json");
@@ -61,13 +60,13 @@ async fn served() -> String {
 
 #[tokio::test]
 async fn the_table_is_the_endpoint() {
-    let live = metrics_support::families(&served().await);
+    let live = exposition::families(&served().await);
     assert_eq!(documented(), live);
 }
 
 #[tokio::test]
 async fn every_metric_the_dashboard_queries_is_served() {
-    let live = metrics_support::families(&served().await);
+    let live = exposition::families(&served().await);
     let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).unwrap();
     let mut exprs = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {

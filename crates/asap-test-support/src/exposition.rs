@@ -1,7 +1,5 @@
-//! Reading a Prometheus text exposition in tests: families (name, type, label names)
-//! and series values.
-
-#![allow(dead_code)]
+//! Reading a Prometheus text exposition (ours, or the reference's `/asap/metrics`):
+//! families (name, type, label names) and series values.
 
 use std::collections::{BTreeMap, BTreeSet};
 
