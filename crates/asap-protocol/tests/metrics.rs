@@ -13,8 +13,12 @@ use asap_protocol::server::{
     default_skills,
 };
 use asap_test_support::exposition::value;
+use std::time::Duration;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A server recording into `metrics`, on an ephemeral port; its base URL.
 async fn serve(config: ServerConfig, metrics: &Metrics, bearer: bool) -> String {
@@ -345,4 +349,93 @@ async fn label_cardinality_is_bounded_under_hostile_input() {
             r#"asap_requests_total{payload_type="other",status="error"}"#
         ) > 1000.0
     );
+}
+
+#[tokio::test]
+async fn slot_budget_sender_and_timeout_refusals_count_once() {
+    let body = common::echo_request(json!({"x": "hi"}));
+    let metrics = Metrics::new();
+    let mut config = quiet_config();
+    config.max_concurrent_handlers = Some(0);
+    let base = serve(config, &metrics, false).await;
+    moves_by_one(&metrics, RefusalReason::ThreadPool, async {
+        assert_eq!(common::post(&base, &body).await.status, 503);
+    })
+    .await;
+
+    let metrics = Metrics::new();
+    let mut config = quiet_config();
+    config.max_buffered_bytes = 8;
+    let base = serve(config, &metrics, false).await;
+    moves_by_one(&metrics, RefusalReason::BufferBudget, async {
+        assert_eq!(common::post(&base, &body).await.status, 503);
+    })
+    .await;
+
+    let metrics = Metrics::new();
+    let base = serve(quiet_config(), &metrics, true).await;
+    let mut stranger = body.clone();
+    stranger["params"]["envelope"]["sender"] = json!("urn:asap:agent:someone-else");
+    moves_by_one(&metrics, RefusalReason::SenderMismatch, async {
+        let bytes = serde_json::to_vec(&stranger).unwrap();
+        let reply = common::post_raw(&base, bytes, &[("authorization", "Bearer good-token")]).await;
+        assert_eq!(reply.code(), -32602);
+    })
+    .await;
+
+    // A declared body that never comes: 408 once the read timeout passes.
+    let metrics = Metrics::new();
+    let mut config = quiet_config();
+    config.body_read_timeout = Duration::from_millis(50);
+    let base = serve(config, &metrics, false).await;
+    moves_by_one(&metrics, RefusalReason::BodyTimeout, async {
+        let mut stream = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+        let head = "POST /asap HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 12];
+        stream.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 408");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connection_cap_and_websocket_rate_refusals_count_once() {
+    let metrics = Metrics::new();
+    let mut config = quiet_config();
+    config.max_connections = 1;
+    config.websocket.message_rate = Some(1);
+    let base = serve(config, &metrics, false).await;
+    let url = format!("{}/asap/ws", base.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    moves_by_one(&metrics, RefusalReason::WebSocketMessageRate, async {
+        let request = common::echo_request(json!({"x": "ws"})).to_string();
+        for _ in 0..3 {
+            let frame = tokio_tungstenite::tungstenite::Message::text(request.clone());
+            if socket.send(frame).await.is_err() {
+                break;
+            }
+        }
+        // Until the server closes the connection.
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    // An upgraded WebSocket leaves the HTTP connection count; a silent TCP connection
+    // holds the only slot.
+    let _held = TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    moves_by_one(&metrics, RefusalReason::ConnectionLimit, async {
+        let mut second = TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        // Closed at once, before anything is read.
+        assert_eq!(second.read_to_end(&mut rest).await.unwrap_or(0), 0);
+    })
+    .await;
 }
