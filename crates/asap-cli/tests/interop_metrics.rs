@@ -1,14 +1,15 @@
 //! `/asap/metrics` across implementations: the reference echo agents (asap-protocol
 //! 1.1.0 and 2.5.10) and `asap serve` get the same requests (two echoes, one payload
 //! type without a handler, one parse error); each exposition is parsed, and every
-//! family of each reference must exist in ours with the same type and label names.
+//! family of each reference must exist in ours with the same type, label names and help
+//! text.
 //! The comparison is printed family by family.
 
 mod support;
 
 use std::collections::BTreeMap;
 
-use asap_test_support::exposition::{Family, families};
+use asap_test_support::exposition::{Family, families, helps};
 use asap_test_support::process::{reference_echo_agent, reference25_echo_agent};
 use serde_json::{Value, json};
 use support::asap_serve;
@@ -34,8 +35,14 @@ fn request(payload_type: &str, payload: Value) -> Vec<u8> {
     .unwrap()
 }
 
-/// The same requests to `base`, then its exposition's families.
-fn exercised(base: &str) -> BTreeMap<String, Family> {
+/// What one exposition says: its families and their help texts.
+struct Exposition {
+    families: BTreeMap<String, Family>,
+    helps: BTreeMap<String, String>,
+}
+
+/// The same requests to `base`, then its exposition.
+fn exercised(base: &str) -> Exposition {
     let echo = json!({"conversation_id": "c1", "skill_id": "echo", "input": {"n": 1}});
     post(base, request("task.request", echo.clone()));
     post(base, request("task.request", echo));
@@ -45,19 +52,25 @@ fn exercised(base: &str) -> BTreeMap<String, Family> {
         .unwrap()
         .text()
         .unwrap();
-    families(&text)
+    Exposition {
+        families: families(&text),
+        helps: helps(&text),
+    }
 }
 
 /// Every family of `reference` exists in `ours` with its type and, where the
-/// reference's series carry labels, the same label names; prints the comparison.
-fn compare(version: &str, reference: &BTreeMap<String, Family>, ours: &BTreeMap<String, Family>) {
-    assert!(reference.len() >= 20, "{version}: {reference:?}");
+/// reference's series carry labels, the same label names, and with its help text;
+/// prints the comparison.
+fn compare(version: &str, reference: &Exposition, ours: &Exposition) {
+    let (reference_helps, ours_helps) = (&reference.helps, &ours.helps);
+    let (reference, ours) = (&reference.families, &ours.families);
+    assert_eq!(reference.len(), 20, "{version}: {reference:?}");
     let mut mismatches = Vec::new();
     for (name, theirs) in reference {
         let found = ours.get(name);
         let same = found.is_some_and(|mine| {
             mine.kind == theirs.kind && (theirs.labels.is_empty() || mine.labels == theirs.labels)
-        });
+        }) && ours_helps.get(name) == reference_helps.get(name);
         println!(
             "{version} {name}: {} {:?} | ours {}",
             theirs.kind,

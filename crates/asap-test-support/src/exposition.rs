@@ -91,6 +91,15 @@ fn split_labels(labels: &str) -> Vec<&str> {
     out
 }
 
+/// The `# HELP` text of every family, by name.
+pub fn helps(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .filter_map(|rest| rest.split_once(' '))
+        .map(|(name, help)| (name.to_owned(), help.to_owned()))
+        .collect()
+}
+
 /// The number of series lines.
 pub fn series_count(text: &str) -> usize {
     series(text).len()
