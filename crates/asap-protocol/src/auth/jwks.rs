@@ -113,7 +113,11 @@ impl JwksCache {
         #[cfg(feature = "server")]
         if let Some(metrics) = &self.metrics {
             use crate::server::FetchOutcome;
-            let outcome = [FetchOutcome::Ok, FetchOutcome::Error][usize::from(fetched.is_err())];
+            let outcome = if fetched.is_ok() {
+                FetchOutcome::Ok
+            } else {
+                FetchOutcome::Error
+            };
             metrics.jwks_fetch(outcome, started.elapsed().as_secs_f64());
         }
         #[cfg(not(feature = "server"))]

@@ -246,7 +246,7 @@ impl Reference {
     }
 
     pub(super) fn send(&self, success: bool, seconds: f64) {
-        let status = STATUSES[usize::from(!success)];
+        let status = if success { "success" } else { "error" };
         self.send.with_label_values(&[status]).inc();
         self.send_duration
             .with_label_values(&[status])
