@@ -283,6 +283,10 @@ async fn the_applications_metrics_share_the_endpoint() {
     let scraped = common::get(&base, "/asap/metrics", &[]).await.text;
     assert_eq!(value(&scraped, "my_app_widgets_total"), 3.0);
     assert!(scraped.contains("# TYPE process_cpu_seconds_total counter"));
+    // The registered payload types' series exist before any request.
+    let series = asap_test_support::exposition::series(&scraped);
+    let key = r#"asap_handler_executions_total{payload_type="task.request"}"#;
+    assert_eq!(series.get(key), Some(&0.0));
 }
 
 /// Sends `count` WebSocket frames with distinct bogus payload types from `first` on,

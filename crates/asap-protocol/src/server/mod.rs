@@ -298,9 +298,11 @@ impl ServerBuilder {
         let (ttl, capacity) = (config.nonce_ttl, config.nonce_capacity);
         let metrics = self.metrics.unwrap_or_default();
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let registry = self.registry.unwrap_or_else(HandlerRegistry::echo);
+        metrics.payload_types(registry.payload_types());
         let inner = Inner {
             manifest: served,
-            registry: self.registry.unwrap_or_else(HandlerRegistry::echo),
+            registry,
             store: Arc::new(MeteredStore::new(store, metrics.clone())),
             rate_limiter: shared.rate_limiter(&config.rate_limits),
             nonces: shared.replay_guard(ReplayKind::Nonce, ttl, capacity),

@@ -139,6 +139,14 @@ impl Metrics {
         &self.registry
     }
 
+    /// Creates the zero series of the payload types a server has handlers for (its
+    /// `payload_type` label values besides `other`).
+    pub(crate) fn payload_types<'a>(&self, types: impl IntoIterator<Item = &'a str>) {
+        for payload_type in types {
+            self.reference.payload_type(payload_type);
+        }
+    }
+
     /// Records a successful request.
     pub fn success(&self, payload_type: &str, seconds: f64) {
         self.reference.success(payload_type, seconds);

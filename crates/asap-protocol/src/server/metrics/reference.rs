@@ -187,6 +187,18 @@ impl Reference {
         }
     }
 
+    /// Creates the zero series of a registered payload type's success and handler
+    /// families.
+    pub(super) fn payload_type(&self, payload_type: &str) {
+        self.requests.with_label_values(&[payload_type, "success"]);
+        self.requests_success.with_label_values(&[payload_type]);
+        self.request_duration
+            .with_label_values(&[payload_type, "success"]);
+        self.handler_executions.with_label_values(&[payload_type]);
+        self.handler_errors.with_label_values(&[payload_type]);
+        self.handler_duration.with_label_values(&[payload_type]);
+    }
+
     pub(super) fn success(&self, payload_type: &str, seconds: f64) {
         self.requests
             .with_label_values(&[payload_type, "success"])
