@@ -380,4 +380,19 @@ async fn a_cancel_between_the_handlers_read_and_write_is_not_overwritten() {
     assert_eq!(stored.revision, 2);
     let outcome = store.get(&task_id, Some(2)).await.unwrap().unwrap();
     assert_eq!(outcome.data["status"], "cancelled");
+    // Only committed transitions are counted: the handler's conflicting write to
+    // `completed` is not (it was, once per attempt, when counted inside the retry).
+    let metrics = common::get(&server.base, "/asap/metrics", &[]).await.text;
+    let count = |from: &str, to: &str| {
+        let series =
+            format!("asap_state_transitions_total{{from_status=\"{from}\",to_status=\"{to}\"}} ");
+        let line = metrics.lines().find(|l| l.starts_with(&series));
+        line.unwrap_or_else(|| panic!("no {series} in\n{metrics}"))[series.len()..]
+            .trim()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(count("submitted", "working"), 1.0);
+    assert_eq!(count("working", "cancelled"), 1.0);
+    assert_eq!(count("working", "completed"), 0.0);
 }

@@ -1,4 +1,5 @@
-//! Test helpers shared by the `asap-protocol` and `asap-cli` test suites: an in-process
+//! Test helpers shared by the `asap-protocol` and `asap-cli` test suites: a Prometheus
+//! text exposition reader ([`exposition`]), an in-process
 //! OAuth2/OIDC provider ([`idp`]), a private CA and TLS terminator ([`tls`]), a chaos TCP
 //! proxy ([`proxy`]), network namespaces for multicast tests ([`netns`]), a throwaway
 //! `redis-server` ([`redis`]), and the processes the cross-implementation tests start
@@ -6,6 +7,7 @@
 //!
 //! A dev-dependency only (by path); never published.
 
+pub mod exposition;
 pub mod idp;
 pub mod lb;
 pub mod netns;

@@ -9,9 +9,9 @@ use anyhow::Context;
 use asap_protocol::discovery::Advertiser;
 use asap_protocol::model::{AuthScheme, Dialect, Manifest, Skill};
 use asap_protocol::server::{
-    AllowedOrigins, ForwardedHeader, HandlerRegistry, ManifestDialect, OAuth2, OAuth2Settings,
-    RateLimitRule, RedisConfig, RedisSharedState, Server, ServerConfig, StaticTokens,
-    StreamingEcho, TlsConfig, TrustedProxies, default_skills, shutdown_signal,
+    AllowedOrigins, ForwardedHeader, HandlerRegistry, ManifestDialect, Metrics, OAuth2,
+    OAuth2Settings, RateLimitRule, RedisConfig, RedisSharedState, Server, ServerConfig,
+    StaticTokens, StreamingEcho, TlsConfig, TrustedProxies, default_skills, shutdown_signal,
 };
 use asap_protocol::store::{PostgresConfig, PostgresStore, SqliteStore, StorageConfig};
 use asap_protocol::webhook::{TaskWebhooks, WebhookConfig, WebhookQueue};
@@ -488,10 +488,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         registry.register_streaming("task.request", Arc::new(StreamingEcho));
         registry
     };
+    // One registry for the server, the webhook queue and the identity-provider calls.
+    let metrics = Metrics::new();
     let mut builder = Server::builder()
         .config(config)
         .store(store)
-        .registry(registry);
+        .registry(registry)
+        .metrics(metrics.clone());
     if let Some(url) = &args.redis_url {
         let mut redis = RedisConfig::new(url.as_str());
         redis.key_prefix = args.redis_key_prefix.clone();
@@ -524,7 +527,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    if let Some(oauth) = oauth2(&args, &manifest.id).await? {
+    if let Some(oauth) = oauth2(&args, &manifest.id, &metrics).await? {
         builder = builder.oauth2(oauth);
     }
     let mut webhooks = args.webhooks.clone();
@@ -532,6 +535,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         webhooks.extend(lines_file(file)?);
     }
     if let Some(queue) = &webhook_queue {
+        queue.metrics(&metrics);
         if !webhooks.is_empty() {
             let hooks = Arc::new(TaskWebhooks::new(queue.clone()));
             for spec in &webhooks {
@@ -644,7 +648,11 @@ fn webhook_config(args: &ServeArgs) -> anyhow::Result<WebhookConfig> {
 }
 
 /// The OAuth2 protection the flags (and their `ASAP_AUTH_*` variables) ask for, if any.
-async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth2>> {
+async fn oauth2(
+    args: &ServeArgs,
+    agent_id: &str,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<OAuth2>> {
     let settings = {
         let mut value = OAuth2Settings::default();
         value.issuer = args.oauth2_issuer.clone();
@@ -665,7 +673,7 @@ async fn oauth2(args: &ServeArgs, agent_id: &str) -> anyhow::Result<Option<OAuth
         value
     };
     settings
-        .build(agent_id)
+        .build_metered(agent_id, Some(metrics))
         .await
         .context("setting up OAuth2 protection")
 }

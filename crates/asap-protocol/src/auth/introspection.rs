@@ -57,6 +57,8 @@ pub struct TokenIntrospector {
     max_document: usize,
     capacity: usize,
     cache: std::sync::Mutex<HashMap<String, (Option<TokenInfo>, Instant)>>,
+    #[cfg(feature = "server")]
+    metrics: Option<crate::server::Metrics>,
 }
 
 fn text(value: Option<&Value>) -> Option<String> {
@@ -84,7 +86,34 @@ impl TokenIntrospector {
             max_document: crate::client::MAX_IDENTITY_DOCUMENT,
             capacity: 1000,
             cache: std::sync::Mutex::new(HashMap::new()),
+            #[cfg(feature = "server")]
+            metrics: None,
         })
+    }
+
+    /// Counts every request to the provider in `metrics`
+    /// (`asap_introspection_requests_total`,
+    /// `asap_auth_call_duration_seconds{call="introspection"}`).
+    #[cfg(feature = "server")]
+    pub fn metrics(mut self, metrics: &crate::server::Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
+    /// Records one request to the provider: `Some(active)`, or `None` when it failed.
+    fn record(&self, active: Option<bool>, started: Instant) {
+        #[cfg(feature = "server")]
+        if let Some(metrics) = &self.metrics {
+            use crate::server::IntrospectionOutcome as O;
+            let outcome = match active {
+                Some(true) => O::Active,
+                Some(false) => O::Inactive,
+                None => O::Error,
+            };
+            metrics.introspection(outcome, started.elapsed().as_secs_f64());
+        }
+        #[cfg(not(feature = "server"))]
+        let _ = (active, started);
     }
 
     /// The largest document read (default
@@ -118,12 +147,15 @@ impl TokenIntrospector {
             .basic_auth(&self.client_id, Some(&self.client_secret))
             .header("accept", "application/json")
             .form(&[("token", token), ("token_type_hint", "access_token")]);
-        let body: Value = fetch_json(request, "introspection answer", self.max_document)
-            .await
-            .map_err(|source| IntrospectionError::Fetch {
-                url: self.url.clone(),
-                source,
-            })?;
+        let started = Instant::now();
+        let fetched = fetch_json::<Value>(request, "introspection answer", self.max_document).await;
+        if fetched.is_err() {
+            self.record(None, started);
+        }
+        let body = fetched.map_err(|source| IntrospectionError::Fetch {
+            url: self.url.clone(),
+            source,
+        })?;
         let answer = (body.get("active") == Some(&Value::Bool(true))).then(|| TokenInfo {
             subject: text(body.get("sub")),
             scopes: match body.get("scope") {
@@ -142,6 +174,7 @@ impl TokenIntrospector {
             // `active` was found, so the answer is an object: nothing is lost here.
             claims: body.as_object().cloned().unwrap_or_default(),
         });
+        self.record(Some(answer.is_some()), started);
         let ttl = match &answer {
             None => Some(Duration::from_secs(60)),
             Some(TokenInfo {

@@ -46,6 +46,8 @@ pub struct JwksCache {
     min_refetch: Duration,
     state: tokio::sync::Mutex<Cached>,
     fetches: AtomicU64,
+    #[cfg(feature = "server")]
+    metrics: Option<crate::server::Metrics>,
 }
 
 impl JwksCache {
@@ -66,7 +68,17 @@ impl JwksCache {
             min_refetch: Duration::from_secs(10),
             state: tokio::sync::Mutex::new(Cached::default()),
             fetches: AtomicU64::new(0),
+            #[cfg(feature = "server")]
+            metrics: None,
         }
+    }
+
+    /// Counts every fetch in `metrics` (`asap_jwks_fetches_total`,
+    /// `asap_auth_call_duration_seconds{call="jwks"}`).
+    #[cfg(feature = "server")]
+    pub fn metrics(mut self, metrics: &crate::server::Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
     }
 
     /// The largest document read (default
@@ -96,12 +108,24 @@ impl JwksCache {
 
     async fn fetch(&self) -> Result<Arc<JwkSet>, JwksError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let set: JwkSet = fetch_json(self.http.get(&self.uri), "JWK set", self.max_document)
-            .await
-            .map_err(|source| JwksError::Fetch {
-                uri: self.uri.clone(),
-                source,
-            })?;
+        let started = Instant::now();
+        let fetched = fetch_json(self.http.get(&self.uri), "JWK set", self.max_document).await;
+        #[cfg(feature = "server")]
+        if let Some(metrics) = &self.metrics {
+            use crate::server::FetchOutcome;
+            let outcome = if fetched.is_ok() {
+                FetchOutcome::Ok
+            } else {
+                FetchOutcome::Error
+            };
+            metrics.jwks_fetch(outcome, started.elapsed().as_secs_f64());
+        }
+        #[cfg(not(feature = "server"))]
+        let _ = started;
+        let set: JwkSet = fetched.map_err(|source| JwksError::Fetch {
+            uri: self.uri.clone(),
+            source,
+        })?;
         Ok(Arc::new(set))
     }
 

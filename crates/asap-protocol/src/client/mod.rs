@@ -21,6 +21,7 @@ pub(crate) mod body;
 mod breaker;
 mod discovery;
 mod error;
+mod metrics;
 mod retry;
 mod stream;
 pub(crate) mod tls;
@@ -128,6 +129,8 @@ pub struct ClientBuilder {
     /// Which signed manifests discovery accepts.
     #[cfg(feature = "signing")]
     manifest_trust: ManifestTrust,
+    /// Where sends are counted (`ClientBuilder::metrics`).
+    metrics: metrics::SendMetrics,
 }
 
 /// Hides the bearer token.
@@ -183,11 +186,21 @@ impl Default for ClientBuilder {
             max_batch_size: crate::rpc::DEFAULT_MAX_BATCH_SIZE,
             #[cfg(feature = "signing")]
             manifest_trust: ManifestTrust::default(),
+            metrics: metrics::SendMetrics::default(),
         }
     }
 }
 
 impl ClientBuilder {
+    /// Records every [`Client::send`] in `metrics`' `asap_transport_send_total`,
+    /// `asap_transport_send_errors_total`, `asap_transport_retries_total` and
+    /// `asap_transport_send_duration_seconds`, as the reference's client does.
+    #[cfg(feature = "server")]
+    pub fn metrics(mut self, metrics: &crate::server::Metrics) -> Self {
+        self.metrics.metrics = Some(metrics.clone());
+        self
+    }
+
     /// Total time allowed for one attempt (default 60 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -492,10 +505,14 @@ impl Client {
     /// `requires_ack` and retransmitted while unacknowledged, reconnection with backoff,
     /// and HTTP as a fallback while the agent's circuit breaker is open.
     pub async fn send(&self, base_url: &str, envelope: &Envelope) -> Result<Envelope, ClientError> {
-        if self.uses_websocket(base_url) {
-            return self.send_websocket(base_url, envelope).await;
-        }
-        self.send_http(base_url, envelope).await
+        let started = tokio::time::Instant::now();
+        let result = if self.uses_websocket(base_url) {
+            self.send_websocket(base_url, envelope).await
+        } else {
+            self.send_http(base_url, envelope).await
+        };
+        self.inner.config.metrics.record(&result, started);
+        result
     }
 
     /// Whether a request to `base_url` goes over the WebSocket (the transport mode).
@@ -691,6 +708,7 @@ impl Client {
                     let delay = policy.delay_after(attempt, retry_after);
                     tracing::debug!(%error, attempt, delay_ms = delay.as_millis() as u64, "retrying");
                     tokio::time::sleep(delay).await;
+                    self.inner.config.metrics.retry();
                     attempt += 1;
                 }
                 Err((error, _)) => return Err(error),

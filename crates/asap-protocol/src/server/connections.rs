@@ -39,6 +39,7 @@ pub(crate) async fn serve<L>(
     router: Router,
     limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
+    metrics: super::Metrics,
 ) where
     L: Listener<Addr = SocketAddr>,
 {
@@ -52,6 +53,7 @@ pub(crate) async fn serve<L>(
         // immediately (a backlog would hold it until some connection ends).
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(client = %peer, max = limits.max_connections, "connection refused: too many open connections");
+            metrics.refusal(super::RefusalReason::ConnectionLimit);
             drop(io);
             continue;
         };

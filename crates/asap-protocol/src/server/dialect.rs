@@ -70,5 +70,5 @@ pub(crate) fn refuse(refusal: &VersionIncompatible) -> Response {
         asap_version(),
         HeaderValue::from_static(refusal.answer_version().as_str()),
     );
-    response
+    super::metrics::refused(response, super::RefusalReason::Version)
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{AsapError, Envelope, Manifest, Model, PayloadType, Task, ValidationError};
+use crate::model::{
+    AsapError, Envelope, Manifest, Model, PayloadType, Task, TaskStatus, ValidationError,
+};
 use crate::store::{Store, StoreError, StoredTask, WriteBatch};
 
 /// What a handler can use besides the envelope.
@@ -21,6 +23,8 @@ pub struct HandlerContext {
     pub push: Option<Push>,
     /// Told about every task status change (for example to send webhooks).
     pub events: Option<Arc<dyn TaskEvents>>,
+    /// The server's metrics, where [`HandlerContext::transition`] counts transitions.
+    pub metrics: Option<super::Metrics>,
 }
 
 /// Receives task status changes from the built-in task handlers (`task.request`,
@@ -68,6 +72,27 @@ impl Push {
 const UPDATE_ATTEMPTS: usize = 16;
 
 impl HandlerContext {
+    /// Moves `task` to `to` ([`Task::transition`]), counted in
+    /// `asap_state_transitions_total` when the context has metrics. For a task that is
+    /// not stored yet, or one written right after; inside an
+    /// [`update_task`](Self::update_task) closure, which may run again after a
+    /// conflict, move it with [`Task::transition`] and count the change that was
+    /// committed with [`count_transition`](Self::count_transition).
+    pub fn transition(&self, task: &mut Task, to: TaskStatus) -> Result<(), AsapError> {
+        let from = task.status;
+        task.transition(to)?;
+        self.count_transition(from, to);
+        Ok(())
+    }
+
+    /// Counts a committed transition in `asap_state_transitions_total` (when the
+    /// context has metrics).
+    pub fn count_transition(&self, from: TaskStatus, to: TaskStatus) {
+        if let Some(metrics) = &self.metrics {
+            metrics.state_transition(from, to);
+        }
+    }
+
     /// Commits `batch` atomically ([`Store::commit`](crate::store::Store::commit)),
     /// then tells the task-event listener, if any, of every task it wrote.
     pub async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {

@@ -77,7 +77,10 @@ pub use discovery::{ManifestDialect, ServedManifest};
 pub use handler::{
     Handler, HandlerContext, HandlerError, HandlerRegistry, Push, PushError, TaskEvents,
 };
-pub use metrics::{ErrorType, METRICS_CONTENT_TYPE, Metrics};
+pub use metrics::{
+    AuthCall, Direction, ErrorType, FetchOutcome, IntrospectionOutcome, METRICS_CONTENT_TYPE,
+    Metrics, RefusalReason, SendErrorReason, StoreBackend, StoreOperation, WebhookOutcome,
+};
 #[cfg(feature = "oauth2")]
 pub use oauth2::{OAuth2, ScopeMode};
 #[cfg(feature = "oauth2")]
@@ -100,7 +103,7 @@ pub use trace::ServerSpan;
 pub(crate) use body::{coding as request_coding, decode as decode_request_body};
 
 use crate::model::Manifest;
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, MeteredStore, Store};
 
 /// Why a server could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +203,7 @@ pub struct ServerBuilder {
     token_validator: Option<Arc<dyn TokenValidator>>,
     task_events: Option<Arc<dyn TaskEvents>>,
     shared_state: Option<Arc<dyn SharedStateBackend>>,
+    metrics: Option<Metrics>,
     #[cfg(feature = "oauth2")]
     oauth2: Option<OAuth2>,
     #[cfg(feature = "signing")]
@@ -213,6 +217,14 @@ impl ServerBuilder {
     /// `RedisSharedState` (feature `redis`).
     pub fn shared_state(mut self, backend: Arc<dyn SharedStateBackend>) -> Self {
         self.shared_state = Some(backend);
+        self
+    }
+
+    /// Records into `metrics` (default: a fresh [`Metrics`]): share one with clients,
+    /// the webhook queue and the application's own metrics, all served on
+    /// `/asap/metrics`.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -284,17 +296,21 @@ impl ServerBuilder {
         };
         let shared = self.shared_state.unwrap_or_else(|| Arc::new(InProcess));
         let (ttl, capacity) = (config.nonce_ttl, config.nonce_capacity);
+        let metrics = self.metrics.unwrap_or_default();
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let registry = self.registry.unwrap_or_else(HandlerRegistry::echo);
+        metrics.payload_types(registry.payload_types());
         let inner = Inner {
             manifest: served,
-            registry: self.registry.unwrap_or_else(HandlerRegistry::echo),
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            registry,
+            store: Arc::new(MeteredStore::new(store, metrics.clone())),
             rate_limiter: shared.rate_limiter(&config.rate_limits),
             nonces: shared.replay_guard(ReplayKind::Nonce, ttl, capacity),
             body_budget: body::BodyBudget::new(config.max_buffered_bytes),
             seen_ids: config
                 .reject_repeated_ids
                 .then(|| shared.replay_guard(ReplayKind::EnvelopeId, ttl, capacity)),
-            metrics: Metrics::new(),
+            metrics,
             token_validator: self.token_validator,
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -406,9 +422,14 @@ impl Server {
         let accepted: dialect::Accepted = self.state.config.dialects.iter().copied().collect();
         let router = router.layer(middleware::from_fn_with_state(accepted, dialect::negotiate));
         // Before anything else: a browser page on a foreign origin gets nothing.
-        router.layer(middleware::from_fn_with_state(
+        let router = router.layer(middleware::from_fn_with_state(
             self.state.config.allowed_origins.clone(),
             origin::guard,
+        ));
+        // Outermost: counts the refusals the layers above marked.
+        router.layer(middleware::from_fn_with_state(
+            self.state.metrics.clone(),
+            metrics::count_refusals,
         ))
     }
 
@@ -437,7 +458,7 @@ impl Server {
         tls: TlsConfig,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let listener = tls::TlsListener::new(listener, &tls)?;
+        let listener = tls::TlsListener::new(listener, &tls, self.state.metrics.clone())?;
         self.serve_on(listener, shutdown).await
     }
 
@@ -472,7 +493,13 @@ impl Server {
                 }
             })
         });
-        let mut task = tokio::spawn(connections::serve(listener, router, limits, stop_rx));
+        let mut task = tokio::spawn(connections::serve(
+            listener,
+            router,
+            limits,
+            stop_rx,
+            state.metrics.clone(),
+        ));
         let result = tokio::select! {
             joined = &mut task => joined,
             () = shutdown => {

@@ -145,7 +145,7 @@ fn refuse(error: &AuthError, scope: Option<&str>) -> Response {
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, value);
     }
-    response
+    super::metrics::refused(response, super::RefusalReason::Auth)
 }
 
 pub(crate) async fn guard(

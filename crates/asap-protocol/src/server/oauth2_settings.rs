@@ -165,6 +165,16 @@ impl OAuth2Settings {
     /// Fetches the issuer's discovery document when the keys or the introspection
     /// endpoint must come from it.
     pub async fn build(&self, agent_id: &str) -> Result<Option<OAuth2>, OAuth2SetupError> {
+        self.build_metered(agent_id, None).await
+    }
+
+    /// [`build`](Self::build), the JWKS fetches and introspection requests counted in
+    /// `metrics` when given.
+    pub async fn build_metered(
+        &self,
+        agent_id: &str,
+        metrics: Option<&super::Metrics>,
+    ) -> Result<Option<OAuth2>, OAuth2SetupError> {
         if !self.is_enabled() {
             return Ok(None);
         }
@@ -185,12 +195,21 @@ impl OAuth2Settings {
             None => None,
             Some(url) => {
                 let (id, secret) = credentials.ok_or(OAuth2SetupError::MissingClientCredentials)?;
-                Some(Arc::new(TokenIntrospector::new(url, id, secret)?))
+                let introspector = TokenIntrospector::new(url, id, secret)?;
+                Some(Arc::new(match metrics {
+                    Some(metrics) => introspector.metrics(metrics),
+                    None => introspector,
+                }))
             }
         };
         let validator = match (jwks_uri, introspector) {
             (Some(uri), introspector) => {
-                let validator = JwtValidator::new(Arc::new(JwksCache::new(uri)?), agent_id, policy);
+                let keys = JwksCache::new(uri)?;
+                let keys = match metrics {
+                    Some(metrics) => keys.metrics(metrics),
+                    None => keys,
+                };
+                let validator = JwtValidator::new(Arc::new(keys), agent_id, policy);
                 match introspector {
                     Some(introspector) => validator.with_introspection(introspector),
                     None => validator,

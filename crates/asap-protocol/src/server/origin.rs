@@ -101,7 +101,8 @@ pub(crate) async fn guard(
         path = request.uri().path(),
         "request from a foreign origin refused"
     );
-    super::response::detail(StatusCode::FORBIDDEN, "Origin not allowed")
+    let response = super::response::detail(StatusCode::FORBIDDEN, "Origin not allowed");
+    super::metrics::refused(response, super::RefusalReason::Origin)
 }
 
 #[cfg(test)]

@@ -16,9 +16,11 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{AuthFailure, AuthenticatedCaller, authenticate};
 use super::batch;
-use super::body::{Coding, HeldBytes, check_declared_length, coding, decode_within, read_limited};
+use super::body::{
+    BodyRejection, Coding, HeldBytes, check_declared_length, coding, decode_within, read_limited,
+};
 use super::handler::{HandlerContext, HandlerError, Push};
-use super::metrics::ErrorType;
+use super::metrics::{ErrorType, RefusalReason, body_refusal};
 use super::replay::{check_timestamp, duplicate_id, duplicate_nonce, nonce_to_check};
 use super::response::{detail, json_response};
 use super::shared_state::{SharedStateError, unavailable_body};
@@ -175,7 +177,7 @@ pub(crate) async fn receive(
 ) -> Result<Received, Response> {
     let max = state.config.max_request_size;
     if let Err(r) = check_declared_length(headers, max) {
-        return Err(detail(r.status, r.detail));
+        return Err(rejected(state, r));
     }
     let client = state.client_ip(connect_info, headers);
     if !dialect.is_2x() {
@@ -183,7 +185,7 @@ pub(crate) async fn receive(
     }
     let coding = match coding(headers) {
         Ok(c) => c,
-        Err(r) => return Err(detail(r.status, r.detail)),
+        Err(r) => return Err(rejected(state, r)),
     };
     // Manifest bearer authentication, before the body is read: a caller without a
     // valid token gets at most `unauthenticated_body_limit` bytes read (step 11 still
@@ -209,10 +211,11 @@ pub(crate) async fn receive(
             if let Some(Err(failure)) = bearer {
                 return Err(auth_failure_response(state, failure, started));
             }
-            return Err(detail(r.status, r.detail));
+            return Err(rejected(state, r));
         }
-        Ok(Err(r)) => return Err(detail(r.status, r.detail)),
+        Ok(Err(r)) => return Err(rejected(state, r)),
         Err(_) => {
+            state.metrics.refusal(RefusalReason::BodyTimeout);
             let message = format!(
                 "Request body not received within {} seconds",
                 read_timeout.as_secs_f64()
@@ -247,12 +250,18 @@ pub(crate) async fn receive(
         Some(value) => ReceivedBody::Parsed(value),
         None => match decode_within(raw, coding, max, budget, &mut held) {
             Ok(bytes) => ReceivedBody::Raw(bytes),
-            Err(r) => return Err(detail(r.status, r.detail)),
+            Err(r) => return Err(rejected(state, r)),
         },
     };
     let mut received = received(body);
     received.held = held;
     Ok(received)
+}
+
+/// The answer to a body refused before parsing, counted as a refusal.
+fn rejected(state: &AppState, r: BodyRejection) -> Response {
+    state.metrics.refusal(body_refusal(r.status));
+    detail(r.status, r.detail)
 }
 
 /// Counts `hits` requests from `client` against the rate limits: `Err` is the answer
@@ -279,6 +288,7 @@ pub(super) async fn charge(
         }
     };
     admission.map_err(|limited| {
+        state.metrics.refusal(RefusalReason::RateLimit);
         let mut response = json_response(
             StatusCode::TOO_MANY_REQUESTS,
             &rate_limited_body(limited.retry_after, &limited.limit),
@@ -728,6 +738,7 @@ async fn dispatch(
         identity,
         push,
         events: state.task_events.clone(),
+        metrics: Some(state.metrics.clone()),
     };
     let payload_type = envelope.payload_type.clone();
     let span = if state.config.trace_injection {
@@ -776,17 +787,22 @@ async fn check_replay(
     if state.config.require_nonce {
         let nonce = match nonce_to_check(envelope, state.config.reject_missing_nonce) {
             Ok(nonce) => nonce,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => {
+                state.metrics.refusal(RefusalReason::ReplayNonce);
+                return Ok(Err(e));
+            }
         };
         if let Some(nonce) = nonce
             && !state.nonces.first_use(nonce).await?
         {
+            state.metrics.refusal(RefusalReason::ReplayNonce);
             return Ok(Err(duplicate_nonce(envelope, nonce)));
         }
     }
     if let Some(ids) = &state.seen_ids
         && !ids.first_use(&envelope.id).await?
     {
+        state.metrics.refusal(RefusalReason::ReplayId);
         return Ok(Err(duplicate_id(envelope)));
     }
     Ok(Ok(()))

@@ -338,6 +338,7 @@ impl Work {
             identity,
             push: None,
             events: state.task_events.clone(),
+            metrics: Some(state.metrics.clone()),
         };
         // Held until the handler is done: a streaming request counts as in flight and
         // takes a handler slot for as long as it runs.

@@ -145,7 +145,11 @@ pub(crate) struct TlsListener {
 }
 
 impl TlsListener {
-    pub(crate) fn new(listener: TcpListener, tls: &TlsConfig) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        listener: TcpListener,
+        tls: &TlsConfig,
+        metrics: super::Metrics,
+    ) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(tls.0.clone());
@@ -163,18 +167,25 @@ impl TlsListener {
                 };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "TLS handshake refused: too many in progress");
+                    metrics.refusal(super::RefusalReason::TlsHandshake);
                     drop(stream);
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx, metrics) = (acceptor.clone(), tx.clone(), metrics.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
-                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            metrics.refusal(super::RefusalReason::TlsHandshake);
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            metrics.refusal(super::RefusalReason::TlsHandshake);
+                        }
                     }
                     drop(slot);
                 });

@@ -206,6 +206,10 @@ impl MeteringStore for MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut state = self.state();
         let writes = batch.into_ordered();

@@ -23,6 +23,8 @@
 
 mod batch;
 mod memory;
+#[cfg(feature = "server")]
+mod metered;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -42,6 +44,8 @@ use crate::model::{StateSnapshot, Timestamp, UsageAggregate, UsageEvent};
 
 pub use batch::{StoredTask, Write, WriteBatch};
 pub use memory::{DEFAULT_MEMORY_CAPACITY, MemoryStore};
+#[cfg(feature = "server")]
+pub use metered::MeteredStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "sqlite")]
@@ -182,6 +186,11 @@ pub trait Store: TaskStore + SnapshotStore + MeteringStore {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Flushes and releases the backend (on shutdown).
     async fn close(&self);
+    /// The backend's name, as the store metrics label it: `memory`, `sqlite`,
+    /// `postgres`, or `custom` (the default) for a store of the application's own.
+    fn backend_name(&self) -> &'static str {
+        "custom"
+    }
 }
 
 /// Which backend to use, as `ASAP_STORAGE_BACKEND` names it.

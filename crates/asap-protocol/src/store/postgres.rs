@@ -143,6 +143,10 @@ super::sql_reads::sql_reads!(PostgresStore, PgRow, |row| row.get("checkpoint"));
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());

@@ -140,6 +140,10 @@ super::sql_reads::sql_reads!(SqliteStore, sqlx::sqlite::SqliteRow, |row| row
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         self.writer.commit(batch).await
     }

@@ -28,6 +28,31 @@ use crate::store::SqliteStore;
 
 type DeadLetterHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 
+/// Stands in for the metrics in a build without them.
+#[cfg(not(feature = "server"))]
+struct NoMetrics;
+
+#[cfg(not(feature = "server"))]
+impl NoMetrics {
+    fn webhook_attempt(&self, _: Outcome) {}
+    fn webhook_attempt_duration(&self, _: f64) {}
+    fn webhook_queue_depth(&self, _: u64) {}
+}
+
+#[cfg(feature = "server")]
+use crate::server::WebhookOutcome as Outcome;
+
+/// The outcomes of an attempt, in a build without metrics.
+#[cfg(not(feature = "server"))]
+#[derive(Clone, Copy)]
+enum Outcome {
+    Delivered,
+    Retry,
+    DeadLetter,
+    Blocked,
+    RateLimited,
+}
+
 /// The shortest lease the queue uses, whatever the configuration says.
 const MIN_LEASE: Duration = Duration::from_millis(30);
 
@@ -41,9 +66,23 @@ struct Shared {
     slots: Arc<Semaphore>,
     limiter: DefaultKeyedRateLimiter<String>,
     on_dead_letter: std::sync::RwLock<Option<DeadLetterHook>>,
+    /// Where attempts are counted (`WebhookQueue::metrics`, feature `server`).
+    #[cfg(feature = "server")]
+    metrics: std::sync::OnceLock<crate::server::Metrics>,
 }
 
 impl Shared {
+    /// Records into the queue's metrics, when it has some.
+    #[cfg(feature = "server")]
+    fn record(&self, f: impl FnOnce(&crate::server::Metrics)) {
+        if let Some(metrics) = self.metrics.get() {
+            f(metrics);
+        }
+    }
+
+    #[cfg(not(feature = "server"))]
+    fn record(&self, _: impl FnOnce(&NoMetrics)) {}
+
     fn lease(&self) -> Duration {
         self.config.lease.max(MIN_LEASE)
     }
@@ -157,8 +196,17 @@ impl WebhookQueue {
                 wake: Notify::new(),
                 idle: Notify::new(),
                 on_dead_letter: std::sync::RwLock::new(None),
+                #[cfg(feature = "server")]
+                metrics: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Records the queue's depth and every attempt's outcome and duration in `metrics`
+    /// (`asap_webhook_*`); the first call wins.
+    #[cfg(feature = "server")]
+    pub fn metrics(&self, metrics: &crate::server::Metrics) {
+        let _ = self.shared.metrics.set(metrics.clone());
     }
 
     /// Where this queue's callbacks may go.
@@ -354,6 +402,9 @@ impl WebhookQueue {
                 .map_err(WebhookError::Storage)?
         };
         let taken = claimed.len();
+        if let Ok(depth) = shared.store.pending().await {
+            shared.record(|m| m.webhook_queue_depth(depth));
+        }
         for delivery in claimed {
             // Only this loop takes slots, and it claimed no more rows than were free.
             let Ok(permit) = shared.slots.clone().acquire_owned().await else {
@@ -432,8 +483,10 @@ async fn deliver(
         {
             lease_lost(&leased.id, "rate limited");
         }
+        shared.record(|m| m.webhook_attempt(Outcome::RateLimited));
         return Ok(());
     }
+    let started = tokio::time::Instant::now();
     let outcome = attempt(
         &shared.http,
         &shared.config.policy,
@@ -442,8 +495,17 @@ async fn deliver(
         &leased.headers,
     )
     .await;
+    shared.record(|m| m.webhook_attempt_duration(started.elapsed().as_secs_f64()));
     let attempts = leased.attempts + 1;
-    let failure = match Step::after(outcome, attempts, &shared.config) {
+    let step = Step::after(outcome, attempts, &shared.config);
+    let counted = match &step {
+        Step::Delivered(_) => Outcome::Delivered,
+        Step::Again { .. } => Outcome::Retry,
+        Step::Blocked(_) => Outcome::Blocked,
+        Step::GiveUp { .. } => Outcome::DeadLetter,
+    };
+    shared.record(|m| m.webhook_attempt(counted));
+    let failure = match step {
         Step::Delivered(status) => {
             tracing::debug!(id = %leased.id, status, attempts, "webhook delivered");
             if !store

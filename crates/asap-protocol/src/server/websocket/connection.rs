@@ -23,6 +23,7 @@ use crate::server::AppState;
 use crate::server::auth::AuthenticatedCaller;
 use crate::server::body::{Coding, coding, decode, too_large};
 use crate::server::handler::Push;
+use crate::server::metrics::{Direction, RefusalReason};
 use crate::server::pipeline::{Input, respond};
 use crate::server::shared_state::{Arrival, unavailable_body};
 
@@ -99,6 +100,7 @@ pub(super) async fn run(
             // Drained: flush what is still queued for writing, then say goodbye.
             let mut failed = false;
             while let Ok(text) = out_rx.try_recv() {
+                state.metrics.websocket_message(Direction::Out);
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     failed = true;
                     break;
@@ -122,6 +124,7 @@ pub(super) async fn run(
                 break std::mem::take(&mut last_words);
             }
             Some(text) = out_rx.recv() => {
+                state.metrics.websocket_message(Direction::Out);
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     break (None, None);
                 }
@@ -146,11 +149,13 @@ pub(super) async fn run(
                 last_received = Instant::now();
                 match message {
                     Message::Text(text) => {
+                        state.metrics.websocket_message(Direction::In);
                         let Some(value) = incoming(text.as_str()) else {
                             continue;
                         };
                         if let Some(bucket) = &bucket && bucket.check().is_err() {
                             tracing::warn!("WebSocket message rate exceeded; closing");
+                            state.metrics.refusal(RefusalReason::WebSocketMessageRate);
                             last_words = (Some(frames::rate_limited(value.get("id"))), close(POLICY_VIOLATION, ""));
                             reading = false;
                             deadline = Some(tokio::time::Instant::now() + drain_for);
@@ -172,6 +177,7 @@ pub(super) async fn run(
     }
     let (last_frame, close_frame) = ending;
     if let Some(text) = last_frame {
+        state.metrics.websocket_message(Direction::Out);
         let _ = socket.send(Message::Text(text.into())).await;
     }
     if let Some(frame) = close_frame

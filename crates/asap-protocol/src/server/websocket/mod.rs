@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use super::AppState;
 use super::auth::AuthenticatedCaller;
 use super::dialect::{asap_version, refuse};
+use super::metrics::{RefusalReason, refused};
 use super::pipeline::pre_authenticate;
 use super::response::detail;
 use super::shared_state::RetransmissionCache;
@@ -87,6 +88,7 @@ pub(crate) struct Slot(AppState);
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.ws.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.metrics.websocket_closed();
         self.0.ws.closed.notify_waiters();
     }
 }
@@ -100,7 +102,10 @@ fn take_slot(state: &AppState) -> Option<Slot> {
             (n < max).then_some(n + 1)
         })
         .ok()
-        .map(|_| Slot(state.clone()))
+        .map(|_| {
+            state.metrics.websocket_opened();
+            Slot(state.clone())
+        })
 }
 
 /// `GET /asap/ws`.
@@ -121,7 +126,8 @@ pub(crate) async fn upgrade(
         }
     };
     if state.shutting_down() {
-        return detail(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
+        let response = detail(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
+        return refused(response, RefusalReason::ShuttingDown);
     }
     // A server that requires a bearer token requires it on the upgrade too, so a
     // tokenless peer cannot take a connection slot (the reference accepts the upgrade
@@ -130,14 +136,18 @@ pub(crate) async fn upgrade(
         && let Some(Err(failure)) = pre_authenticate(&state, &headers).await
     {
         tracing::debug!(client = %peer, "WebSocket upgrade refused: {}", failure.message());
-        return detail(StatusCode::UNAUTHORIZED, failure.message());
+        return refused(
+            detail(StatusCode::UNAUTHORIZED, failure.message()),
+            RefusalReason::Auth,
+        );
     }
     let Some(slot) = take_slot(&state) else {
         tracing::warn!(client = %peer, "WebSocket connection refused: too many connections");
-        return detail(
+        let response = detail(
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many WebSocket connections",
         );
+        return refused(response, RefusalReason::WebSocketLimit);
     };
     let limits = &state.config.websocket;
     let shutdown = state.ws.shutdown.subscribe();
