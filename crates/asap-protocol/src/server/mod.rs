@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access_log;
 mod agent;
 mod auth;
 mod batch;
@@ -406,9 +407,14 @@ impl Server {
         let accepted: dialect::Accepted = self.state.config.dialects.iter().copied().collect();
         let router = router.layer(middleware::from_fn_with_state(accepted, dialect::negotiate));
         // Before anything else: a browser page on a foreign origin gets nothing.
-        router.layer(middleware::from_fn_with_state(
+        let router = router.layer(middleware::from_fn_with_state(
             self.state.config.allowed_origins.clone(),
             origin::guard,
+        ));
+        // Outermost: every answer, refusals included, gets its access-log line.
+        router.layer(middleware::from_fn_with_state(
+            self.state.clone(),
+            access_log::log,
         ))
     }
 

@@ -62,6 +62,9 @@ pub struct WebSocketOptions {
     pub push_buffer: usize,
     /// When the circuit breaker for an agent is open, send over HTTP instead (on).
     pub http_fallback: bool,
+    /// Whether the handshake carries `traceparent` (set from
+    /// `ClientBuilder::trace_context`).
+    pub(crate) trace_context: bool,
 }
 
 impl Default for WebSocketOptions {
@@ -80,6 +83,7 @@ impl Default for WebSocketOptions {
             idle_timeout: Duration::from_secs(60),
             push_buffer: 256,
             http_fallback: true,
+            trace_context: true,
         }
     }
 }
