@@ -23,6 +23,7 @@
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
 };
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing_opentelemetry::{OpenTelemetryLayer, OpenTelemetrySpanExt};
@@ -101,6 +102,18 @@ pub fn otlp_layer<S>(
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span>,
 {
+    otlp_layer_to(service_name, None)
+}
+
+/// [`otlp_layer`] exporting to `traces_endpoint` (the full URL, `…/v1/traces`) when
+/// given, whatever the environment says.
+pub fn otlp_layer_to<S>(
+    service_name: &str,
+    traces_endpoint: Option<&str>,
+) -> Result<(OpenTelemetryLayer<S, SdkTracer>, OtelGuard), TelemetryError>
+where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+{
     for variable in [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -111,9 +124,11 @@ where
             return Err(TelemetryError::UnsupportedProtocol { variable, value });
         }
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()?;
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
+    if let Some(endpoint) = traces_endpoint {
+        exporter = exporter.with_endpoint(endpoint);
+    }
+    let exporter = exporter.build()?;
     let mut resource = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(service_name.to_owned());

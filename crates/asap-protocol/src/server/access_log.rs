@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::AppState;
 use crate::trace_context::TraceContext;
 
-/// The access log's `tracing` target.
+/// The access log's `tracing` target (`RUST_LOG=asap_protocol::access=off` silences it).
 pub const TARGET: &str = "asap_protocol::access";
 
 /// The longest path and envelope id logged, in bytes (longer ones are cut at a

@@ -62,6 +62,7 @@ use axum::routing::{get, post};
 use http::{HeaderValue, Method, StatusCode, header};
 use tokio::net::TcpListener;
 
+pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use agent::{
     CancelHandler, EchoHandler, EchoSkill, MessageHandler, STATE_RESTORE_ACK, STATE_SNAPSHOT,
     Skill, Skills, StateQueryHandler, StateRestoreHandler, TaskHandler, default_skills, reply,
