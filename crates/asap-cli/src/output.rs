@@ -72,8 +72,9 @@ pub fn init_logging(format: LogFormat, level: &str) {
 }
 
 /// Logs to standard error as [`init_logging`] does, and exports spans at `info` and
-/// above over OTLP (service name `service_name` unless `OTEL_SERVICE_NAME` is set).
-/// The guard flushes what is queued when dropped.
+/// above (with the `warn` and `error` events inside them) over OTLP (service name
+/// `service_name` unless `OTEL_SERVICE_NAME` is set). The guard flushes what is queued
+/// when dropped.
 #[cfg(feature = "otel")]
 pub fn init_logging_with_otlp(
     format: LogFormat,
@@ -84,7 +85,16 @@ pub fn init_logging_with_otlp(
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let (otel, guard) = asap_protocol::telemetry::otlp_layer(service_name)?;
-    let otel = otel.with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    // Decided per callsite: the access log and other `info` events stay with the log
+    // filter, and cost nothing here.
+    let otel = otel.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+        let level = *meta.level();
+        if meta.is_span() {
+            level <= tracing::Level::INFO
+        } else {
+            level <= tracing::Level::WARN
+        }
+    }));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(otel);
     match format {
