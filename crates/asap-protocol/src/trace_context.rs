@@ -176,7 +176,9 @@ impl TraceContext {
         let traceparent = self.parent.to_string();
         headers.insert(
             TRACEPARENT,
-            traceparent.parse().expect("hex and dashes form a valid header"),
+            traceparent
+                .parse()
+                .expect("hex and dashes form a valid header"),
         );
         if let Some(state) = self.state.as_deref()
             && let Ok(value) = state.parse()

@@ -71,7 +71,10 @@ async fn a_json_line_per_request_for_a_success_an_error_and_a_429() {
     let reply = post_raw(
         &server.base,
         body,
-        &[("content-type", "application/json"), ("traceparent", &traceparent)],
+        &[
+            ("content-type", "application/json"),
+            ("traceparent", &traceparent),
+        ],
     )
     .await;
     assert_eq!(reply.status, 200);
@@ -167,10 +170,7 @@ async fn a_text_line_names_every_field_and_the_target_can_be_silenced() {
         assert_eq!(reply.status, 200);
     }
     assert!(
-        !silent
-            .lines()
-            .iter()
-            .any(|l| l.contains(ACCESS_LOG_TARGET)),
+        !silent.lines().iter().any(|l| l.contains(ACCESS_LOG_TARGET)),
         "{:?}",
         silent.lines()
     );

@@ -145,8 +145,7 @@ fn client() -> Client {
 async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
     let (endpoint, spans) = receiver();
     let (layer, guard) =
-        asap_protocol::telemetry::otlp_layer_to("urn:asap:agent:chain", Some(&endpoint))
-            .unwrap();
+        asap_protocol::telemetry::otlp_layer_to("urn:asap:agent:chain", Some(&endpoint)).unwrap();
     let _default = tracing_subscriber::registry().with(layer).set_default();
 
     let b = start(Options::default()).await;
@@ -201,7 +200,10 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
         exported.iter().map(|e| e.span.trace_id.clone()).collect();
     assert_eq!(traces.len(), 1, "one trace");
     let trace = hex(&exported[0].span.trace_id);
-    assert_eq!(answered_trace, trace, "the response names the exported trace");
+    assert_eq!(
+        answered_trace, trace,
+        "the response names the exported trace"
+    );
     assert!(exported.iter().all(|e| e.service == "urn:asap:agent:chain"));
 
     let [root] = by_name("test.client")[..] else {
@@ -234,19 +236,50 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
         .iter()
         .find(|h| h.span.parent_span_id == b_request.span.span_id)
         .expect("B's handler span");
-    assert_eq!(hex(&a_request.span.span_id), response.extensions.as_ref().unwrap()["span_id"].as_str().unwrap());
+    assert_eq!(
+        hex(&a_request.span.span_id),
+        response.extensions.as_ref().unwrap()["span_id"]
+            .as_str()
+            .unwrap()
+    );
 
     // Kinds and attributes.
     assert_eq!(first_send.span.kind, SpanKind::Client as i32);
     assert_eq!(a_request.span.kind, SpanKind::Server as i32);
-    assert_eq!(a_request.attribute("asap.envelope.id"), Some(request.id.clone()));
-    assert_eq!(a_request.attribute("asap.payload_type").as_deref(), Some("task.request"));
-    assert_eq!(a_request.attribute("asap.sender").as_deref(), Some("urn:asap:agent:client"));
-    assert_eq!(a_request.attribute("asap.outcome").as_deref(), Some("success"));
-    assert_eq!(a_handler.attribute("asap.agent.urn").as_deref(), Some(AGENT));
-    assert_eq!(a_handler.attribute("asap.envelope.id"), Some(request.id.clone()));
-    assert_eq!(b_handler.attribute("asap.payload_type").as_deref(), Some("task.request"));
-    assert_eq!(second_send.attribute("http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(
+        a_request.attribute("asap.envelope.id"),
+        Some(request.id.clone())
+    );
+    assert_eq!(
+        a_request.attribute("asap.payload_type").as_deref(),
+        Some("task.request")
+    );
+    assert_eq!(
+        a_request.attribute("asap.sender").as_deref(),
+        Some("urn:asap:agent:client")
+    );
+    assert_eq!(
+        a_request.attribute("asap.outcome").as_deref(),
+        Some("success")
+    );
+    assert_eq!(
+        a_handler.attribute("asap.agent.urn").as_deref(),
+        Some(AGENT)
+    );
+    assert_eq!(
+        a_handler.attribute("asap.envelope.id"),
+        Some(request.id.clone())
+    );
+    assert_eq!(
+        b_handler.attribute("asap.payload_type").as_deref(),
+        Some("task.request")
+    );
+    assert_eq!(
+        second_send
+            .attribute("http.response.status_code")
+            .as_deref(),
+        Some("200")
+    );
 
     a.stop().await;
     b.stop().await;

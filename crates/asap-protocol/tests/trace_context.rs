@@ -138,7 +138,9 @@ async fn a_websocket_envelope_carries_the_trace_by_the_envelope_convention() {
         sent.trace_id.as_deref(),
         Some(context.parent.trace_id_hex().as_str())
     );
-    let span_id = sent.extensions.as_ref().unwrap()["span_id"].as_str().unwrap();
+    let span_id = sent.extensions.as_ref().unwrap()["span_id"]
+        .as_str()
+        .unwrap();
     assert_eq!(span_id.len(), 16);
     assert_ne!(span_id, context.parent.span_id_hex());
     // The server continues the envelope's context: nothing injected (the reference's

@@ -61,6 +61,9 @@ pub(crate) fn note_envelope(id: &str) {
 
 /// Notes the trace id the request runs in (the request span's).
 pub(crate) fn note_trace() {
+    if RECORD.try_with(|_| ()).is_err() {
+        return;
+    }
     if let Some(context) = crate::trace_context::current() {
         with_record(|info| info.trace_id = Some(context.parent.trace_id_hex()));
     }

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::access_log;
 use super::auth::{AuthFailure, AuthenticatedCaller, authenticate};
 use super::batch;
 use super::body::{Coding, HeldBytes, check_declared_length, coding, decode_within, read_limited};
@@ -22,16 +23,15 @@ use super::metrics::ErrorType;
 use super::replay::{check_timestamp, duplicate_id, duplicate_nonce, nonce_to_check};
 use super::response::{detail, json_response};
 use super::shared_state::{SharedStateError, unavailable_body};
-use super::access_log;
 use super::trace::{self, ServerSpan};
-use crate::trace_context::{self, TraceContext};
-use tracing::Instrument;
 use crate::json;
 use crate::model::{AsapError, Dialect, Envelope};
 use crate::rpc::{
     ASAP_METHOD, ErrorCode, JsonRpcError, JsonRpcErrorResponse, JsonRpcResponse, RequestId,
     parse_request, rate_limited_body,
 };
+use crate::trace_context::{self, TraceContext};
+use tracing::Instrument;
 
 /// A JSON-RPC failure on its way out: the error, the id to echo, and its metric label;
 /// or, when `unavailable` is set, not a JSON-RPC answer but a `503` (a check needed
@@ -770,7 +770,9 @@ async fn dispatch(
         .map_or_else(TraceContext::new_root, |c| c.child());
     let result = trace_context::scope(
         handler_context,
-        handler.handle(envelope, &ctx).instrument(handler_span.clone()),
+        handler
+            .handle(envelope, &ctx)
+            .instrument(handler_span.clone()),
     )
     .await;
     if result.is_err() {

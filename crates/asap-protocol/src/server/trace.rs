@@ -121,7 +121,10 @@ pub(crate) fn envelope_parent(envelope: &Envelope) -> Option<TraceContext> {
 
 /// The `asap.request` span of one request, parented by `parent` (the `traceparent`).
 /// Its envelope and outcome fields are recorded as they become known.
-pub(crate) fn request_span(parent: Option<&TraceContext>, transport: &'static str) -> tracing::Span {
+pub(crate) fn request_span(
+    parent: Option<&TraceContext>,
+    transport: &'static str,
+) -> tracing::Span {
     let span = tracing::info_span!(
         "asap.request",
         otel.kind = "server",
@@ -300,7 +303,10 @@ mod envelope_context {
         assert_eq!(envelope_parent(&e), None);
         e.extensions = json!({"span_id": "b7ad6b7169203331"}).as_object().cloned();
         let parent = envelope_parent(&e).unwrap();
-        assert_eq!(parent.parent.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(
+            parent.parent.trace_id_hex(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
         assert_eq!(parent.parent.span_id_hex(), "b7ad6b7169203331");
         e.trace_id = Some("my-trace-1".into());
         assert_eq!(envelope_parent(&e), None);
