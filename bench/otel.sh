@@ -8,6 +8,8 @@
 #   bench/otel.sh           # prints the row;  DURATION=10 by default
 #   BENCH_LOCK=/path/lock   # the lock builds take (default /tmp/asap-cargo.lock)
 #   CARGO=...               # the cargo to build with (default cargo)
+#   OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1 TRACEPARENT=0 \
+#     bench/otel.sh         # the sampling lever: 10 % of new traces, no incoming traceparent
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -61,7 +63,11 @@ run() { wrk -t1 -c50 -d"${DURATION}s" -s bench/envelope.lua "$@" 2>&1 | grep '^B
 exec 9>"$LOCK"
 flock 9
 OFF=$(run "http://127.0.0.1:$OFF_PORT")
-ON=$(run -H "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" "http://127.0.0.1:$ON_PORT")
+if [ "${TRACEPARENT:-1}" = 1 ]; then
+  ON=$(run -H "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" "http://127.0.0.1:$ON_PORT")
+else
+  ON=$(run "http://127.0.0.1:$ON_PORT")
+fi
 flock -u 9
 EXPORTS=$(curl -s "http://127.0.0.1:$SINK_PORT/")
 rps() { sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$1"; }
