@@ -111,6 +111,24 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "otel")]
+    let _otel = match &cli.command {
+        Command::Serve(args) if asap_protocol::telemetry::enabled_by_env() => {
+            let service = commands::serve::service_name(args);
+            match output::init_logging_with_otlp(cli.log_format, &cli.log_level, &service) {
+                Ok(guard) => Some(guard),
+                Err(error) => {
+                    eprintln!("asap: OpenTelemetry export: {error}");
+                    return Exit::InvalidInput.code();
+                }
+            }
+        }
+        _ => {
+            output::init_logging(cli.log_format, &cli.log_level);
+            None
+        }
+    };
+    #[cfg(not(feature = "otel"))]
     output::init_logging(cli.log_format, &cli.log_level);
     let result = match cli.command {
         Command::Schemas { action } => commands::schemas::run(action),

@@ -54,17 +54,61 @@ pub fn parse_level(value: &str) -> Result<String, String> {
     }
 }
 
+/// The log filter: `RUST_LOG` wins over `level`.
+fn filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
+}
+
 /// Logs to standard error: `RUST_LOG` wins over `level`.
 pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter(level))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().with_ansi(false).init(),
     }
+}
+
+/// Logs to standard error as [`init_logging`] does, and exports spans at `info` and
+/// above (with the `warn` and `error` events inside them) over OTLP (service name
+/// `service_name` unless `OTEL_SERVICE_NAME` is set). The guard flushes what is queued
+/// when dropped.
+#[cfg(feature = "otel")]
+pub fn init_logging_with_otlp(
+    format: LogFormat,
+    level: &str,
+    service_name: &str,
+) -> Result<asap_protocol::telemetry::OtelGuard, asap_protocol::telemetry::TelemetryError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let (otel, guard) = asap_protocol::telemetry::otlp_layer(service_name)?;
+    // Decided per callsite: the access log and other `info` events stay with the log
+    // filter, and cost nothing here.
+    let otel = otel.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+        let level = *meta.level();
+        if meta.is_span() {
+            level <= tracing::Level::INFO
+        } else {
+            level <= tracing::Level::WARN
+        }
+    }));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(otel);
+    match format {
+        LogFormat::Text => registry
+            .with(
+                fmt.with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(filter(level)),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(fmt.json().with_ansi(false).with_filter(filter(level)))
+            .init(),
+    }
+    Ok(guard)
 }
 
 #[cfg(test)]

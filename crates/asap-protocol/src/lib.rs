@@ -44,6 +44,10 @@ pub mod server;
 #[cfg(feature = "signing")]
 pub mod signing;
 pub mod store;
+#[cfg(feature = "otel")]
+pub mod telemetry;
+#[cfg(any(feature = "server", feature = "client"))]
+pub mod trace_context;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 

@@ -325,6 +325,18 @@ pub struct ServeArgs {
     webhook_lease: u64,
 }
 
+/// The OpenTelemetry service name: the agent's URN (the served manifest's `id`, as the
+/// reference names its service), or the `--id` when the manifest file cannot be read
+/// (serving then fails with the reason).
+#[cfg(feature = "otel")]
+pub fn service_name(args: &ServeArgs) -> String {
+    args.manifest
+        .as_ref()
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|text| Manifest::from_wire_json(&text).ok())
+        .map_or_else(|| args.id.clone(), |m| m.id)
+}
+
 fn manifest(args: &ServeArgs, base_url: &str) -> anyhow::Result<Manifest> {
     if let Some(path) = &args.manifest {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
+use tracing::Instrument;
 
 pub use batch::BatchAnswer;
 pub use body::{MAX_IDENTITY_DOCUMENT, MAX_REGISTRY_DOCUMENT, ResponseLimits};
@@ -131,6 +132,8 @@ pub struct ClientBuilder {
     manifest_trust: ManifestTrust,
     /// Where sends are counted (`ClientBuilder::metrics`).
     metrics: metrics::SendMetrics,
+    /// Whether sends carry W3C trace context (`traceparent`, `tracestate`).
+    trace_context: bool,
 }
 
 /// Hides the bearer token.
@@ -157,6 +160,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("limits", &self.limits)
             .field("asap_version", &self.asap_version)
             .field("max_batch_size", &self.max_batch_size)
+            .field("trace_context", &self.trace_context)
             .finish()
     }
 }
@@ -187,6 +191,7 @@ impl Default for ClientBuilder {
             #[cfg(feature = "signing")]
             manifest_trust: ManifestTrust::default(),
             metrics: metrics::SendMetrics::default(),
+            trace_context: true,
         }
     }
 }
@@ -341,8 +346,20 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether sends carry W3C trace context (default on, as the reference's
+    /// instrumented client): every HTTP attempt a `traceparent` (and `tracestate` when
+    /// the current context has one) continuing the current trace with a new span id, or
+    /// starting one; the WebSocket handshake likewise, and each WebSocket envelope
+    /// without a `trace_id` gets `trace_id` and `extensions.span_id`
+    /// ([`crate::trace_context`]).
+    pub fn trace_context(mut self, on: bool) -> Self {
+        self.trace_context = on;
+        self
+    }
+
     /// Builds the client.
-    pub fn build(self) -> Result<Client, ClientError> {
+    pub fn build(mut self) -> Result<Client, ClientError> {
+        self.websocket.trace_context = self.trace_context;
         let mut extra_roots = Vec::new();
         for pem in &self.root_certificates {
             extra_roots.extend(tls::certificates_from_pem(pem)?);
@@ -566,6 +583,23 @@ impl Client {
         if websocket::needs_ack(&envelope.payload_type) {
             envelope.requires_ack = true;
         }
+        let span = tracing::info_span!(
+            "asap.client.send",
+            otel.kind = "client",
+            url.full = %url,
+            asap.envelope.id = envelope.id.as_str(),
+            asap.payload_type = envelope.payload_type.as_str(),
+        );
+        if self.inner.config.trace_context && envelope.trace_id.is_none() {
+            // The reference's envelope convention (section 9.12): the calling span's
+            // trace and span ids, which a reference server continues.
+            let context = span.in_scope(crate::trace_context::for_outgoing);
+            envelope.trace_id = Some(context.parent.trace_id_hex());
+            envelope
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("span_id".into(), context.parent.span_id_hex().into());
+        }
         let options = &self.inner.config.websocket;
         if let Some(breakers) = &self.inner.breakers
             && let Err(open) = breakers.allow(&url)
@@ -576,19 +610,18 @@ impl Client {
             }
             return Err(ClientError::CircuitOpen(open));
         }
-        let outcome = match self
-            .inner
-            .sockets
-            .get((&url, offer), self.credentials(), options)
-            .await
-        {
-            Ok(connection) => {
-                connection
-                    .call(&envelope, self.inner.config.timeout, options)
-                    .await
-            }
-            Err(error) => Err(error),
-        };
+        let outcome = async {
+            let connection = self
+                .inner
+                .sockets
+                .get((&url, offer), self.credentials(), options)
+                .await?;
+            connection
+                .call(&envelope, self.inner.config.timeout, options)
+                .await
+        }
+        .instrument(span)
+        .await;
         if let Some(breakers) = &self.inner.breakers {
             match &outcome {
                 Ok(_) | Err(ClientError::Http { .. }) => breakers.success(&url),
@@ -633,6 +666,9 @@ impl Client {
         headers.insert("asap-version", self.offer_2x());
         if let Some(value) = self.authorization().await? {
             headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        if self.inner.config.trace_context {
+            crate::trace_context::for_outgoing().inject(&mut headers);
         }
         Ok(headers)
     }
@@ -690,9 +726,24 @@ impl Client {
             if let Some(breakers) = &self.inner.breakers {
                 breakers.allow(&base).map_err(ClientError::CircuitOpen)?;
             }
+            let span = tracing::info_span!(
+                "asap.client.send",
+                otel.kind = "client",
+                url.full = %format_args!("{base}/asap"),
+                asap.envelope.id = envelope.id.as_str(),
+                asap.payload_type = envelope.payload_type.as_str(),
+                asap.attempt = attempt,
+                http.response.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
             let outcome = self
                 .attempt(&base, &body, coding, &key, &id, offer.as_ref())
+                .instrument(span.clone())
                 .await;
+            span.record(
+                "otel.status_code",
+                if outcome.is_ok() { "OK" } else { "ERROR" },
+            );
             let breaker_failure = matches!(&outcome, Err((e, _)) if e.is_transient());
             if let Some(breakers) = &self.inner.breakers {
                 if breaker_failure {
@@ -765,6 +816,9 @@ impl Client {
         if let Some(value) = self.authorization().await.map_err(|e| (e, None))? {
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        if self.inner.config.trace_context {
+            crate::trace_context::for_outgoing().inject(&mut headers);
+        }
         let response = self
             .inner
             .http
@@ -775,6 +829,7 @@ impl Client {
             .await
             .map_err(|e| (ClientError::Transport(e), None))?;
         let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         let dialect = answered_dialect(response.headers());
         let retry_after = response
             .headers()

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access_log;
 mod agent;
 mod auth;
 mod batch;
@@ -61,6 +62,7 @@ use axum::routing::{get, post};
 use http::{HeaderValue, Method, StatusCode, header};
 use tokio::net::TcpListener;
 
+pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use agent::{
     CancelHandler, EchoHandler, EchoSkill, MessageHandler, STATE_RESTORE_ACK, STATE_SNAPSHOT,
     Skill, Skills, StateQueryHandler, StateRestoreHandler, TaskHandler, default_skills, reply,
@@ -426,10 +428,15 @@ impl Server {
             self.state.config.allowed_origins.clone(),
             origin::guard,
         ));
-        // Outermost: counts the refusals the layers above marked.
-        router.layer(middleware::from_fn_with_state(
+        // Counts the refusals the layers above marked.
+        let router = router.layer(middleware::from_fn_with_state(
             self.state.metrics.clone(),
             metrics::count_refusals,
+        ));
+        // Outermost: every answer, refusals included, gets its access-log line.
+        router.layer(middleware::from_fn_with_state(
+            self.state.clone(),
+            access_log::log,
         ))
     }
 

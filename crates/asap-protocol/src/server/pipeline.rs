@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::access_log;
 use super::auth::{AuthFailure, AuthenticatedCaller, authenticate};
 use super::batch;
 use super::body::{
@@ -24,13 +25,15 @@ use super::metrics::{ErrorType, RefusalReason, body_refusal};
 use super::replay::{check_timestamp, duplicate_id, duplicate_nonce, nonce_to_check};
 use super::response::{detail, json_response};
 use super::shared_state::{SharedStateError, unavailable_body};
-use super::trace::ServerSpan;
+use super::trace::{self, ServerSpan};
 use crate::json;
 use crate::model::{AsapError, Dialect, Envelope};
 use crate::rpc::{
     ASAP_METHOD, ErrorCode, JsonRpcError, JsonRpcErrorResponse, JsonRpcResponse, RequestId,
     parse_request, rate_limited_body,
 };
+use crate::trace_context::{self, TraceContext};
+use tracing::Instrument;
 
 /// A JSON-RPC failure on its way out: the error, the id to echo, and its metric label;
 /// or, when `unavailable` is set, not a JSON-RPC answer but a `503` (a check needed
@@ -374,15 +377,37 @@ async fn respond_checked(
         Err(answer) => return answer,
     };
     let in_flight = InFlight::new(state);
-    let outcome = process(state, sent, input, bearer).await;
+    let parent = TraceContext::from_headers(sent.headers);
+    let span = trace::request_span(parent.as_ref(), transport_of(&sent));
+    let context = parent.map_or_else(TraceContext::new_root, |p| p.child());
+    let processing = async {
+        access_log::note_trace();
+        process(state, sent, input, bearer).await
+    };
+    let outcome = trace_context::scope(context, processing.instrument(span.clone())).await;
     drop(in_flight);
     let seconds = started.elapsed().as_secs_f64();
     match outcome {
         Ok((response, payload_type)) => {
+            trace::record_outcome(&span, "success", None);
+            access_log::note_outcome(None, &payload_type);
             state.metrics.success(&payload_type, seconds);
             (StatusCode::OK, json::to_compact(&response))
         }
-        Err((f, payload_type)) => failure_answer(state, f, &payload_type, seconds),
+        Err((f, payload_type)) => {
+            trace::record_outcome(&span, f.kind.as_str(), Some(f.error.code));
+            access_log::note_outcome(Some(f.error.code), &payload_type);
+            failure_answer(state, f, &payload_type, seconds)
+        }
+    }
+}
+
+/// The `asap.transport` span attribute: a WebSocket message can push, a POST cannot.
+fn transport_of(sent: &Sent<'_>) -> &'static str {
+    if sent.push.is_some() {
+        "websocket"
+    } else {
+        "http"
     }
 }
 
@@ -709,6 +734,8 @@ async fn dispatch(
         label,
     } = prepared;
     let id = Some(request_id.clone());
+    trace::record_envelope(&envelope, &label);
+    access_log::note_envelope(&envelope.id);
     // 16. Dispatch.
     let Some(handler) = state.registry.get(&envelope.payload_type).cloned() else {
         let error = AsapError::HandlerNotFound {
@@ -747,7 +774,21 @@ async fn dispatch(
         None
     };
     let handler_started = Instant::now();
-    let result = handler.handle(envelope, &ctx).await;
+    let handler_span = trace::handler_span(&envelope, &state.manifest.manifest.id);
+    // The handler's outgoing calls continue the envelope's trace when it has one.
+    let handler_context = trace::envelope_parent(&envelope)
+        .or_else(trace_context::current)
+        .map_or_else(TraceContext::new_root, |c| c.child());
+    let result = trace_context::scope(
+        handler_context,
+        handler
+            .handle(envelope, &ctx)
+            .instrument(handler_span.clone()),
+    )
+    .await;
+    if result.is_err() {
+        handler_span.record("otel.status_code", "ERROR");
+    }
     state.metrics.handler(
         &payload_type,
         handler_started.elapsed().as_secs_f64(),

@@ -1,4 +1,11 @@
-//! Trace-context side effects on responses (wire spec section 9.12).
+//! Trace-context side effects on responses (wire spec section 9.12), and the server's
+//! `tracing` spans.
+//!
+//! Spans (zero cost without a subscriber; exported with feature `otel`):
+//! `asap.request` per request (HTTP, or WebSocket message), parented by the request's
+//! `traceparent`, and its child `asap.handler.execute` (the reference's name and
+//! attributes), parented instead by the envelope's `trace_id`/`extensions.span_id` when
+//! they form a valid remote context, as the reference does.
 //!
 //! The reference server always has a tracing span; when it is recording, it writes the
 //! span's ids into every successful response envelope. This server does the same:
@@ -12,6 +19,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::model::Envelope;
+use crate::trace_context::{TraceContext, TraceParent};
 
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -65,9 +73,18 @@ impl ServerSpan {
                     _ => None,
                 }
             });
+        if let Some((_, false)) = parent {
+            return None;
+        }
+        // The request span's ids when the pipeline runs the request in one.
+        if let Some(own) = crate::trace_context::current() {
+            return Some(Self {
+                trace_id: own.parent.trace_id_hex(),
+                span_id: own.parent.span_id_hex(),
+            });
+        }
         let trace_id = match parent {
-            Some((_, false)) => return None,
-            Some((trace, true)) => trace,
+            Some((trace, _)) => trace,
             None => random_hex(16),
         };
         Some(Self {
@@ -85,6 +102,93 @@ impl ServerSpan {
             response.trace_id = Some(self.trace_id.clone());
         }
     }
+}
+
+/// The remote context an envelope carries by the reference's convention: `trace_id`
+/// of 32 hex characters and `extensions.span_id` of 16 (taken as sampled).
+pub(crate) fn envelope_parent(envelope: &Envelope) -> Option<TraceContext> {
+    let trace = envelope.trace_id.as_deref()?;
+    let span = envelope.extensions.as_ref()?.get("span_id")?.as_str()?;
+    if !is_hex(trace, 32) || !is_hex(span, 16) {
+        return None;
+    }
+    let parent = TraceParent::parse(&format!("00-{trace}-{span}-01"))?;
+    Some(TraceContext {
+        parent,
+        state: None,
+    })
+}
+
+/// The `asap.request` span of one request, parented by `parent` (the `traceparent`).
+/// Its envelope and outcome fields are recorded as they become known.
+pub(crate) fn request_span(
+    parent: Option<&TraceContext>,
+    transport: &'static str,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "asap.request",
+        otel.kind = "server",
+        asap.transport = transport,
+        asap.envelope.id = tracing::field::Empty,
+        asap.payload_type = tracing::field::Empty,
+        asap.sender = tracing::field::Empty,
+        asap.recipient = tracing::field::Empty,
+        asap.correlation_id = tracing::field::Empty,
+        asap.outcome = tracing::field::Empty,
+        rpc.jsonrpc.error_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if let Some(parent) = parent {
+        continue_remote(&span, parent);
+    }
+    span
+}
+
+/// Records the request envelope on the current `asap.request` span.
+pub(crate) fn record_envelope(envelope: &Envelope, label: &str) {
+    let span = tracing::Span::current();
+    span.record("asap.envelope.id", envelope.id.as_str());
+    span.record("asap.payload_type", label);
+    span.record("asap.sender", envelope.sender.as_str());
+    span.record("asap.recipient", envelope.recipient.as_str());
+    if let Some(correlation) = envelope.correlation_id.as_deref() {
+        span.record("asap.correlation_id", correlation);
+    }
+}
+
+/// Records a request's outcome on its span: `success`, or the error type with the
+/// JSON-RPC code.
+pub(crate) fn record_outcome(span: &tracing::Span, outcome: &str, rpc_code: Option<i64>) {
+    span.record("asap.outcome", outcome);
+    if let Some(code) = rpc_code {
+        span.record("rpc.jsonrpc.error_code", code);
+        span.record("otel.status_code", "ERROR");
+    } else {
+        span.record("otel.status_code", "OK");
+    }
+}
+
+/// The `asap.handler.execute` span (the reference's name and attributes), parented by
+/// the envelope's remote context when it carries one, else by the current span.
+pub(crate) fn handler_span(envelope: &Envelope, agent: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "asap.handler.execute",
+        asap.payload_type = envelope.payload_type.as_str(),
+        asap.agent.urn = agent,
+        asap.envelope.id = envelope.id.as_str(),
+        otel.status_code = tracing::field::Empty,
+    );
+    if let Some(parent) = envelope_parent(envelope) {
+        continue_remote(&span, &parent);
+    }
+    span
+}
+
+/// Makes `parent` the exported parent of `span` (feature `otel`; nothing otherwise).
+#[cfg_attr(not(feature = "otel"), allow(unused_variables))]
+fn continue_remote(span: &tracing::Span, parent: &TraceContext) {
+    #[cfg(feature = "otel")]
+    crate::telemetry::set_remote_parent(span, parent);
 }
 
 #[cfg(test)]
@@ -160,6 +264,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(span.trace_id, trace);
+        // 4b. Inside a request's context, the context's ids.
+        let context = TraceContext::new_root();
+        let span = futures_util::FutureExt::now_or_never(crate::trace_context::scope(
+            context.clone(),
+            async { ServerSpan::for_request(&request(None, None), &headers(None)) },
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(span.trace_id, context.parent.trace_id_hex());
+        assert_eq!(span.span_id, context.parent.span_id_hex());
         // 5. An unsampled traceparent: nothing injected.
         assert!(
             ServerSpan::for_request(
@@ -168,5 +282,33 @@ mod tests {
             )
             .is_none()
         );
+    }
+}
+
+#[cfg(test)]
+mod envelope_context {
+    use super::*;
+    use crate::model::TaskRequest;
+    use serde_json::json;
+
+    #[test]
+    fn only_a_hex_trace_and_span_pair_is_a_remote_parent() {
+        let mut e = Envelope::new(
+            "urn:asap:agent:a",
+            "urn:asap:agent:b",
+            TaskRequest::new("c", "echo", json!({})),
+        );
+        assert_eq!(envelope_parent(&e), None);
+        e.trace_id = Some("0af7651916cd43dd8448eb211c80319c".into());
+        assert_eq!(envelope_parent(&e), None);
+        e.extensions = json!({"span_id": "b7ad6b7169203331"}).as_object().cloned();
+        let parent = envelope_parent(&e).unwrap();
+        assert_eq!(
+            parent.parent.trace_id_hex(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(parent.parent.span_id_hex(), "b7ad6b7169203331");
+        e.trace_id = Some("my-trace-1".into());
+        assert_eq!(envelope_parent(&e), None);
     }
 }

@@ -98,7 +98,12 @@ impl Connection {
         credentials: Credentials,
         options: WebSocketOptions,
     ) -> Result<Self, ClientError> {
-        let dialer = Dialer { url, tls, offer };
+        let dialer = Dialer {
+            url,
+            tls,
+            offer,
+            trace_context: options.trace_context,
+        };
         let token = credentials.token().await?;
         let socket = dialer.dial(token.as_deref(), options.open_timeout).await?;
         let shared = Arc::new(Shared {
@@ -355,6 +360,8 @@ struct Dialer {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// The handshake's `ASAP-Version` (the dialects offered), if any.
     offer: Option<HeaderValue>,
+    /// Whether the handshake carries the current trace context.
+    trace_context: bool,
 }
 
 impl Dialer {
@@ -374,6 +381,9 @@ impl Dialer {
         }
         if let Some(offer) = &self.offer {
             request.headers_mut().insert("asap-version", offer.clone());
+        }
+        if self.trace_context {
+            crate::trace_context::for_outgoing().inject(request.headers_mut());
         }
         let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
         // Nagle off: frames are small and latency is the point of this transport.

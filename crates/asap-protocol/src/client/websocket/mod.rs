@@ -66,6 +66,9 @@ pub struct WebSocketOptions {
     pub stream_buffer: usize,
     /// When the circuit breaker for an agent is open, send over HTTP instead (on).
     pub http_fallback: bool,
+    /// Whether the handshake carries `traceparent` (set from
+    /// `ClientBuilder::trace_context`).
+    pub(crate) trace_context: bool,
 }
 
 impl Default for WebSocketOptions {
@@ -85,6 +88,7 @@ impl Default for WebSocketOptions {
             push_buffer: 256,
             stream_buffer: 256,
             http_fallback: true,
+            trace_context: true,
         }
     }
 }

@@ -1,0 +1,292 @@
+//! OpenTelemetry export end to end: a client span, agent A (whose handler forwards the
+//! task to agent B with `Client::send`) and agent B, all exporting over OTLP/HTTP to a
+//! receiver this test starts; the exported spans form one trace with the expected
+//! parent chain and attributes.
+//!
+//! Everything but the receiver runs on the test's current-thread runtime, so the
+//! thread's default subscriber (the OpenTelemetry layer) sees the servers' spans too;
+//! the receiver has its own thread, so the blocking flush can wait for it.
+
+#![cfg(feature = "otel")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use asap_protocol::client::Client;
+use asap_protocol::model::{Envelope, TaskRequest};
+use asap_protocol::server::{Handler, HandlerContext, HandlerError, HandlerRegistry, reply_with};
+use axum::body::Bytes;
+use axum::routing::post;
+use common::{AGENT, Options, start};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use prost::Message;
+use serde_json::json;
+use tracing::Instrument;
+use tracing_subscriber::prelude::*;
+
+/// An exported span with its service's name.
+struct Exported {
+    service: String,
+    span: Span,
+}
+
+impl Exported {
+    fn attribute(&self, key: &str) -> Option<String> {
+        let value = self.span.attributes.iter().find(|a| a.key == key)?;
+        match value.value.as_ref()?.value.as_ref()? {
+            AnyValue::StringValue(s) => Some(s.clone()),
+            AnyValue::IntValue(i) => Some(i.to_string()),
+            AnyValue::BoolValue(b) => Some(b.to_string()),
+            other => Some(format!("{other:?}")),
+        }
+    }
+}
+
+/// An OTLP/HTTP receiver on its own thread: `POST /v1/traces` decoded, every span sent
+/// down the channel. Returns the traces URL.
+fn receiver() -> (String, mpsc::Receiver<Exported>) {
+    let (tx, rx) = mpsc::channel();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().route(
+                "/v1/traces",
+                post(move |body: Bytes| {
+                    let tx = tx.clone();
+                    async move {
+                        let request = ExportTraceServiceRequest::decode(body).unwrap();
+                        for resource in request.resource_spans {
+                            let service = resource
+                                .resource
+                                .iter()
+                                .flat_map(|r| &r.attributes)
+                                .find(|a| a.key == "service.name")
+                                .and_then(|a| a.value.as_ref()?.value.as_ref())
+                                .map(|v| match v {
+                                    AnyValue::StringValue(s) => s.clone(),
+                                    other => format!("{other:?}"),
+                                })
+                                .unwrap_or_default();
+                            for scope in resource.scope_spans {
+                                for span in scope.spans {
+                                    let service = service.clone();
+                                    let _ = tx.send(Exported { service, span });
+                                }
+                            }
+                        }
+                        (
+                            [("content-type", "application/x-protobuf")],
+                            ExportTraceServiceResponse::default().encode_to_vec(),
+                        )
+                    }
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let addr = addr_rx.recv().unwrap();
+    (format!("http://{addr}/v1/traces"), rx)
+}
+
+/// Agent A's handler: forwards the task to agent B and answers with B's result.
+struct Forward {
+    client: Client,
+    to: String,
+}
+
+#[async_trait::async_trait]
+impl Handler for Forward {
+    async fn handle(
+        &self,
+        request: Envelope,
+        ctx: &HandlerContext,
+    ) -> Result<Envelope, HandlerError> {
+        let task: TaskRequest = request.payload_as()?;
+        let onward = Envelope::new(
+            ctx.manifest.id.clone(),
+            AGENT,
+            TaskRequest::new("c-onward", "echo", task.input.into()),
+        );
+        let answer = self
+            .client
+            .send(&self.to, &onward)
+            .await
+            .map_err(HandlerError::internal)?;
+        let payload = answer
+            .parse_payload()
+            .map_err(|e| HandlerError::internal(e.to_string()))?;
+        Ok(reply_with(&request, ctx, payload))
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .require_https(false)
+        .retry(asap_protocol::client::RetryPolicy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
+    let (endpoint, spans) = receiver();
+    let (layer, guard) =
+        asap_protocol::telemetry::otlp_layer_to("urn:asap:agent:chain", Some(&endpoint)).unwrap();
+    let _default = tracing_subscriber::registry().with(layer).set_default();
+
+    let b = start(Options::default()).await;
+    let mut registry = HandlerRegistry::new();
+    registry.register(
+        "task.request",
+        Arc::new(Forward {
+            client: client(),
+            to: b.base.clone(),
+        }),
+    );
+    let a = start(Options {
+        registry: Some(registry),
+        ..Options::default()
+    })
+    .await;
+
+    let request = Envelope::new(
+        "urn:asap:agent:client",
+        AGENT,
+        TaskRequest::new("c1", "echo", json!({"text": "hi"})),
+    );
+    let root = tracing::info_span!("test.client");
+    let response = client()
+        .send(&a.base, &request)
+        .instrument(root.clone())
+        .await
+        .unwrap();
+    drop(root);
+    let answered_trace = response.extensions.as_ref().unwrap()["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Blocks this thread (the servers wait); the receiver has its own.
+    guard.flush();
+    let exported: Vec<Exported> = spans.try_iter().collect();
+    let by_name = |name: &str| -> Vec<&Exported> {
+        exported.iter().filter(|e| e.span.name == name).collect()
+    };
+    let by_id: HashMap<&[u8], &Exported> = exported
+        .iter()
+        .map(|e| (e.span.span_id.as_slice(), e))
+        .collect();
+    let parent = |e: &Exported| -> &str {
+        by_id
+            .get(e.span.parent_span_id.as_slice())
+            .map_or("<none>", |p| p.span.name.as_str())
+    };
+    // One trace for everything.
+    let traces: std::collections::HashSet<_> =
+        exported.iter().map(|e| e.span.trace_id.clone()).collect();
+    assert_eq!(traces.len(), 1, "one trace");
+    let trace = hex(&exported[0].span.trace_id);
+    assert_eq!(
+        answered_trace, trace,
+        "the response names the exported trace"
+    );
+    assert!(exported.iter().all(|e| e.service == "urn:asap:agent:chain"));
+
+    let [root] = by_name("test.client")[..] else {
+        panic!("one client root span")
+    };
+    assert!(root.span.parent_span_id.is_empty());
+    let sends = by_name("asap.client.send");
+    let requests = by_name("asap.request");
+    let handlers = by_name("asap.handler.execute");
+    assert_eq!((sends.len(), requests.len(), handlers.len()), (2, 2, 2));
+    // client → A asap.request → A handler → A client.send → B asap.request → B handler.
+    let first_send = sends.iter().find(|s| parent(s) == "test.client").unwrap();
+    let a_request = requests
+        .iter()
+        .find(|r| r.span.parent_span_id == first_send.span.span_id)
+        .expect("A's request span is the client span's child");
+    let a_handler = handlers
+        .iter()
+        .find(|h| h.span.parent_span_id == a_request.span.span_id)
+        .expect("A's handler span");
+    let second_send = sends
+        .iter()
+        .find(|s| s.span.parent_span_id == a_handler.span.span_id)
+        .expect("A's outgoing call is the handler's child");
+    let b_request = requests
+        .iter()
+        .find(|r| r.span.parent_span_id == second_send.span.span_id)
+        .expect("B's request span is A's client span's child");
+    let b_handler = handlers
+        .iter()
+        .find(|h| h.span.parent_span_id == b_request.span.span_id)
+        .expect("B's handler span");
+    assert_eq!(
+        hex(&a_request.span.span_id),
+        response.extensions.as_ref().unwrap()["span_id"]
+            .as_str()
+            .unwrap()
+    );
+
+    // Kinds and attributes.
+    assert_eq!(first_send.span.kind, SpanKind::Client as i32);
+    assert_eq!(a_request.span.kind, SpanKind::Server as i32);
+    assert_eq!(
+        a_request.attribute("asap.envelope.id"),
+        Some(request.id.clone())
+    );
+    assert_eq!(
+        a_request.attribute("asap.payload_type").as_deref(),
+        Some("task.request")
+    );
+    assert_eq!(
+        a_request.attribute("asap.sender").as_deref(),
+        Some("urn:asap:agent:client")
+    );
+    assert_eq!(
+        a_request.attribute("asap.outcome").as_deref(),
+        Some("success")
+    );
+    assert_eq!(
+        a_handler.attribute("asap.agent.urn").as_deref(),
+        Some(AGENT)
+    );
+    assert_eq!(
+        a_handler.attribute("asap.envelope.id"),
+        Some(request.id.clone())
+    );
+    assert_eq!(
+        b_handler.attribute("asap.payload_type").as_deref(),
+        Some("task.request")
+    );
+    assert_eq!(
+        second_send
+            .attribute("http.response.status_code")
+            .as_deref(),
+        Some("200")
+    );
+
+    a.stop().await;
+    b.stop().await;
+    drop(_default);
+    guard.shutdown();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
