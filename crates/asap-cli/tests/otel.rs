@@ -7,68 +7,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use asap_test_support::otlp::{self, Exported};
 use asap_test_support::process::Guard;
-use axum::body::Bytes;
-use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
 use serde_json::json;
 
 const AGENT: &str = "urn:asap:agent:otel-cli";
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
-
-/// An OTLP/HTTP receiver on its own thread: every exported span with its resource's
-/// `service.name`. Returns the base URL (what `OTEL_EXPORTER_OTLP_ENDPOINT` names).
-fn receiver() -> (String, mpsc::Receiver<(String, Span)>) {
-    let (tx, rx) = mpsc::channel();
-    let (addr_tx, addr_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let export = move |body: Bytes| {
-                let tx = tx.clone();
-                async move {
-                    let request = ExportTraceServiceRequest::decode(body).unwrap();
-                    for resource in request.resource_spans {
-                        let service = resource
-                            .resource
-                            .iter()
-                            .flat_map(|r| &r.attributes)
-                            .find(|a| a.key == "service.name")
-                            .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-                                AnyValue::StringValue(s) => Some(s.clone()),
-                                _ => None,
-                            })
-                            .unwrap_or_default();
-                        for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
-                            let _ = tx.send((service.clone(), span));
-                        }
-                    }
-                    (
-                        [("content-type", "application/x-protobuf")],
-                        ExportTraceServiceResponse::default().encode_to_vec(),
-                    )
-                }
-            };
-            let app = axum::Router::new().route("/v1/traces", post(export));
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (format!("http://{}", addr_rx.recv().unwrap()), rx)
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -76,7 +23,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[test]
 fn serve_exports_a_span_continuing_the_incoming_traceparent() {
-    let (endpoint, spans) = receiver();
+    let (endpoint, spans) = otlp::receiver();
     let data = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_asap"));
     for (name, _) in std::env::vars() {
@@ -124,7 +71,7 @@ fn serve_exports_a_span_continuing_the_incoming_traceparent() {
     assert_eq!(response["result"]["envelope"]["trace_id"], TRACE);
 
     let (service, request) = loop {
-        let (service, span) = spans
+        let Exported { service, span } = spans
             .recv_timeout(Duration::from_secs(30))
             .expect("asap serve exports its request span");
         if span.name == "asap.request" {

@@ -13,94 +13,16 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use asap_protocol::client::Client;
 use asap_protocol::model::{Envelope, TaskRequest};
 use asap_protocol::server::{Handler, HandlerContext, HandlerError, HandlerRegistry, reply_with};
-use axum::body::Bytes;
-use axum::routing::post;
+use asap_test_support::otlp::{self, Exported};
 use common::{AGENT, Options, start};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use prost::Message;
 use serde_json::json;
 use tracing::Instrument;
 use tracing_subscriber::prelude::*;
-
-/// An exported span with its service's name.
-struct Exported {
-    service: String,
-    span: Span,
-}
-
-impl Exported {
-    fn attribute(&self, key: &str) -> Option<String> {
-        let value = self.span.attributes.iter().find(|a| a.key == key)?;
-        match value.value.as_ref()?.value.as_ref()? {
-            AnyValue::StringValue(s) => Some(s.clone()),
-            AnyValue::IntValue(i) => Some(i.to_string()),
-            AnyValue::BoolValue(b) => Some(b.to_string()),
-            other => Some(format!("{other:?}")),
-        }
-    }
-}
-
-/// An OTLP/HTTP receiver on its own thread: `POST /v1/traces` decoded, every span sent
-/// down the channel. Returns the traces URL.
-fn receiver() -> (String, mpsc::Receiver<Exported>) {
-    let (tx, rx) = mpsc::channel();
-    let (addr_tx, addr_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().route(
-                "/v1/traces",
-                post(move |body: Bytes| {
-                    let tx = tx.clone();
-                    async move {
-                        let request = ExportTraceServiceRequest::decode(body).unwrap();
-                        for resource in request.resource_spans {
-                            let service = resource
-                                .resource
-                                .iter()
-                                .flat_map(|r| &r.attributes)
-                                .find(|a| a.key == "service.name")
-                                .and_then(|a| a.value.as_ref()?.value.as_ref())
-                                .map(|v| match v {
-                                    AnyValue::StringValue(s) => s.clone(),
-                                    other => format!("{other:?}"),
-                                })
-                                .unwrap_or_default();
-                            for scope in resource.scope_spans {
-                                for span in scope.spans {
-                                    let service = service.clone();
-                                    let _ = tx.send(Exported { service, span });
-                                }
-                            }
-                        }
-                        (
-                            [("content-type", "application/x-protobuf")],
-                            ExportTraceServiceResponse::default().encode_to_vec(),
-                        )
-                    }
-                }),
-            );
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    let addr = addr_rx.recv().unwrap();
-    (format!("http://{addr}/v1/traces"), rx)
-}
 
 /// Agent A's handler: forwards the task to agent B and answers with B's result.
 struct Forward {
@@ -143,7 +65,8 @@ fn client() -> Client {
 
 #[tokio::test]
 async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
-    let (endpoint, spans) = receiver();
+    let (base, spans) = otlp::receiver();
+    let endpoint = format!("{base}/v1/traces");
     let (layer, guard) =
         asap_protocol::telemetry::otlp_layer_to("urn:asap:agent:chain", Some(&endpoint)).unwrap();
     let _default = tracing_subscriber::registry().with(layer).set_default();

@@ -1,9 +1,9 @@
 //! Test helpers shared by the `asap-protocol` and `asap-cli` test suites: a Prometheus
-//! text exposition reader ([`exposition`]), an in-process
-//! OAuth2/OIDC provider ([`idp`]), a private CA and TLS terminator ([`tls`]), a chaos TCP
-//! proxy ([`proxy`]), network namespaces for multicast tests ([`netns`]), a throwaway
-//! `redis-server` ([`redis`]), and the processes the cross-implementation tests start
-//! ([`process`]).
+//! text exposition reader ([`exposition`]), an in-process OAuth2/OIDC provider ([`idp`]),
+//! a private CA and TLS terminator ([`tls`]), a chaos TCP proxy ([`proxy`]), an OTLP/HTTP
+//! trace receiver ([`otlp`]), network namespaces for multicast tests ([`netns`]), a
+//! throwaway `redis-server` ([`redis`]), and the processes the cross-implementation tests
+//! start ([`process`]).
 //!
 //! A dev-dependency only (by path); never published.
 
@@ -11,6 +11,7 @@ pub mod exposition;
 pub mod idp;
 pub mod lb;
 pub mod netns;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
