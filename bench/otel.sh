@@ -6,7 +6,7 @@
 # Exits non-zero when export costs 15 % of the requests/s or more, or a request failed.
 #
 #   bench/otel.sh           # prints the row;  DURATION=10 by default
-#   BENCH_LOCK=/path/lock   # the lock builds take (default /tmp/asap-cargo.lock)
+#   BENCH_LOCK=/path/lock   # a lock file concurrent builds take, held while the load runs (optional)
 #   CARGO=...               # the cargo to build with (default cargo)
 #   OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1 TRACEPARENT=0 \
 #     bench/otel.sh         # the sampling lever: 10 % of new traces, no incoming traceparent
@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DURATION="${DURATION:-10}"
-LOCK="${BENCH_LOCK:-/tmp/asap-cargo.lock}"
+LOCK="${BENCH_LOCK:-}"
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "bench: python3 is missing" >&2; exit 1; }
 "${CARGO:-cargo}" build --release -q -p asap-cli --features otel
@@ -60,15 +60,14 @@ for p in "$OFF_PORT" "$ON_PORT" "$SINK_PORT"; do
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
 done
 run() { wrk -t1 -c50 -d"${DURATION}s" -s bench/envelope.lua "$@" 2>&1 | grep '^BENCH'; }
-exec 9>"$LOCK"
-flock 9
+if [ -n "$LOCK" ]; then exec 9>"$LOCK"; flock 9; fi
 OFF=$(run "http://127.0.0.1:$OFF_PORT")
 if [ "${TRACEPARENT:-1}" = 1 ]; then
   ON=$(run -H "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" "http://127.0.0.1:$ON_PORT")
 else
   ON=$(run "http://127.0.0.1:$ON_PORT")
 fi
-flock -u 9
+if [ -n "$LOCK" ]; then flock -u 9; fi
 EXPORTS=$(curl -s "http://127.0.0.1:$SINK_PORT/")
 rps() { sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$1"; }
 p99() { sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$1"; }
