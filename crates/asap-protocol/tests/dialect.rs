@@ -448,3 +448,47 @@ async fn a_2x_client_types_its_payloads_and_refuses_what_2x_refuses() {
     assert_eq!(answer.payload_type, "task.response");
     server.stop().await;
 }
+
+/// A handler whose response payload 2.x refuses (`metrics.tokens_in` below 0) and 1.1
+/// accepts (`metrics` is free-form there).
+struct NegativeTokens;
+
+#[async_trait::async_trait]
+impl asap_protocol::server::Handler for NegativeTokens {
+    async fn handle(
+        &self,
+        request: Envelope,
+        ctx: &asap_protocol::server::HandlerContext,
+    ) -> Result<Envelope, asap_protocol::server::HandlerError> {
+        let mut response = asap_protocol::model::TaskResponse::new(
+            "t",
+            asap_protocol::model::TaskStatus::Completed,
+        );
+        response.metrics = json!({"tokens_in": -1}).as_object().cloned();
+        Ok(asap_protocol::server::reply_with(&request, ctx, response))
+    }
+}
+
+#[tokio::test]
+async fn a_handler_payload_2x_refuses_is_an_internal_error_in_2x_only() {
+    let mut registry = HandlerRegistry::new();
+    registry.register("task.request", Arc::new(NegativeTokens));
+    let server = start(Options {
+        registry: Some(registry),
+        ..Options::default()
+    })
+    .await;
+    // 1.1: sent as the handler wrote it.
+    let v1 = post_versioned(&server.base, echo_body(), None).await;
+    assert_eq!(
+        v1.json()["result"]["envelope"]["payload"]["metrics"],
+        json!({"tokens_in": -1}),
+        "{}",
+        v1.text
+    );
+    // 2.x: never sent; the quiet server answers -32603 without the detail.
+    let v2 = post_versioned(&server.base, echo_body(), Some("2.2")).await;
+    assert_eq!(v2.code(), -32603, "{}", v2.text);
+    assert!(v2.json()["result"].is_null(), "{}", v2.text);
+    server.stop().await;
+}
