@@ -256,19 +256,7 @@ pub(crate) async fn handle(
         };
         return refuse(failure, "other");
     };
-    let span = if state.config.trace_injection {
-        ServerSpan::for_request(&prepared.envelope, &headers)
-    } else {
-        None
-    };
-    let work = Work {
-        state: state.clone(),
-        handler,
-        span,
-        slot,
-        started,
-    };
-    work.start(prepared)
+    Work::new(&state, handler, &prepared.envelope, &headers, slot, started).start(prepared)
 }
 
 /// A JSON answer with the S1 body already written.
@@ -282,14 +270,38 @@ fn json_answer(status: StatusCode, body: String) -> Response {
 
 /// A stream about to start: its handler and what its run holds.
 pub(crate) struct Work {
-    pub(crate) state: AppState,
-    pub(crate) handler: Arc<dyn StreamingHandler>,
-    pub(crate) span: Option<ServerSpan>,
-    pub(crate) slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    pub(crate) started: Instant,
+    state: AppState,
+    handler: Arc<dyn StreamingHandler>,
+    span: Option<ServerSpan>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    started: Instant,
 }
 
 impl Work {
+    /// The work of streaming `envelope`'s answer: the server span continuing the
+    /// request's trace when trace injection is on.
+    pub(crate) fn new(
+        state: &AppState,
+        handler: Arc<dyn StreamingHandler>,
+        envelope: &crate::model::Envelope,
+        headers: &axum::http::HeaderMap,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        started: Instant,
+    ) -> Self {
+        let span = if state.config.trace_injection {
+            ServerSpan::for_request(envelope, headers)
+        } else {
+            None
+        };
+        Self {
+            state: state.clone(),
+            handler,
+            span,
+            slot,
+            started,
+        }
+    }
+
     /// Runs the handler in its own task and answers with its events.
     fn start(self, prepared: Prepared) -> Response {
         let (events, queue) = mpsc::channel(STREAM_BUFFER);

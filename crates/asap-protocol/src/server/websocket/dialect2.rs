@@ -25,7 +25,6 @@ use crate::server::auth::AuthenticatedCaller;
 use crate::server::handler::HandlerError;
 use crate::server::pipeline::{self, Input, Sent};
 use crate::server::stream::{AbortOnDrop, Sink, StreamingHandler, Work};
-use crate::server::trace::ServerSpan;
 
 /// The streaming handler that serves `request` (a parsed JSON-RPC request), if any:
 /// the payload type named by its envelope has one. Only a routing decision; the
@@ -168,18 +167,7 @@ pub(super) async fn stream(
     };
     let rpc_id = prepared.request_id.clone();
     let id = serde_json::to_value(&rpc_id).unwrap_or(Value::Null);
-    let span = if state.config.trace_injection {
-        ServerSpan::for_request(&prepared.envelope, headers)
-    } else {
-        None
-    };
-    let work = Work {
-        state: state.clone(),
-        handler,
-        span,
-        slot,
-        started,
-    };
+    let work = Work::new(state, handler, &prepared.envelope, headers, slot, started);
     let sink = Sink::Frames {
         frames: out.clone(),
         id: id.clone(),
