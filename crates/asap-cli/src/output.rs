@@ -71,43 +71,18 @@ pub fn init_logging(format: LogFormat, level: &str) {
     }
 }
 
-/// Logs to standard error as [`init_logging`] does, and exports spans at `info` and
-/// above (with the `warn` and `error` events inside them) over OTLP (service name
-/// `service_name` unless `OTEL_SERVICE_NAME` is set). The guard flushes what is queued
-/// when dropped.
+/// Logs to standard error as [`init_logging`] does, and exports the agent's spans over
+/// OTLP (service name `service_name` unless `OTEL_SERVICE_NAME` is set) through the
+/// global tracer provider, which the server and clients built afterwards record into.
+/// The guard flushes what is queued when dropped.
 #[cfg(feature = "otel")]
 pub fn init_logging_with_otlp(
     format: LogFormat,
     level: &str,
     service_name: &str,
 ) -> Result<asap_protocol::telemetry::OtelGuard, asap_protocol::telemetry::TelemetryError> {
-    use tracing_subscriber::Layer as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let (otel, guard) = asap_protocol::telemetry::otlp_layer(service_name)?;
-    // Decided per callsite: the access log and other `info` events stay with the log
-    // filter, and cost nothing here.
-    let otel = otel.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-        let level = *meta.level();
-        if meta.is_span() {
-            level <= tracing::Level::INFO
-        } else {
-            level <= tracing::Level::WARN
-        }
-    }));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry().with(otel);
-    match format {
-        LogFormat::Text => registry
-            .with(
-                fmt.with_ansi(std::io::stderr().is_terminal())
-                    .with_filter(filter(level)),
-            )
-            .init(),
-        LogFormat::Json => registry
-            .with(fmt.json().with_ansi(false).with_filter(filter(level)))
-            .init(),
-    }
+    let guard = asap_protocol::telemetry::init_otlp(service_name)?;
+    init_logging(format, level);
     Ok(guard)
 }
 

@@ -43,6 +43,8 @@ pub mod rpc;
 pub mod server;
 #[cfg(feature = "signing")]
 pub mod signing;
+#[cfg(any(feature = "server", feature = "client"))]
+mod spans;
 pub mod store;
 #[cfg(feature = "otel")]
 pub mod telemetry;

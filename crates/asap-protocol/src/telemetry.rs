@@ -1,6 +1,14 @@
-//! OpenTelemetry export (feature `otel`): the server's and client's `tracing` spans
-//! (`asap.request`, `asap.handler.execute`, `asap.client.send`, …) sent over OTLP/HTTP
-//! (protobuf) to a collector.
+//! OpenTelemetry export (feature `otel`): the server's and client's spans
+//! (`asap.request`, `asap.handler.execute`, `asap.client.send`, `asap.store`) sent over
+//! OTLP/HTTP (protobuf) to a collector.
+//!
+//! [`init_otlp`] builds a tracer provider with a batch exporter and makes it the global
+//! one, which servers, clients and stores built afterwards record into (an application
+//! may instead install a provider of its own with
+//! `opentelemetry::global::set_tracer_provider`). The spans are made with the
+//! OpenTelemetry API directly, not bridged from `tracing` (the bridge cost about 20 % of
+//! the requests per second, bench/RESULTS.md); the `tracing` spans of the same names
+//! are for logs.
 //!
 //! Configured by the standard variables: `OTEL_EXPORTER_OTLP_ENDPOINT` (to which
 //! `/v1/traces` is appended) or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
@@ -10,26 +18,16 @@
 //! `OTEL_TRACES_EXPORTER=otlp` (default `none`), unless `OTEL_SDK_DISABLED=true`.
 //!
 //! ```no_run
-//! use tracing_subscriber::prelude::*;
-//!
 //! # fn run() -> Result<(), asap_protocol::telemetry::TelemetryError> {
-//! let (layer, guard) = asap_protocol::telemetry::otlp_layer("urn:asap:agent:me")?;
-//! tracing_subscriber::registry().with(layer).init();
-//! // … serve …
+//! let guard = asap_protocol::telemetry::init_otlp("urn:asap:agent:me")?;
+//! // … build and run the server …
 //! guard.shutdown();
 //! # Ok(()) }
 //! ```
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
-};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
-use tracing_opentelemetry::{OpenTelemetryLayer, OpenTelemetrySpanExt};
-use tracing_subscriber::registry::LookupSpan;
-
-use crate::trace_context::{TraceContext, TraceParent};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 
 /// The instrumentation scope's name, as the reference's tracer (`asap.protocol`).
 pub const TRACER_NAME: &str = "asap.protocol";
@@ -92,28 +90,31 @@ impl Drop for OtelGuard {
     }
 }
 
-/// A `tracing` layer exporting spans over OTLP/HTTP, configured from the environment
-/// (module docs), with `service.name` = `service_name` unless `OTEL_SERVICE_NAME` says
-/// otherwise (the reference always uses the manifest id; an operator's variable wins
-/// here). Spans are batched and exported from a background thread.
-pub fn otlp_layer<S>(
-    service_name: &str,
-) -> Result<(OpenTelemetryLayer<S, SdkTracer>, OtelGuard), TelemetryError>
-where
-    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
-{
-    otlp_layer_to(service_name, None)
+/// Exports spans over OTLP/HTTP, configured from the environment (module docs), with
+/// `service.name` = `service_name` unless `OTEL_SERVICE_NAME` says otherwise (the
+/// reference always uses the manifest id; an operator's variable wins here): builds the
+/// tracer provider and makes it the global one. Spans are batched and exported from a
+/// background thread; servers, clients and stores built after this call record into it.
+pub fn init_otlp(service_name: &str) -> Result<OtelGuard, TelemetryError> {
+    init_otlp_to(service_name, None)
 }
 
-/// [`otlp_layer`] exporting to `traces_endpoint` (the full URL, `…/v1/traces`) when
+/// [`init_otlp`] exporting to `traces_endpoint` (the full URL, `…/v1/traces`) when
 /// given, whatever the environment says.
-pub fn otlp_layer_to<S>(
+pub fn init_otlp_to(
     service_name: &str,
     traces_endpoint: Option<&str>,
-) -> Result<(OpenTelemetryLayer<S, SdkTracer>, OtelGuard), TelemetryError>
-where
-    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
-{
+) -> Result<OtelGuard, TelemetryError> {
+    let provider = otlp_provider(service_name, traces_endpoint)?;
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(OtelGuard { provider })
+}
+
+/// The tracer provider [`init_otlp_to`] installs, without installing it.
+pub fn otlp_provider(
+    service_name: &str,
+    traces_endpoint: Option<&str>,
+) -> Result<SdkTracerProvider, TelemetryError> {
     for variable in [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -133,59 +134,8 @@ where
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(service_name.to_owned());
     }
-    let provider = SdkTracerProvider::builder()
+    Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
-        .build();
-    let tracer = provider.tracer(TRACER_NAME);
-    // No per-span source location, thread, target or busy/idle attributes: they cost
-    // a clock reading on every poll of an instrumented future and bloat every export
-    // (bench/otel.sh), and say nothing the span name does not.
-    let layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_location(false)
-        .with_threads(false)
-        .with_target(false)
-        .with_tracked_inactivity(false);
-    Ok((layer, OtelGuard { provider }))
-}
-
-/// The current `tracing` span's OpenTelemetry context, when it has a valid one (an
-/// OpenTelemetry layer is installed and the span is recorded by it).
-pub(crate) fn current_span_context() -> Option<TraceContext> {
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let ids = span.span_context();
-    if !ids.is_valid() {
-        return None;
-    }
-    let state = ids.trace_state().header();
-    Some(TraceContext {
-        parent: TraceParent {
-            trace_id: u128::from_be_bytes(ids.trace_id().to_bytes()),
-            span_id: u64::from_be_bytes(ids.span_id().to_bytes()),
-            flags: ids.trace_flags().to_u8(),
-        },
-        state: (!state.is_empty()).then_some(state),
-    })
-}
-
-/// Makes the remote `parent` (a `traceparent`, or an envelope's `trace_id` and
-/// `extensions.span_id`) the OpenTelemetry parent of `span`, which must not have been
-/// entered yet.
-pub(crate) fn set_remote_parent(span: &tracing::Span, parent: &TraceContext) {
-    let state = parent
-        .state
-        .as_deref()
-        .and_then(|s| s.parse::<TraceState>().ok())
-        .unwrap_or_default();
-    let ids = SpanContext::new(
-        TraceId::from_bytes(parent.parent.trace_id.to_be_bytes()),
-        SpanId::from_bytes(parent.parent.span_id.to_be_bytes()),
-        TraceFlags::new(parent.parent.flags),
-        true,
-        state,
-    );
-    let context = opentelemetry::Context::new().with_remote_span_context(ids);
-    let _ = span.set_parent(context);
+        .build())
 }

@@ -237,23 +237,15 @@ pub async fn scope<F: Future>(context: TraceContext, future: F) -> F::Output {
     CURRENT.scope(context, future).await
 }
 
-/// The current trace context: the current `tracing` span's when it is exported
-/// (feature `otel` with its layer installed), else the one [`scope`] set, else `None`.
+/// The current trace context: the one [`scope`] set (the server runs each request and
+/// handler in its span's), else `None`.
 pub fn current() -> Option<TraceContext> {
-    #[cfg(feature = "otel")]
-    if let Some(context) = crate::telemetry::current_span_context() {
-        return Some(context);
-    }
     CURRENT.try_with(Clone::clone).ok()
 }
 
-/// The context an outgoing call sends: the current exported span's own (the client
-/// span), else the current context with a new span id, else a new trace.
+/// The context an outgoing call sends without a span of its own: the current context
+/// with a new span id, else a new trace.
 pub fn for_outgoing() -> TraceContext {
-    #[cfg(feature = "otel")]
-    if let Some(context) = crate::telemetry::current_span_context() {
-        return context;
-    }
     CURRENT
         .try_with(TraceContext::child)
         .unwrap_or_else(|_| TraceContext::new_root())

@@ -3,9 +3,11 @@
 //! receiver this test starts; the exported spans form one trace with the expected
 //! parent chain and attributes.
 //!
-//! Everything but the receiver runs on the test's current-thread runtime, so the
-//! thread's default subscriber (the OpenTelemetry layer) sees the servers' spans too;
-//! the receiver has its own thread, so the blocking flush can wait for it.
+//! The tracer provider is the process's global one, installed before the servers and
+//! clients are built (they take its tracer then). The application's own root span is
+//! an OpenTelemetry span made current around the first send, as an application using
+//! the OpenTelemetry API (or `tracing-opentelemetry`) has it. The receiver has its own
+//! thread, so the blocking flush can wait for it.
 
 #![cfg(feature = "otel")]
 
@@ -16,13 +18,14 @@ use std::sync::Arc;
 
 use asap_protocol::client::Client;
 use asap_protocol::model::{Envelope, TaskRequest};
-use asap_protocol::server::{Handler, HandlerContext, HandlerError, HandlerRegistry, reply_with};
+use asap_protocol::server::{
+    Handler, HandlerContext, HandlerError, HandlerRegistry, default_skills, reply_with,
+};
 use asap_test_support::otlp::{self, Exported};
 use common::{AGENT, Options, start};
+use opentelemetry::trace::{FutureExt as _, TraceContextExt as _, Tracer as _};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::json;
-use tracing::Instrument;
-use tracing_subscriber::prelude::*;
 
 /// Agent A's handler: forwards the task to agent B and answers with B's result.
 struct Forward {
@@ -67,11 +70,15 @@ fn client() -> Client {
 async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
     let (base, spans) = otlp::receiver();
     let endpoint = format!("{base}/v1/traces");
-    let (layer, guard) =
-        asap_protocol::telemetry::otlp_layer_to("urn:asap:agent:chain", Some(&endpoint)).unwrap();
-    let _default = tracing_subscriber::registry().with(layer).set_default();
+    let guard =
+        asap_protocol::telemetry::init_otlp_to("urn:asap:agent:chain", Some(&endpoint)).unwrap();
 
-    let b = start(Options::default()).await;
+    // B runs the task lifecycle (its store operations are exported too).
+    let b = start(Options {
+        registry: Some(HandlerRegistry::agent(default_skills())),
+        ..Options::default()
+    })
+    .await;
     let mut registry = HandlerRegistry::new();
     registry.register(
         "task.request",
@@ -91,13 +98,14 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
         AGENT,
         TaskRequest::new("c1", "echo", json!({"text": "hi"})),
     );
-    let root = tracing::info_span!("test.client");
+    let tracer = opentelemetry::global::tracer("test");
+    let root = opentelemetry::Context::current_with_span(tracer.start("test.client"));
     let response = client()
         .send(&a.base, &request)
-        .instrument(root.clone())
+        .with_context(root.clone())
         .await
         .unwrap();
-    drop(root);
+    root.span().end();
     let answered_trace = response.extensions.as_ref().unwrap()["trace_id"]
         .as_str()
         .unwrap()
@@ -159,6 +167,15 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
         .iter()
         .find(|h| h.span.parent_span_id == b_request.span.span_id)
         .expect("B's handler span");
+    // The store operations B's task handler runs are children of its handler span.
+    let stores = by_name("asap.store");
+    assert!(!stores.is_empty(), "B's handler stores the task");
+    for store in &stores {
+        assert_eq!(store.span.parent_span_id, b_handler.span.span_id);
+        assert_eq!(store.span.kind, SpanKind::Client as i32);
+        assert_eq!(store.attribute("db.system.name").as_deref(), Some("memory"));
+        assert!(store.attribute("db.operation.name").is_some());
+    }
     assert_eq!(
         hex(&a_request.span.span_id),
         response.extensions.as_ref().unwrap()["span_id"]
@@ -206,7 +223,6 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
 
     a.stop().await;
     b.stop().await;
-    drop(_default);
     guard.shutdown();
 }
 

@@ -404,6 +404,7 @@ impl ClientBuilder {
                 discovery: self.discovery_cache(),
                 sockets: websocket::Pool::new(websocket_tls),
                 next_id: AtomicU64::new(1),
+                tracer: crate::spans::Tracer::global(),
                 config: self,
             }),
         })
@@ -419,6 +420,18 @@ impl ClientBuilder {
     }
 }
 
+/// What one HTTP attempt of a send posts.
+struct Attempt<'a> {
+    base: &'a str,
+    body: &'a [u8],
+    coding: Option<&'static str>,
+    key: &'a str,
+    id: &'a RequestId,
+    offer: Option<&'a HeaderValue>,
+    /// The trace context the request carries (`traceparent`): the attempt's span's.
+    trace: &'a crate::trace_context::TraceContext,
+}
+
 struct Inner {
     http: reqwest::Client,
     /// The client for discovery and health: same-origin redirects.
@@ -429,6 +442,8 @@ struct Inner {
     discovery: DiscoveryCache,
     sockets: websocket::Pool,
     next_id: AtomicU64,
+    /// Where the exported `asap.client.send` spans go (the global provider's, at build).
+    tracer: crate::spans::Tracer,
     config: ClientBuilder,
 }
 
@@ -590,10 +605,10 @@ impl Client {
             asap.envelope.id = envelope.id.as_str(),
             asap.payload_type = envelope.payload_type.as_str(),
         );
+        let (mut exported, context) = self.start_send_span(&url, &envelope, None);
         if self.inner.config.trace_context && envelope.trace_id.is_none() {
             // The reference's envelope convention (section 9.12): the calling span's
             // trace and span ids, which a reference server continues.
-            let context = span.in_scope(crate::trace_context::for_outgoing);
             envelope.trace_id = Some(context.parent.trace_id_hex());
             envelope
                 .extensions
@@ -622,6 +637,8 @@ impl Client {
         }
         .instrument(span)
         .await;
+        exported.set_ok(outcome.is_ok());
+        drop(exported);
         if let Some(breakers) = &self.inner.breakers {
             match &outcome {
                 Ok(_) | Err(ClientError::Http { .. }) => breakers.success(&url),
@@ -736,14 +753,27 @@ impl Client {
                 http.response.status_code = tracing::field::Empty,
                 otel.status_code = tracing::field::Empty,
             );
+            let url = format!("{base}/asap");
+            let (mut exported, context) = self.start_send_span(&url, &envelope, Some(attempt));
+            let sending = Attempt {
+                base: &base,
+                body: &body,
+                coding,
+                key: &key,
+                id: &id,
+                offer: offer.as_ref(),
+                trace: &context,
+            };
             let outcome = self
-                .attempt(&base, &body, coding, &key, &id, offer.as_ref())
+                .attempt(sending, &mut exported)
                 .instrument(span.clone())
                 .await;
             span.record(
                 "otel.status_code",
                 if outcome.is_ok() { "OK" } else { "ERROR" },
             );
+            exported.set_ok(outcome.is_ok());
+            drop(exported);
             let breaker_failure = matches!(&outcome, Err((e, _)) if e.is_transient());
             if let Some(breakers) = &self.inner.breakers {
                 if breaker_failure {
@@ -786,15 +816,46 @@ impl Client {
         }
     }
 
+    /// Starts the exported `asap.client.send` span of one attempt, a child of the
+    /// current trace context (the handler's, in a server) or, outside one, of the
+    /// current OpenTelemetry context: the span and the context the request carries.
+    fn start_send_span(
+        &self,
+        url: &str,
+        envelope: &Envelope,
+        attempt: Option<u32>,
+    ) -> (crate::spans::Span, crate::trace_context::TraceContext) {
+        let parent = crate::trace_context::current();
+        let (mut span, context) = self.inner.tracer.start(
+            "asap.client.send",
+            crate::spans::Kind::Client,
+            parent.as_ref(),
+        );
+        if span.is_recording() {
+            span.set_str("url.full", url);
+            span.set_str("asap.envelope.id", &envelope.id);
+            span.set_str("asap.payload_type", &envelope.payload_type);
+            if let Some(attempt) = attempt {
+                span.set_i64("asap.attempt", i64::from(attempt));
+            }
+        }
+        (span, context)
+    }
+
     async fn attempt(
         &self,
-        base: &str,
-        body: &[u8],
-        coding: Option<&'static str>,
-        key: &str,
-        id: &RequestId,
-        offer: Option<&HeaderValue>,
+        sending: Attempt<'_>,
+        exported: &mut crate::spans::Span,
     ) -> Result<Envelope, (ClientError, Option<Duration>)> {
+        let Attempt {
+            base,
+            body,
+            coding,
+            key,
+            id,
+            offer,
+            trace,
+        } = sending;
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,
@@ -817,7 +878,7 @@ impl Client {
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
         if self.inner.config.trace_context {
-            crate::trace_context::for_outgoing().inject(&mut headers);
+            trace.inject(&mut headers);
         }
         let response = self
             .inner
@@ -830,6 +891,7 @@ impl Client {
             .map_err(|e| (ClientError::Transport(e), None))?;
         let status = response.status();
         tracing::Span::current().record("http.response.status_code", status.as_u16());
+        exported.set_i64("http.response.status_code", i64::from(status.as_u16()));
         let dialect = answered_dialect(response.headers());
         let retry_after = response
             .headers()

@@ -146,6 +146,8 @@ pub(crate) struct Inner {
     pub(crate) handler_slots: Option<Arc<tokio::sync::Semaphore>>,
     pub(crate) ws: websocket::Hub,
     pub(crate) task_events: Option<Arc<dyn TaskEvents>>,
+    /// Where the exported spans go (the global tracer provider's, when built).
+    pub(crate) tracer: crate::spans::Tracer,
     #[cfg(feature = "oauth2")]
     pub(crate) oauth2: Option<OAuth2>,
 }
@@ -302,10 +304,11 @@ impl ServerBuilder {
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let registry = self.registry.unwrap_or_else(HandlerRegistry::echo);
         metrics.payload_types(registry.payload_types());
+        let tracer = crate::spans::Tracer::global();
         let inner = Inner {
             manifest: served,
             registry,
-            store: Arc::new(MeteredStore::new(store, metrics.clone())),
+            store: Arc::new(MeteredStore::new(store, metrics.clone()).with_tracer(tracer.clone())),
             rate_limiter: shared.rate_limiter(&config.rate_limits),
             nonces: shared.replay_guard(ReplayKind::Nonce, ttl, capacity),
             body_budget: body::BodyBudget::new(config.max_buffered_bytes),
@@ -326,6 +329,7 @@ impl ServerBuilder {
             )),
             shared_state: shared,
             task_events: self.task_events,
+            tracer,
             #[cfg(feature = "oauth2")]
             oauth2: self.oauth2,
             config,

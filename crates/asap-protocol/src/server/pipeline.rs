@@ -378,24 +378,29 @@ async fn respond_checked(
     };
     let in_flight = InFlight::new(state);
     let parent = TraceContext::from_headers(sent.headers);
-    let span = trace::request_span(parent.as_ref(), transport_of(&sent));
-    let context = parent.map_or_else(TraceContext::new_root, |p| p.child());
+    let transport = transport_of(&sent);
+    let span = trace::request_span(transport);
+    let (exported, context) = trace::start_request(&state.tracer, parent.as_ref(), transport);
     let processing = async {
         access_log::note_trace();
-        process(state, sent, input, bearer).await
+        let outcome = process(state, sent, input, bearer).await;
+        match &outcome {
+            Ok(_) => trace::record_outcome("success", None),
+            Err((f, _)) => trace::record_outcome(f.kind.as_str(), Some(f.error.code)),
+        }
+        outcome
     };
-    let outcome = trace_context::scope(context, processing.instrument(span.clone())).await;
+    let processing = trace::with_exported(exported, processing.instrument(span));
+    let outcome = trace_context::scope(context, processing).await;
     drop(in_flight);
     let seconds = started.elapsed().as_secs_f64();
     match outcome {
         Ok((response, payload_type)) => {
-            trace::record_outcome(&span, "success", None);
             access_log::note_outcome(None, &payload_type);
             state.metrics.success(&payload_type, seconds);
             (StatusCode::OK, json::to_compact(&response))
         }
         Err((f, payload_type)) => {
-            trace::record_outcome(&span, f.kind.as_str(), Some(f.error.code));
             access_log::note_outcome(Some(f.error.code), &payload_type);
             failure_answer(state, f, &payload_type, seconds)
         }
@@ -774,11 +779,10 @@ async fn dispatch(
         None
     };
     let handler_started = Instant::now();
-    let handler_span = trace::handler_span(&envelope, &state.manifest.manifest.id);
+    let agent = &state.manifest.manifest.id;
+    let handler_span = trace::handler_span(&envelope, agent);
     // The handler's outgoing calls continue the envelope's trace when it has one.
-    let handler_context = trace::envelope_parent(&envelope)
-        .or_else(trace_context::current)
-        .map_or_else(TraceContext::new_root, |c| c.child());
+    let (mut exported, handler_context) = trace::start_handler(&state.tracer, &envelope, agent);
     let result = trace_context::scope(
         handler_context,
         handler
@@ -786,6 +790,8 @@ async fn dispatch(
             .instrument(handler_span.clone()),
     )
     .await;
+    exported.set_ok(result.is_ok());
+    drop(exported);
     if result.is_err() {
         handler_span.record("otel.status_code", "ERROR");
     }

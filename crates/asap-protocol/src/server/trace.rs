@@ -14,11 +14,14 @@
 //! is not sampled, the response gets `extensions.trace_id`/`span_id` and, when it has
 //! none, `trace_id`.
 
+use std::cell::RefCell;
+
 use http::HeaderMap;
 use rand::Rng;
 use serde_json::Value;
 
 use crate::model::Envelope;
+use crate::spans;
 use crate::trace_context::{TraceContext, TraceParent};
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -119,13 +122,11 @@ pub(crate) fn envelope_parent(envelope: &Envelope) -> Option<TraceContext> {
     })
 }
 
-/// The `asap.request` span of one request, parented by `parent` (the `traceparent`).
-/// Its envelope and outcome fields are recorded as they become known.
-pub(crate) fn request_span(
-    parent: Option<&TraceContext>,
-    transport: &'static str,
-) -> tracing::Span {
-    let span = tracing::info_span!(
+/// The `tracing` span `asap.request` of one request (for logs; what is exported is
+/// [`start_request`]'s). Its envelope and outcome fields are recorded as they become
+/// known.
+pub(crate) fn request_span(transport: &'static str) -> tracing::Span {
+    tracing::info_span!(
         "asap.request",
         otel.kind = "server",
         asap.transport = transport,
@@ -137,58 +138,117 @@ pub(crate) fn request_span(
         asap.outcome = tracing::field::Empty,
         rpc.jsonrpc.error_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
-    );
-    if let Some(parent) = parent {
-        continue_remote(&span, parent);
-    }
-    span
+    )
 }
 
-/// Records the request envelope on the current `asap.request` span.
+tokio::task_local! {
+    /// The exported `asap.request` span of the request being processed.
+    static EXPORTED: RefCell<spans::Span>;
+}
+
+/// Starts the exported `asap.request` span, parented by the request's `traceparent`:
+/// the span, and the trace context the request runs in (the span's ids).
+pub(crate) fn start_request(
+    tracer: &spans::Tracer,
+    parent: Option<&TraceContext>,
+    transport: &'static str,
+) -> (spans::Span, TraceContext) {
+    let (mut span, context) = tracer.start("asap.request", spans::Kind::Server, parent);
+    span.set_static("asap.transport", transport);
+    (span, context)
+}
+
+/// Runs `future` with `span` as the request's exported span (what [`record_envelope`]
+/// and [`record_outcome`] write to); the span ends when `future` does.
+pub(crate) async fn with_exported<F: Future>(span: spans::Span, future: F) -> F::Output {
+    EXPORTED.scope(RefCell::new(span), future).await
+}
+
+fn exported(update: impl FnOnce(&mut spans::Span)) {
+    let _ = EXPORTED.try_with(|span| {
+        if let Ok(mut span) = span.try_borrow_mut()
+            && span.is_recording()
+        {
+            update(&mut span);
+        }
+    });
+}
+
+/// Records the request envelope on the current `asap.request` spans (one call into the
+/// `tracing` subscriber for all the fields).
 pub(crate) fn record_envelope(envelope: &Envelope, label: &str) {
     let span = tracing::Span::current();
-    span.record("asap.envelope.id", envelope.id.as_str());
-    span.record("asap.payload_type", label);
-    span.record("asap.sender", envelope.sender.as_str());
-    span.record("asap.recipient", envelope.recipient.as_str());
-    if let Some(correlation) = envelope.correlation_id.as_deref() {
-        span.record("asap.correlation_id", correlation);
-    }
+    tracing::record_all!(
+        span,
+        asap.envelope.id = envelope.id.as_str(),
+        asap.payload_type = label,
+        asap.sender = envelope.sender.as_str(),
+        asap.recipient = envelope.recipient.as_str(),
+        asap.correlation_id = envelope.correlation_id.as_deref(),
+    );
+    exported(|span| {
+        span.set_str("asap.envelope.id", &envelope.id);
+        span.set_str("asap.payload_type", label);
+        span.set_str("asap.sender", &envelope.sender);
+        span.set_str("asap.recipient", &envelope.recipient);
+        if let Some(correlation) = &envelope.correlation_id {
+            span.set_str("asap.correlation_id", correlation);
+        }
+    });
 }
 
-/// Records a request's outcome on its span: `success`, or the error type with the
-/// JSON-RPC code.
-pub(crate) fn record_outcome(span: &tracing::Span, outcome: &str, rpc_code: Option<i64>) {
-    span.record("asap.outcome", outcome);
-    if let Some(code) = rpc_code {
-        span.record("rpc.jsonrpc.error_code", code);
-        span.record("otel.status_code", "ERROR");
-    } else {
-        span.record("otel.status_code", "OK");
-    }
+/// Records a request's outcome on the current `asap.request` spans: `success`, or the
+/// error type with the JSON-RPC code.
+pub(crate) fn record_outcome(outcome: &str, rpc_code: Option<i64>) {
+    let status = if rpc_code.is_some() { "ERROR" } else { "OK" };
+    let span = tracing::Span::current();
+    tracing::record_all!(
+        span,
+        asap.outcome = outcome,
+        rpc.jsonrpc.error_code = rpc_code,
+        otel.status_code = status,
+    );
+    exported(|span| {
+        span.set_str("asap.outcome", outcome);
+        if let Some(code) = rpc_code {
+            span.set_i64("rpc.jsonrpc.error_code", code);
+        }
+        span.set_ok(rpc_code.is_none());
+    });
 }
 
-/// The `asap.handler.execute` span (the reference's name and attributes), parented by
-/// the envelope's remote context when it carries one, else by the current span.
+/// The `tracing` span `asap.handler.execute` (for logs).
 pub(crate) fn handler_span(envelope: &Envelope, agent: &str) -> tracing::Span {
-    let span = tracing::info_span!(
+    tracing::info_span!(
         "asap.handler.execute",
         asap.payload_type = envelope.payload_type.as_str(),
         asap.agent.urn = agent,
         asap.envelope.id = envelope.id.as_str(),
         otel.status_code = tracing::field::Empty,
-    );
-    if let Some(parent) = envelope_parent(envelope) {
-        continue_remote(&span, &parent);
-    }
-    span
+    )
 }
 
-/// Makes `parent` the exported parent of `span` (feature `otel`; nothing otherwise).
-#[cfg_attr(not(feature = "otel"), allow(unused_variables))]
-fn continue_remote(span: &tracing::Span, parent: &TraceContext) {
-    #[cfg(feature = "otel")]
-    crate::telemetry::set_remote_parent(span, parent);
+/// Starts the exported `asap.handler.execute` span (the reference's name and
+/// attributes), parented by the envelope's remote context when it carries one (as the
+/// reference does), else by the request's span: the span, and the trace context the
+/// handler runs in (its outgoing calls continue it).
+pub(crate) fn start_handler(
+    tracer: &spans::Tracer,
+    envelope: &Envelope,
+    agent: &str,
+) -> (spans::Span, TraceContext) {
+    let parent = envelope_parent(envelope).or_else(crate::trace_context::current);
+    let (mut span, context) = tracer.start(
+        "asap.handler.execute",
+        spans::Kind::Internal,
+        parent.as_ref(),
+    );
+    if span.is_recording() {
+        span.set_str("asap.payload_type", &envelope.payload_type);
+        span.set_str("asap.agent.urn", agent);
+        span.set_str("asap.envelope.id", &envelope.id);
+    }
+    (span, context)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub struct MeteredStore {
     inner: Arc<dyn Store>,
     backend: StoreBackend,
     metrics: Metrics,
+    tracer: crate::spans::Tracer,
 }
 
 impl std::fmt::Debug for MeteredStore {
@@ -42,7 +43,15 @@ impl MeteredStore {
             inner,
             backend,
             metrics,
+            tracer: crate::spans::Tracer::default(),
         }
+    }
+
+    /// Also exports an `asap.store` span per operation (feature `otel`), a child of the
+    /// request or handler it serves.
+    pub(crate) fn with_tracer(mut self, tracer: crate::spans::Tracer) -> Self {
+        self.tracer = tracer;
+        self
     }
 
     /// The store it wraps.
@@ -51,8 +60,17 @@ impl MeteredStore {
     }
 
     async fn timed<T>(&self, operation: StoreOperation, run: impl Future<Output = T>) -> T {
+        let parent = crate::trace_context::current();
+        let (mut span, _) =
+            self.tracer
+                .start("asap.store", crate::spans::Kind::Client, parent.as_ref());
+        if span.is_recording() {
+            span.set_static("db.system.name", self.backend.as_str());
+            span.set_static("db.operation.name", operation.as_str());
+        }
         let started = Instant::now();
         let out = run.await;
+        drop(span);
         let seconds = started.elapsed().as_secs_f64();
         self.metrics
             .store_operation(self.backend, operation, seconds);
