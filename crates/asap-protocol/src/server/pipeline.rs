@@ -391,6 +391,7 @@ async fn respond_checked(
         Ok((response, payload_type)) => {
             trace::record_outcome(&span, "success", None);
             access_log::note_outcome(None, &payload_type);
+            access_log::note_status(StatusCode::OK);
             state.metrics.success(&payload_type, seconds);
             (StatusCode::OK, json::to_compact(&response))
         }
@@ -435,12 +436,14 @@ pub(crate) fn acquire_slot(
                 started.elapsed().as_secs_f64(),
             );
             let body = thread_pool_exhausted_body(&error, dialect);
+            access_log::note_status(StatusCode::SERVICE_UNAVAILABLE);
             Err((StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body)))
         }
     }
 }
 
-/// The status and S1 body answering a failed request, counted in the metrics.
+/// The status and S1 body answering a failed request, counted in the metrics (and
+/// the status noted for the access log).
 pub(crate) fn failure_answer(
     state: &AppState,
     f: Failure,
@@ -450,9 +453,11 @@ pub(crate) fn failure_answer(
     state.metrics.error(payload_type, f.kind, seconds);
     if let Some(error) = f.unavailable {
         let body = unavailable_body(&error);
+        access_log::note_status(StatusCode::SERVICE_UNAVAILABLE);
         return (StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body));
     }
     let body = JsonRpcErrorResponse::new(f.error, f.id);
+    access_log::note_status(StatusCode::OK);
     (StatusCode::OK, json::to_compact(&body))
 }
 
