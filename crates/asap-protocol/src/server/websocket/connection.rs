@@ -24,7 +24,7 @@ use crate::server::access_log::{self, WebSocketConnection};
 use crate::server::auth::AuthenticatedCaller;
 use crate::server::body::{BodyRejection, Coding, coding, decode, too_large};
 use crate::server::handler::Push;
-use crate::server::metrics::{Direction, RefusalReason};
+use crate::server::metrics::{Direction, ErrorType, RefusalReason};
 use crate::server::pipeline::{Input, respond};
 use crate::server::shared_state::{Arrival, unavailable_body};
 
@@ -293,6 +293,15 @@ pub(super) async fn handle(
             // The cache cannot say whether this is a retransmission: refuse rather than
             // risk running the handler twice.
             Err(error) => {
+                let label = if state.registry.contains(&envelope.payload_type) {
+                    envelope.payload_type.as_str()
+                } else {
+                    "other"
+                };
+                let seconds = started.elapsed().as_secs_f64();
+                state
+                    .metrics
+                    .error(label, ErrorType::DependencyUnavailable, seconds);
                 access_log::note_status(http::StatusCode::SERVICE_UNAVAILABLE);
                 let answer = unavailable_body(&error);
                 out.send(json::to_compact(&answer)).await?;
