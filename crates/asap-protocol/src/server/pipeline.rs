@@ -377,7 +377,7 @@ async fn respond_checked(
         Err(answer) => return answer,
     };
     let in_flight = InFlight::new(state);
-    let parent = TraceContext::from_headers(sent.headers);
+    let parent = message_parent(&sent, &input).or_else(|| TraceContext::from_headers(sent.headers));
     let span = trace::request_span(parent.as_ref(), transport_of(&sent));
     let context = parent.map_or_else(TraceContext::new_root, |p| p.child());
     let processing = async {
@@ -409,6 +409,17 @@ fn transport_of(sent: &Sent<'_>) -> &'static str {
         "websocket"
     } else {
         "http"
+    }
+}
+
+/// A WebSocket message's own trace context: its envelope's `trace_id` and
+/// `extensions.span_id` (the client's span for this message). The handshake's
+/// `traceparent` names the span that opened the connection, stale for every later
+/// message; it stays the parent of messages without one.
+fn message_parent(sent: &Sent<'_>, input: &Input<'_>) -> Option<TraceContext> {
+    match input {
+        Input::Parsed(request) if sent.push.is_some() => trace::request_envelope_parent(request),
+        _ => None,
     }
 }
 

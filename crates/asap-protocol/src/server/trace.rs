@@ -3,9 +3,12 @@
 //!
 //! Spans (zero cost without a subscriber; exported with feature `otel`):
 //! `asap.request` per request (HTTP, or WebSocket message), parented by the request's
-//! `traceparent`, and its child `asap.handler.execute` (the reference's name and
-//! attributes), parented instead by the envelope's `trace_id`/`extensions.span_id` when
-//! they form a valid remote context, as the reference does.
+//! `traceparent` (a WebSocket message: by its envelope's `trace_id`/`extensions.span_id`,
+//! the client's span for this message, else by the handshake's `traceparent`, which
+//! names only the span that opened the connection), and its child
+//! `asap.handler.execute` (the reference's name and attributes), parented instead by
+//! the envelope's `trace_id`/`extensions.span_id` when they form a valid remote context
+//! in another trace than the request span's, as the reference does.
 //!
 //! The reference server always has a tracing span; when it is recording, it writes the
 //! span's ids into every successful response envelope. This server does the same:
@@ -109,6 +112,20 @@ impl ServerSpan {
 pub(crate) fn envelope_parent(envelope: &Envelope) -> Option<TraceContext> {
     let trace = envelope.trace_id.as_deref()?;
     let span = envelope.extensions.as_ref()?.get("span_id")?.as_str()?;
+    remote_context(trace, span)
+}
+
+/// [`envelope_parent`] of a JSON-RPC request not parsed yet: its `params.envelope`'s
+/// `trace_id` and `extensions.span_id`, when they form a valid remote context.
+pub(crate) fn request_envelope_parent(request: &Value) -> Option<TraceContext> {
+    let envelope = request.get("params")?.get("envelope")?;
+    let trace = envelope.get("trace_id")?.as_str()?;
+    let span = envelope.get("extensions")?.get("span_id")?.as_str()?;
+    remote_context(trace, span)
+}
+
+/// The context of a `trace` id of 32 hex characters and a `span` id of 16.
+fn remote_context(trace: &str, span: &str) -> Option<TraceContext> {
     if !is_hex(trace, 32) || !is_hex(span, 16) {
         return None;
     }
@@ -169,7 +186,9 @@ pub(crate) fn record_outcome(span: &tracing::Span, outcome: &str, rpc_code: Opti
 }
 
 /// The `asap.handler.execute` span (the reference's name and attributes), parented by
-/// the envelope's remote context when it carries one, else by the current span.
+/// the envelope's remote context when it carries one in another trace than the
+/// current span's, else by the current span (the request span, which continues the
+/// envelope's context when it names that trace: a WebSocket message).
 pub(crate) fn handler_span(envelope: &Envelope, agent: &str) -> tracing::Span {
     let span = tracing::info_span!(
         "asap.handler.execute",
@@ -179,7 +198,11 @@ pub(crate) fn handler_span(envelope: &Envelope, agent: &str) -> tracing::Span {
         otel.status_code = tracing::field::Empty,
     );
     if let Some(parent) = envelope_parent(envelope) {
-        continue_remote(&span, &parent);
+        let in_current_trace = crate::trace_context::current()
+            .is_some_and(|current| current.parent.trace_id == parent.parent.trace_id);
+        if !in_current_trace {
+            continue_remote(&span, &parent);
+        }
     }
     span
 }
