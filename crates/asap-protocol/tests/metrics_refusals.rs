@@ -13,18 +13,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use asap_protocol::auth::{JwksCache, JwtPolicy, JwtValidator};
 use asap_protocol::server::{
-    Arrival, DEPENDENCY_UNAVAILABLE, HandlerRegistry, Metrics, RateLimitRule, RateLimitStore,
-    RefusalReason, ReplayGuard, ReplayKind, RetransmissionCache, Server, ServerConfig,
-    SharedStateBackend, SharedStateError, TlsConfig, default_skills,
+    Arrival, DEPENDENCY_UNAVAILABLE, HandlerRegistry, Metrics, OAuth2, RateLimitRule,
+    RateLimitStore, RefusalReason, ReplayGuard, ReplayKind, RetransmissionCache, Server,
+    ServerConfig, SharedStateBackend, SharedStateError, TlsConfig, default_skills,
 };
 use asap_test_support::exposition::value;
+use asap_test_support::idp::MockIdp;
 use asap_test_support::tls::Pki;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 fn refusals(metrics: &Metrics, reason: RefusalReason) -> f64 {
     let key = format!("asap_refusals_total{{reason=\"{}\"}}", reason.as_str());
@@ -233,4 +236,101 @@ async fn the_retransmission_cache_down_counts_a_dependency_refusal() {
         refusals(&metrics, RefusalReason::DependencyUnavailable),
         1.0
     );
+}
+
+/// Reads an HTTP message's head from `stream`.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "a whole head");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// Reads an HTTP response (with a `content-length`) from `stream`: its head.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let head = read_head(stream).await;
+    let length = head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .expect("a content-length")
+        .parse::<usize>()
+        .unwrap();
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    head
+}
+
+/// A WebSocket upgrade held in the OAuth2 check (its first JWKS fetch, which the
+/// test answers) while graceful shutdown begins reaches the upgrade handler during
+/// shutdown: refused `503`, counted as `shutting_down`.
+#[tokio::test]
+async fn an_upgrade_during_shutdown_is_counted() {
+    let idp = MockIdp::start();
+    let token = idp.issue("asap-client", "asap:execute");
+    let jwks = reqwest::get(idp.jwks_uri())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The JWKS endpoint the server asks: this test, answering when it chooses.
+    let keys = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cache = JwksCache::new(format!("http://{}/jwks", keys.local_addr().unwrap())).unwrap();
+    let validator = JwtValidator::new(Arc::new(cache), common::AGENT, JwtPolicy::default());
+
+    let metrics = Metrics::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let server = Server::builder()
+        .manifest(common::manifest(&base))
+        .config(quiet_config())
+        .oauth2(OAuth2::new(validator))
+        .metrics(metrics.clone())
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    assert_eq!(refusals(&metrics, RefusalReason::ShuttingDown), 0.0);
+
+    // A keep-alive connection, closed once graceful shutdown has begun.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 200"));
+    let mut upgrade = format!("ws://{addr}/asap/ws")
+        .into_client_request()
+        .unwrap();
+    let bearer = format!("Bearer {token}").parse().unwrap();
+    upgrade.headers_mut().insert("authorization", bearer);
+    let upgrading = tokio::spawn(tokio_tungstenite::connect_async(upgrade));
+    // The upgrade is in the OAuth2 check, fetching the keys.
+    let (mut fetch, _) = keys.accept().await.unwrap();
+    stop.send(()).unwrap();
+    let mut rest = Vec::new();
+    idle.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "closed by the shutdown");
+
+    read_head(&mut fetch).await;
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+        jwks.len()
+    );
+    fetch.write_all(answer.as_bytes()).await.unwrap();
+    match upgrading.await.unwrap() {
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("the upgrade must be refused: {other:?}"),
+    }
+    assert_eq!(refusals(&metrics, RefusalReason::ShuttingDown), 1.0);
+    serving.await.unwrap().unwrap();
 }
