@@ -11,8 +11,9 @@
 //! message past the method check: `WS` tells these lines from the HTTP ones), `path`
 //! and `client` the upgrade's, `status` the HTTP status the pipeline computed for the
 //! message (`200` for an answer, JSON-RPC errors included; `400`, `413`, `415` or `503`
-//! when it was refused), and `trace_id` the message's request span's (the trace of the
-//! handshake's `traceparent`, when it had one). `duration_ms` runs from when the
+//! when it was refused), and `trace_id` the message's request span's (its envelope's
+//! `trace_id` when it carries one with `extensions.span_id`, else the handshake's
+//! `traceparent`'s, see `server::trace`). `duration_ms` runs from when the
 //! message's handling starts (it may have waited in the connection's queue). A frame
 //! that is not JSON or answers the heartbeat is not a message and has no line; neither
 //! has the message that exceeds the connection's message rate (the connection closes
