@@ -1,19 +1,20 @@
 //! OpenTelemetry export end to end: a client span, agent A (whose handler forwards the
 //! task to agent B with `Client::send`) and agent B, all exporting over OTLP/HTTP to a
 //! receiver this test starts; the exported spans form one trace with the expected
-//! parent chain and attributes.
+//! parent chain and attributes, with the client reaching A over HTTP and over
+//! WebSocket.
 //!
-//! The tracer provider is the process's global one, installed before the servers and
-//! clients are built (they take its tracer then). The application's own root span is
-//! an OpenTelemetry span made current around the first send, as an application using
-//! the OpenTelemetry API (or `tracing-opentelemetry`) has it. The receiver has its own
+//! The tracer provider is the process's global one (each test is its own process under
+//! nextest, which the suite runs with), installed before the servers and clients are
+//! built: they take its tracer then. The application's own root span is an
+//! OpenTelemetry span made current around the call, as an application using the
+//! OpenTelemetry API (or `tracing-opentelemetry`) has it. The receiver has its own
 //! thread, so the blocking flush can wait for it.
 
 #![cfg(feature = "otel")]
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use asap_protocol::client::Client;
@@ -22,7 +23,7 @@ use asap_protocol::server::{
     Handler, HandlerContext, HandlerError, HandlerRegistry, default_skills, reply_with,
 };
 use asap_test_support::otlp::{self, Exported};
-use common::{AGENT, Options, start};
+use common::{AGENT, Options, Running, start};
 use opentelemetry::trace::{FutureExt as _, TraceContextExt as _, Tracer as _};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::json;
@@ -66,14 +67,9 @@ fn client() -> Client {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
-    let (base, spans) = otlp::receiver();
-    let endpoint = format!("{base}/v1/traces");
-    let guard =
-        asap_protocol::telemetry::init_otlp_to("urn:asap:agent:chain", Some(&endpoint)).unwrap();
-
-    // B runs the task lifecycle (its store operations are exported too).
+/// Agent B (the task lifecycle with the echo skill: its store operations are exported
+/// too) and agent A, whose handler forwards to B over HTTP.
+async fn agents() -> (Running, Running) {
     let b = start(Options {
         registry: Some(HandlerRegistry::agent(default_skills())),
         ..Options::default()
@@ -92,14 +88,84 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
         ..Options::default()
     })
     .await;
+    (a, b)
+}
 
-    let request = Envelope::new(
+/// The six spans of one call through the chain, each the child of the one before:
+/// the test's root, its client span, A's request and handler spans, A's client span
+/// to B, B's request and handler spans.
+struct Chain<'a> {
+    first_send: &'a Exported,
+    a_request: &'a Exported,
+    a_handler: &'a Exported,
+    second_send: &'a Exported,
+    b_request: &'a Exported,
+    b_handler: &'a Exported,
+}
+
+/// Finds the chain in `exported`, requiring one trace, one root named `test.client`
+/// and each span the child of the one before.
+fn chain(exported: &[Exported]) -> Chain<'_> {
+    let by_name = |name: &str| -> Vec<&Exported> {
+        exported.iter().filter(|e| e.span.name == name).collect()
+    };
+    // One trace for everything.
+    let traces: std::collections::HashSet<_> =
+        exported.iter().map(|e| e.span.trace_id.clone()).collect();
+    assert_eq!(traces.len(), 1, "one trace");
+    assert!(exported.iter().all(|e| e.service == "urn:asap:agent:chain"));
+
+    let [root] = by_name("test.client")[..] else {
+        panic!("one client root span")
+    };
+    assert!(root.span.parent_span_id.is_empty());
+    let sends = by_name("asap.client.send");
+    let requests = by_name("asap.request");
+    let handlers = by_name("asap.handler.execute");
+    assert_eq!((sends.len(), requests.len(), handlers.len()), (2, 2, 2));
+    // client → A asap.request → A handler → A client.send → B asap.request → B handler.
+    let first_send = child(root, &sends, "the client span");
+    let a_request = child(first_send, &requests, "A's request span");
+    let a_handler = child(a_request, &handlers, "A's handler span");
+    let second_send = child(a_handler, &sends, "A's outgoing call");
+    let b_request = child(second_send, &requests, "B's request span");
+    let b_handler = child(b_request, &handlers, "B's handler span");
+    Chain {
+        first_send,
+        a_request,
+        a_handler,
+        second_send,
+        b_request,
+        b_handler,
+    }
+}
+
+/// The span among `among` whose parent is `of`.
+fn child<'a>(of: &Exported, among: &[&'a Exported], what: &str) -> &'a Exported {
+    let found = among
+        .iter()
+        .find(|s| s.span.parent_span_id == of.span.span_id);
+    found.unwrap_or_else(|| panic!("{what} is not a child of {}", of.span.name))
+}
+
+fn task() -> Envelope {
+    Envelope::new(
         "urn:asap:agent:client",
         AGENT,
         TaskRequest::new("c1", "echo", json!({"text": "hi"})),
-    );
-    let tracer = opentelemetry::global::tracer("test");
-    let root = opentelemetry::Context::current_with_span(tracer.start("test.client"));
+    )
+}
+
+#[tokio::test]
+async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
+    let (base, spans) = otlp::receiver();
+    let endpoint = format!("{base}/v1/traces");
+    let guard =
+        asap_protocol::telemetry::init_otlp_to("urn:asap:agent:chain", Some(&endpoint)).unwrap();
+    let (a, b) = agents().await;
+
+    let request = task();
+    let root = root_span("test.client");
     let response = client()
         .send(&a.base, &request)
         .with_context(root.clone())
@@ -114,61 +180,19 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
     // Blocks this thread (the servers wait); the receiver has its own.
     guard.flush();
     let exported: Vec<Exported> = spans.try_iter().collect();
-    let by_name = |name: &str| -> Vec<&Exported> {
-        exported.iter().filter(|e| e.span.name == name).collect()
-    };
-    let by_id: HashMap<&[u8], &Exported> = exported
-        .iter()
-        .map(|e| (e.span.span_id.as_slice(), e))
-        .collect();
-    let parent = |e: &Exported| -> &str {
-        by_id
-            .get(e.span.parent_span_id.as_slice())
-            .map_or("<none>", |p| p.span.name.as_str())
-    };
-    // One trace for everything.
-    let traces: std::collections::HashSet<_> =
-        exported.iter().map(|e| e.span.trace_id.clone()).collect();
-    assert_eq!(traces.len(), 1, "one trace");
-    let trace = hex(&exported[0].span.trace_id);
-    assert_eq!(
-        answered_trace, trace,
-        "the response names the exported trace"
-    );
-    assert!(exported.iter().all(|e| e.service == "urn:asap:agent:chain"));
-
-    let [root] = by_name("test.client")[..] else {
-        panic!("one client root span")
-    };
-    assert!(root.span.parent_span_id.is_empty());
-    let sends = by_name("asap.client.send");
-    let requests = by_name("asap.request");
-    let handlers = by_name("asap.handler.execute");
-    assert_eq!((sends.len(), requests.len(), handlers.len()), (2, 2, 2));
-    // client → A asap.request → A handler → A client.send → B asap.request → B handler.
-    let first_send = sends.iter().find(|s| parent(s) == "test.client").unwrap();
-    let a_request = requests
-        .iter()
-        .find(|r| r.span.parent_span_id == first_send.span.span_id)
-        .expect("A's request span is the client span's child");
-    let a_handler = handlers
-        .iter()
-        .find(|h| h.span.parent_span_id == a_request.span.span_id)
-        .expect("A's handler span");
-    let second_send = sends
-        .iter()
-        .find(|s| s.span.parent_span_id == a_handler.span.span_id)
-        .expect("A's outgoing call is the handler's child");
-    let b_request = requests
-        .iter()
-        .find(|r| r.span.parent_span_id == second_send.span.span_id)
-        .expect("B's request span is A's client span's child");
-    let b_handler = handlers
-        .iter()
-        .find(|h| h.span.parent_span_id == b_request.span.span_id)
-        .expect("B's handler span");
+    let Chain {
+        first_send,
+        a_request,
+        a_handler,
+        second_send,
+        b_request,
+        b_handler,
+    } = chain(&exported);
     // The store operations B's task handler runs are children of its handler span.
-    let stores = by_name("asap.store");
+    let stores: Vec<&Exported> = exported
+        .iter()
+        .filter(|e| e.span.name == "asap.store")
+        .collect();
     assert!(!stores.is_empty(), "B's handler stores the task");
     for store in &stores {
         assert_eq!(store.span.parent_span_id, b_handler.span.span_id);
@@ -176,6 +200,11 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
         assert_eq!(store.attribute("db.system.name").as_deref(), Some("memory"));
         assert!(store.attribute("db.operation.name").is_some());
     }
+    let trace = hex(&exported[0].span.trace_id);
+    assert_eq!(
+        answered_trace, trace,
+        "the response names the exported trace"
+    );
     assert_eq!(
         hex(&a_request.span.span_id),
         response.extensions.as_ref().unwrap()["span_id"]
@@ -186,6 +215,10 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
     // Kinds and attributes.
     assert_eq!(first_send.span.kind, SpanKind::Client as i32);
     assert_eq!(a_request.span.kind, SpanKind::Server as i32);
+    assert_eq!(
+        a_request.attribute("asap.transport").as_deref(),
+        Some("http")
+    );
     assert_eq!(
         a_request.attribute("asap.envelope.id"),
         Some(request.id.clone())
@@ -211,6 +244,10 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
         Some(request.id.clone())
     );
     assert_eq!(
+        b_request.attribute("asap.transport").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
         b_handler.attribute("asap.payload_type").as_deref(),
         Some("task.request")
     );
@@ -224,6 +261,97 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
     a.stop().await;
     b.stop().await;
     guard.shutdown();
+}
+
+#[tokio::test]
+async fn a_chain_entered_over_websocket_exports_one_trace_with_the_expected_parents() {
+    let (base, spans) = otlp::receiver();
+    let endpoint = format!("{base}/v1/traces");
+    let guard =
+        asap_protocol::telemetry::init_otlp_to("urn:asap:agent:chain", Some(&endpoint)).unwrap();
+    let (a, b) = agents().await;
+
+    // The client reaches A over WebSocket, A forwards to B over HTTP. The first call
+    // opens the connection (its handshake carries that call's `traceparent`); the
+    // second, in a trace of its own, goes over the same connection.
+    let client = client();
+    let url = format!("ws://{}/asap/ws", a.addr);
+    let warm_up = root_span("test.warm_up");
+    client
+        .send(&url, &task())
+        .with_context(warm_up.clone())
+        .await
+        .unwrap();
+    warm_up.span().end();
+    guard.flush();
+    let first: Vec<Exported> = spans.try_iter().collect();
+    let named = |name: &str| first.iter().filter(|e| e.span.name == name).count();
+    assert_eq!(
+        [
+            named("test.warm_up"),
+            named("asap.client.send"),
+            named("asap.request"),
+            named("asap.handler.execute")
+        ],
+        [1, 2, 2, 2],
+        "the warm-up's chain is exported"
+    );
+
+    let request = task();
+    let root = root_span("test.client");
+    let response = client
+        .send(&url, &request)
+        .with_context(root.clone())
+        .await
+        .unwrap();
+    root.span().end();
+    assert_eq!(response.payload_type, "task.response");
+    assert_eq!(client.websocket_connections(), 1);
+    // Closes the WebSocket connection, so A stops at once.
+    drop(client);
+
+    guard.flush();
+    let exported: Vec<Exported> = spans.try_iter().collect();
+    let Chain {
+        first_send,
+        a_request,
+        a_handler,
+        b_request,
+        ..
+    } = chain(&exported);
+    assert_eq!(first_send.span.kind, SpanKind::Client as i32);
+    assert_eq!(first_send.attribute("url.full"), Some(url));
+    assert_eq!(a_request.span.kind, SpanKind::Server as i32);
+    assert_eq!(
+        a_request.attribute("asap.transport").as_deref(),
+        Some("websocket")
+    );
+    assert_eq!(
+        a_request.attribute("asap.envelope.id"),
+        Some(request.id.clone())
+    );
+    assert_eq!(
+        a_request.attribute("asap.outcome").as_deref(),
+        Some("success")
+    );
+    assert_eq!(
+        a_handler.attribute("asap.envelope.id"),
+        Some(request.id.clone())
+    );
+    assert_eq!(
+        b_request.attribute("asap.transport").as_deref(),
+        Some("http")
+    );
+
+    a.stop().await;
+    b.stop().await;
+    guard.shutdown();
+}
+
+/// A root span of the application (the global provider's), as the current context.
+fn root_span(name: &'static str) -> opentelemetry::Context {
+    let tracer = opentelemetry::global::tracer("test");
+    opentelemetry::Context::current_with_span(tracer.start(name))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -377,7 +377,7 @@ async fn respond_checked(
         Err(answer) => return answer,
     };
     let in_flight = InFlight::new(state);
-    let parent = TraceContext::from_headers(sent.headers);
+    let parent = message_parent(&sent, &input).or_else(|| TraceContext::from_headers(sent.headers));
     let transport = transport_of(&sent);
     let span = trace::request_span(transport);
     let (exported, context) = trace::start_request(&state.tracer, parent.as_ref(), transport);
@@ -397,6 +397,7 @@ async fn respond_checked(
     match outcome {
         Ok((response, payload_type)) => {
             access_log::note_outcome(None, &payload_type);
+            access_log::note_status(StatusCode::OK);
             state.metrics.success(&payload_type, seconds);
             (StatusCode::OK, json::to_compact(&response))
         }
@@ -413,6 +414,17 @@ fn transport_of(sent: &Sent<'_>) -> &'static str {
         "websocket"
     } else {
         "http"
+    }
+}
+
+/// A WebSocket message's own trace context: its envelope's `trace_id` and
+/// `extensions.span_id` (the client's span for this message). The handshake's
+/// `traceparent` names the span that opened the connection, stale for every later
+/// message; it stays the parent of messages without one.
+fn message_parent(sent: &Sent<'_>, input: &Input<'_>) -> Option<TraceContext> {
+    match input {
+        Input::Parsed(request) if sent.push.is_some() => trace::request_envelope_parent(request),
+        _ => None,
     }
 }
 
@@ -440,12 +452,14 @@ pub(crate) fn acquire_slot(
                 started.elapsed().as_secs_f64(),
             );
             let body = thread_pool_exhausted_body(&error, dialect);
+            access_log::note_status(StatusCode::SERVICE_UNAVAILABLE);
             Err((StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body)))
         }
     }
 }
 
-/// The status and S1 body answering a failed request, counted in the metrics.
+/// The status and S1 body answering a failed request, counted in the metrics (and
+/// the status noted for the access log).
 pub(crate) fn failure_answer(
     state: &AppState,
     f: Failure,
@@ -455,9 +469,11 @@ pub(crate) fn failure_answer(
     state.metrics.error(payload_type, f.kind, seconds);
     if let Some(error) = f.unavailable {
         let body = unavailable_body(&error);
+        access_log::note_status(StatusCode::SERVICE_UNAVAILABLE);
         return (StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body));
     }
     let body = JsonRpcErrorResponse::new(f.error, f.id);
+    access_log::note_status(StatusCode::OK);
     (StatusCode::OK, json::to_compact(&body))
 }
 

@@ -1,11 +1,15 @@
 //! Trace-context side effects on responses (wire spec section 9.12), and the server's
-//! `tracing` spans.
+//! spans.
 //!
-//! Spans (zero cost without a subscriber; exported with feature `otel`):
+//! Spans, exported with feature `otel` (see `crate::spans`) and mirrored by `tracing`
+//! spans of the same names for logs (zero cost without a subscriber):
 //! `asap.request` per request (HTTP, or WebSocket message), parented by the request's
-//! `traceparent`, and its child `asap.handler.execute` (the reference's name and
-//! attributes), parented instead by the envelope's `trace_id`/`extensions.span_id` when
-//! they form a valid remote context, as the reference does.
+//! `traceparent` (a WebSocket message: by its envelope's `trace_id`/`extensions.span_id`,
+//! the client's span for this message, else by the handshake's `traceparent`, which
+//! names only the span that opened the connection), and its child
+//! `asap.handler.execute` (the reference's name and attributes), parented instead by
+//! the envelope's `trace_id`/`extensions.span_id` when they form a valid remote context
+//! in another trace than the request span's, as the reference does.
 //!
 //! The reference server always has a tracing span; when it is recording, it writes the
 //! span's ids into every successful response envelope. This server does the same:
@@ -112,6 +116,20 @@ impl ServerSpan {
 pub(crate) fn envelope_parent(envelope: &Envelope) -> Option<TraceContext> {
     let trace = envelope.trace_id.as_deref()?;
     let span = envelope.extensions.as_ref()?.get("span_id")?.as_str()?;
+    remote_context(trace, span)
+}
+
+/// [`envelope_parent`] of a JSON-RPC request not parsed yet: its `params.envelope`'s
+/// `trace_id` and `extensions.span_id`, when they form a valid remote context.
+pub(crate) fn request_envelope_parent(request: &Value) -> Option<TraceContext> {
+    let envelope = request.get("params")?.get("envelope")?;
+    let trace = envelope.get("trace_id")?.as_str()?;
+    let span = envelope.get("extensions")?.get("span_id")?.as_str()?;
+    remote_context(trace, span)
+}
+
+/// The context of a `trace` id of 32 hex characters and a `span` id of 16.
+fn remote_context(trace: &str, span: &str) -> Option<TraceContext> {
     if !is_hex(trace, 32) || !is_hex(span, 16) {
         return None;
     }
@@ -229,15 +247,27 @@ pub(crate) fn handler_span(envelope: &Envelope, agent: &str) -> tracing::Span {
 }
 
 /// Starts the exported `asap.handler.execute` span (the reference's name and
-/// attributes), parented by the envelope's remote context when it carries one (as the
-/// reference does), else by the request's span: the span, and the trace context the
-/// handler runs in (its outgoing calls continue it).
+/// attributes), parented by the envelope's remote context when it carries one in
+/// another trace than the request span's (as the reference does), else by the request
+/// span (which continues the envelope's context when it names that trace: a WebSocket
+/// message): the span, and the trace context the handler runs in (its outgoing calls
+/// continue it).
 pub(crate) fn start_handler(
     tracer: &spans::Tracer,
     envelope: &Envelope,
     agent: &str,
 ) -> (spans::Span, TraceContext) {
-    let parent = envelope_parent(envelope).or_else(crate::trace_context::current);
+    let current = crate::trace_context::current();
+    let parent = match envelope_parent(envelope) {
+        Some(remote)
+            if current
+                .as_ref()
+                .is_none_or(|c| c.parent.trace_id != remote.parent.trace_id) =>
+        {
+            Some(remote)
+        }
+        _ => current,
+    };
     let (mut span, context) = tracer.start(
         "asap.handler.execute",
         spans::Kind::Internal,

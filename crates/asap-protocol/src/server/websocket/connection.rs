@@ -20,10 +20,11 @@ use super::{dialect2, frames};
 use crate::json;
 use crate::model::{AckStatus, Dialect, Envelope, Model};
 use crate::server::AppState;
+use crate::server::access_log::{self, WebSocketConnection};
 use crate::server::auth::AuthenticatedCaller;
-use crate::server::body::{Coding, coding, decode, too_large};
+use crate::server::body::{BodyRejection, Coding, coding, decode, too_large};
 use crate::server::handler::Push;
-use crate::server::metrics::{Direction, RefusalReason};
+use crate::server::metrics::{Direction, ErrorType, RefusalReason};
 use crate::server::pipeline::{Input, respond};
 use crate::server::shared_state::{Arrival, unavailable_body};
 
@@ -45,11 +46,12 @@ type Handling = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Cl
 /// Serves one upgraded connection until either side ends it. Everything happens in this
 /// one task: reading, the heartbeat, the message being handled (one at a time, in
 /// arrival order, as the reference) and writing its answers and pushes, in the
-/// `dialect` negotiated at the upgrade.
+/// `dialect` negotiated at the upgrade; each message gets its access-log line, with the
+/// upgrade's path and client from `access`.
 pub(super) async fn run(
     mut socket: WebSocket,
     state: AppState,
-    (headers, dialect): (Arc<HeaderMap>, Dialect),
+    (headers, dialect, access): (Arc<HeaderMap>, Dialect, WebSocketConnection),
     caller: Option<AuthenticatedCaller>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -81,11 +83,12 @@ pub(super) async fn run(
         if current.is_none()
             && let Some((text, value)) = queued.pop_front()
         {
-            let (state, headers, caller, out) = (
+            let (state, headers, caller, out, access) = (
                 state.clone(),
                 headers.clone(),
                 caller.clone(),
                 out_tx.clone(),
+                access.clone(),
             );
             current = Some(Box::pin(async move {
                 let peer = Peer {
@@ -93,7 +96,8 @@ pub(super) async fn run(
                     caller: caller.as_ref(),
                     dialect,
                 };
-                handle(&state, peer, &out, text, value).await
+                let handling = handle(&state, peer, &out, text, value);
+                access_log::websocket_message(&access, &headers, handling).await
             }));
         }
         if !reading && current.is_none() && queued.is_empty() {
@@ -267,27 +271,19 @@ pub(super) async fn handle(
     }
     let max = state.config.max_request_size;
     if text.len() > max {
-        let body =
-            json::to_compact(&serde_json::json!({"detail": too_large(text.len(), max).detail}));
-        return out.send(body).await;
+        return refuse(out, too_large(text.len(), max)).await;
     }
     // The frame is already parsed unless the handshake declared a Content-Encoding,
     // which the reference applies to every frame.
     let coded = match coding(headers) {
         Ok(Coding::Identity) => None,
         Ok(other) => Some(other),
-        Err(rejection) => {
-            let body = json::to_compact(&serde_json::json!({"detail": rejection.detail}));
-            return out.send(body).await;
-        }
+        Err(rejection) => return refuse(out, rejection).await,
     };
     let bytes = match coded.map(|c| decode(text.as_bytes().to_vec(), c, max)) {
         None => None,
         Some(Ok(bytes)) => Some(bytes),
-        Some(Err(rejection)) => {
-            let body = json::to_compact(&serde_json::json!({"detail": rejection.detail}));
-            return out.send(body).await;
-        }
+        Some(Err(rejection)) => return refuse(out, rejection).await,
     };
     let request_id = request.get("id").cloned();
     let arrival = match &acked {
@@ -297,6 +293,16 @@ pub(super) async fn handle(
             // The cache cannot say whether this is a retransmission: refuse rather than
             // risk running the handler twice.
             Err(error) => {
+                let label = if state.registry.contains(&envelope.payload_type) {
+                    envelope.payload_type.as_str()
+                } else {
+                    "other"
+                };
+                let seconds = started.elapsed().as_secs_f64();
+                state
+                    .metrics
+                    .error(label, ErrorType::DependencyUnavailable, seconds);
+                access_log::note_status(http::StatusCode::SERVICE_UNAVAILABLE);
                 let answer = unavailable_body(&error);
                 out.send(json::to_compact(&answer)).await?;
                 if state.config.websocket.completion_acks {
@@ -387,6 +393,14 @@ pub(super) async fn handle(
         out.send(ack_after(envelope, reason.as_deref())).await?;
     }
     Ok(())
+}
+
+/// Answers a message refused before the pipeline (too large, its coding) with the
+/// refusal's detail, the status noted for the access log.
+async fn refuse(out: &mpsc::Sender<String>, rejection: BodyRejection) -> Result<(), Closed> {
+    access_log::note_status(rejection.status);
+    let body = json::to_compact(&serde_json::json!({"detail": rejection.detail}));
+    out.send(body).await
 }
 
 /// `processed`, or `rejected` with the reason, after the answer.

@@ -26,10 +26,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Extension;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use tokio::sync::watch;
 
 use super::AppState;
+use super::access_log::WebSocketConnection;
 use super::auth::AuthenticatedCaller;
 use super::dialect::{asap_version, refuse};
 use super::metrics::{RefusalReason, refused};
@@ -113,6 +114,7 @@ pub(crate) async fn upgrade(
     State(state): State<AppState>,
     connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
     caller: Option<Extension<AuthenticatedCaller>>,
+    uri: Uri,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -158,7 +160,8 @@ pub(crate) async fn upgrade(
         .max_frame_size(limits.max_message_size)
         .on_upgrade(move |socket| async move {
             tracing::debug!(client = %peer, %dialect, "WebSocket connected");
-            let handshake = (Arc::new(headers), dialect);
+            let access = WebSocketConnection::new(uri.path(), peer);
+            let handshake = (Arc::new(headers), dialect, access);
             connection::run(socket, state, handshake, caller, shutdown).await;
             drop(slot);
             tracing::debug!(client = %peer, "WebSocket closed");
