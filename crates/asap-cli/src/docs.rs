@@ -18,7 +18,7 @@ const OTHER_VARIABLES: &[(&str, &str, &str)] = &[
     (
         "OTEL_TRACES_EXPORTER",
         "`none`",
-        "`otlp`: `asap serve` exports its spans (`asap.request`, `asap.handler.execute`, `asap.client.send`) over OTLP/HTTP (protobuf), configured by `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended) or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`; `service.name` is the agent's URN unless `OTEL_SERVICE_NAME` is set; `OTEL_SDK_DISABLED=true` turns it off. gRPC is not supported.",
+        "`otlp`: `asap serve` exports its spans (`asap.request`, `asap.handler.execute`, `asap.client.send`, `asap.store`) over OTLP/HTTP (protobuf), configured by `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended) or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`; `service.name` is the agent's URN unless `OTEL_SERVICE_NAME` is set; `OTEL_SDK_DISABLED=true` turns it off. gRPC is not supported.",
     ),
     (
         "ASAP_STORAGE_PATH",

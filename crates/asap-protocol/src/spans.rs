@@ -3,8 +3,8 @@
 //!
 //! They are made with the OpenTelemetry API directly, from the tracer of the global
 //! tracer provider taken when a server, client or store is built (install it first:
-//! [`crate::telemetry::init_otlp`], or `opentelemetry::global::set_tracer_provider`
-//! with a provider of your own). Their parents come from the trace context the request
+//! [`crate::telemetry::init_otlp`], or [`crate::telemetry::set_tracer_provider`] with a
+//! provider of your own; without either no span is made). Their parents come from the trace context the request
 //! carries (`traceparent`, the envelope's `trace_id`/`extensions.span_id`), the
 //! [`crate::trace_context`] scope the server runs handlers in, and otherwise the current
 //! OpenTelemetry context (which `tracing-opentelemetry` sets while an application's
@@ -25,6 +25,8 @@ use crate::trace_context::TraceContext;
 
 /// What a span stands for, as OpenTelemetry's span kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// A client-only build makes client spans only.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) enum Kind {
     /// Serving a request from another agent.
     Server,
@@ -77,8 +79,12 @@ mod otel {
 
     impl Tracer {
         /// The global tracer provider's tracer for this crate (scope `asap.protocol`,
-        /// the reference's tracer name), taken now.
+        /// the reference's tracer name), taken now; none (spans cost nothing) unless a
+        /// provider was installed through [`crate::telemetry::set_tracer_provider`].
         pub(crate) fn global() -> Self {
+            if !crate::telemetry::installed() {
+                return Self::default();
+            }
             let scope = InstrumentationScope::builder(crate::telemetry::TRACER_NAME)
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build();
@@ -171,6 +177,7 @@ mod otel {
         }
 
         /// Sets a string attribute known at compile time.
+        #[cfg_attr(not(feature = "server"), allow(dead_code))]
         pub(crate) fn set_static(&mut self, key: &'static str, value: &'static str) {
             if let Some(span) = self.recording() {
                 opentelemetry::trace::Span::set_attribute(
@@ -197,6 +204,11 @@ mod otel {
                 opentelemetry::trace::Span::set_status(span, status);
             }
         }
+
+        /// Ends the span now (dropping it does too).
+        pub(crate) fn end(self) {
+            drop(self.inner);
+        }
     }
 }
 
@@ -220,7 +232,6 @@ impl Tracer {
 }
 
 #[cfg(not(feature = "otel"))]
-#[allow(clippy::unused_self)]
 impl Span {
     /// Never: nothing is exported without the feature.
     pub(crate) fn is_recording(&self) -> bool {
@@ -231,6 +242,7 @@ impl Span {
     pub(crate) fn set_str(&mut self, _key: &'static str, _value: &str) {}
 
     /// Does nothing without the feature.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn set_static(&mut self, _key: &'static str, _value: &'static str) {}
 
     /// Does nothing without the feature.
@@ -238,4 +250,7 @@ impl Span {
 
     /// Does nothing without the feature.
     pub(crate) fn set_ok(&mut self, _ok: bool) {}
+
+    /// Does nothing without the feature.
+    pub(crate) fn end(self) {}
 }

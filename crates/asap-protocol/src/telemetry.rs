@@ -4,8 +4,8 @@
 //!
 //! [`init_otlp`] builds a tracer provider with a batch exporter and makes it the global
 //! one, which servers, clients and stores built afterwards record into (an application
-//! may instead install a provider of its own with
-//! `opentelemetry::global::set_tracer_provider`). The spans are made with the
+//! may instead install a provider of its own with [`set_tracer_provider`]; without
+//! either, no OpenTelemetry span is made at all). The spans are made with the
 //! OpenTelemetry API directly, not bridged from `tracing` (the bridge cost about 20 % of
 //! the requests per second, bench/RESULTS.md); the `tracing` spans of the same names
 //! are for logs.
@@ -24,6 +24,8 @@
 //! guard.shutdown();
 //! # Ok(()) }
 //! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
@@ -106,8 +108,32 @@ pub fn init_otlp_to(
     traces_endpoint: Option<&str>,
 ) -> Result<OtelGuard, TelemetryError> {
     let provider = otlp_provider(service_name, traces_endpoint)?;
-    opentelemetry::global::set_tracer_provider(provider.clone());
+    set_tracer_provider(provider.clone());
     Ok(OtelGuard { provider })
+}
+
+/// Whether [`set_tracer_provider`] (or [`init_otlp`]) has run.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Makes `provider` the global tracer provider (as
+/// `opentelemetry::global::set_tracer_provider` does) and this crate's spans recorded
+/// into it: servers, clients and stores built afterwards make them. Until this (or
+/// [`init_otlp`]) runs, they make no OpenTelemetry spans at all, so an agent that does
+/// not export pays nothing for it.
+pub fn set_tracer_provider<P, T, S>(provider: P)
+where
+    S: opentelemetry::trace::Span + Send + Sync + 'static,
+    T: opentelemetry::trace::Tracer<Span = S> + Send + Sync + 'static,
+    P: opentelemetry::trace::TracerProvider<Tracer = T> + Send + Sync + 'static,
+{
+    opentelemetry::global::set_tracer_provider(provider);
+    INSTALLED.store(true, Ordering::Release);
+}
+
+/// Whether spans are to be recorded (a provider was installed with
+/// [`set_tracer_provider`] or [`init_otlp`]).
+pub(crate) fn installed() -> bool {
+    INSTALLED.load(Ordering::Acquire)
 }
 
 /// The tracer provider [`init_otlp_to`] installs, without installing it.

@@ -638,7 +638,7 @@ impl Client {
         .instrument(span)
         .await;
         exported.set_ok(outcome.is_ok());
-        drop(exported);
+        exported.end();
         if let Some(breakers) = &self.inner.breakers {
             match &outcome {
                 Ok(_) | Err(ClientError::Http { .. }) => breakers.success(&url),
@@ -773,7 +773,7 @@ impl Client {
                 if outcome.is_ok() { "OK" } else { "ERROR" },
             );
             exported.set_ok(outcome.is_ok());
-            drop(exported);
+            exported.end();
             let breaker_failure = matches!(&outcome, Err((e, _)) if e.is_transient());
             if let Some(breakers) = &self.inner.breakers {
                 if breaker_failure {

@@ -807,7 +807,7 @@ async fn dispatch(
     )
     .await;
     exported.set_ok(result.is_ok());
-    drop(exported);
+    exported.end();
     if result.is_err() {
         handler_span.record("otel.status_code", "ERROR");
     }

@@ -208,7 +208,8 @@ pub(crate) fn record_envelope(envelope: &Envelope, label: &str) {
         span.set_str("asap.envelope.id", &envelope.id);
         span.set_str("asap.payload_type", label);
         span.set_str("asap.sender", &envelope.sender);
-        span.set_str("asap.recipient", &envelope.recipient);
+        // No `asap.recipient`: it names this agent, which the resource's service.name
+        // already does (every attribute costs two allocations more at export).
         if let Some(correlation) = &envelope.correlation_id {
             span.set_str("asap.correlation_id", correlation);
         }

@@ -70,7 +70,7 @@ impl MeteredStore {
         }
         let started = Instant::now();
         let out = run.await;
-        drop(span);
+        span.end();
         let seconds = started.elapsed().as_secs_f64();
         self.metrics
             .store_operation(self.backend, operation, seconds);
