@@ -103,9 +103,41 @@ struct Chain<'a> {
     b_handler: &'a Exported,
 }
 
+/// Prints the exported spans as a tree (`cargo nextest run --no-capture` shows it):
+/// each span under its parent, with its kind and attributes.
+fn print_tree(exported: &[Exported]) {
+    fn walk(exported: &[Exported], parent: &[u8], depth: usize) {
+        for e in exported.iter().filter(|e| e.span.parent_span_id == parent) {
+            let mut attributes: Vec<String> = e
+                .span
+                .attributes
+                .iter()
+                .filter_map(|a| Some(format!("{}={}", a.key, e.attribute(&a.key)?)))
+                .collect();
+            attributes.sort();
+            let kind = SpanKind::try_from(e.span.kind).map_or("?", |k| k.as_str_name());
+            eprintln!(
+                "{:indent$}{} [{}] span {} {}",
+                "",
+                e.span.name,
+                kind,
+                hex(&e.span.span_id),
+                attributes.join(" "),
+                indent = depth * 2
+            );
+            walk(exported, &e.span.span_id, depth + 1);
+        }
+    }
+    if let Some(first) = exported.first() {
+        eprintln!("trace {}", hex(&first.span.trace_id));
+    }
+    walk(exported, &[], 0);
+}
+
 /// Finds the chain in `exported`, requiring one trace, one root named `test.client`
 /// and each span the child of the one before.
 fn chain(exported: &[Exported]) -> Chain<'_> {
+    print_tree(exported);
     let by_name = |name: &str| -> Vec<&Exported> {
         exported.iter().filter(|e| e.span.name == name).collect()
     };
