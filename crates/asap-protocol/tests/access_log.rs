@@ -59,6 +59,18 @@ fn json_lines(captured: &Captured) -> Vec<Value> {
         .collect()
 }
 
+/// Captures this thread's log lines as JSON, at the test filter, while the guard lives.
+fn capture_json() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter())
+        .with_writer(move || writer.clone())
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
 fn limited() -> Options {
     let mut options = Options::default();
     options.config.rate_limits = RateLimitRule::parse_list("2/minute").unwrap();
@@ -67,14 +79,7 @@ fn limited() -> Options {
 
 #[tokio::test]
 async fn a_json_line_per_request_for_a_success_an_error_and_a_429() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter())
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = capture_json();
     let server = start(limited()).await;
 
     let ok = echo_request(json!({"text": "hi"}));
@@ -187,14 +192,7 @@ async fn a_text_line_names_every_field_and_the_target_can_be_silenced() {
 
 #[tokio::test]
 async fn a_line_per_websocket_message_in_the_handshake_trace() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter())
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = capture_json();
     let server = start(Options::default()).await;
 
     let mut handshake = format!("ws://{}/asap/ws", server.addr)

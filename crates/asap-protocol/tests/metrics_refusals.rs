@@ -173,11 +173,10 @@ async fn post_refused(addr: SocketAddr) {
     assert_eq!(reply.json()["code"], DEPENDENCY_UNAVAILABLE);
 }
 
-#[tokio::test]
-async fn the_rate_limits_down_count_a_dependency_refusal() {
+/// A POST to a server with `config` whose shared state is down is refused, and counted
+/// once as `dependency_unavailable`.
+async fn a_post_counts_a_dependency_refusal(config: ServerConfig) {
     let metrics = Metrics::new();
-    let mut config = quiet_config();
-    config.rate_limits = RateLimitRule::parse_list("100/minute").unwrap();
     let addr = serve(config, &metrics, Some(Arc::new(Down))).await;
     assert_eq!(
         refusals(&metrics, RefusalReason::DependencyUnavailable),
@@ -191,20 +190,17 @@ async fn the_rate_limits_down_count_a_dependency_refusal() {
 }
 
 #[tokio::test]
+async fn the_rate_limits_down_count_a_dependency_refusal() {
+    let mut config = quiet_config();
+    config.rate_limits = RateLimitRule::parse_list("100/minute").unwrap();
+    a_post_counts_a_dependency_refusal(config).await;
+}
+
+#[tokio::test]
 async fn the_replay_guard_down_counts_a_dependency_refusal() {
-    let metrics = Metrics::new();
     let mut config = quiet_config();
     config.require_nonce = true;
-    let addr = serve(config, &metrics, Some(Arc::new(Down))).await;
-    assert_eq!(
-        refusals(&metrics, RefusalReason::DependencyUnavailable),
-        0.0
-    );
-    post_refused(addr).await;
-    assert_eq!(
-        refusals(&metrics, RefusalReason::DependencyUnavailable),
-        1.0
-    );
+    a_post_counts_a_dependency_refusal(config).await;
 }
 
 #[tokio::test]

@@ -172,6 +172,46 @@ fn chain(exported: &[Exported]) -> Chain<'_> {
     }
 }
 
+/// The kinds and attributes of the client's span, A's request and handler spans and
+/// B's request span, for `request` sent to A over `transport`.
+fn assert_first_hop(chain: &Chain<'_>, request: &Envelope, transport: &str) {
+    assert_eq!(chain.first_send.span.kind, SpanKind::Client as i32);
+    let a_request = chain.a_request;
+    assert_eq!(a_request.span.kind, SpanKind::Server as i32);
+    assert_eq!(
+        a_request.attribute("asap.transport").as_deref(),
+        Some(transport)
+    );
+    assert_eq!(
+        a_request.attribute("asap.envelope.id"),
+        Some(request.id.clone())
+    );
+    assert_eq!(
+        a_request.attribute("asap.payload_type").as_deref(),
+        Some("task.request")
+    );
+    assert_eq!(
+        a_request.attribute("asap.sender").as_deref(),
+        Some("urn:asap:agent:client")
+    );
+    assert_eq!(
+        a_request.attribute("asap.outcome").as_deref(),
+        Some("success")
+    );
+    assert_eq!(
+        chain.a_handler.attribute("asap.agent.urn").as_deref(),
+        Some(AGENT)
+    );
+    assert_eq!(
+        chain.a_handler.attribute("asap.envelope.id"),
+        Some(request.id.clone())
+    );
+    assert_eq!(
+        chain.b_request.attribute("asap.transport").as_deref(),
+        Some("http")
+    );
+}
+
 /// The span among `among` whose parent is `of`.
 fn child<'a>(of: &Exported, among: &[&'a Exported], what: &str) -> &'a Exported {
     let found = among
@@ -212,14 +252,13 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
     // Blocks this thread (the servers wait); the receiver has its own.
     guard.flush();
     let exported: Vec<Exported> = spans.try_iter().collect();
+    let chain_of_http = chain(&exported);
     let Chain {
-        first_send,
         a_request,
-        a_handler,
         second_send,
-        b_request,
         b_handler,
-    } = chain(&exported);
+        ..
+    } = &chain_of_http;
     // The store operations B's task handler runs are children of its handler span.
     let stores: Vec<&Exported> = exported
         .iter()
@@ -245,40 +284,7 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
     );
 
     // Kinds and attributes.
-    assert_eq!(first_send.span.kind, SpanKind::Client as i32);
-    assert_eq!(a_request.span.kind, SpanKind::Server as i32);
-    assert_eq!(
-        a_request.attribute("asap.transport").as_deref(),
-        Some("http")
-    );
-    assert_eq!(
-        a_request.attribute("asap.envelope.id"),
-        Some(request.id.clone())
-    );
-    assert_eq!(
-        a_request.attribute("asap.payload_type").as_deref(),
-        Some("task.request")
-    );
-    assert_eq!(
-        a_request.attribute("asap.sender").as_deref(),
-        Some("urn:asap:agent:client")
-    );
-    assert_eq!(
-        a_request.attribute("asap.outcome").as_deref(),
-        Some("success")
-    );
-    assert_eq!(
-        a_handler.attribute("asap.agent.urn").as_deref(),
-        Some(AGENT)
-    );
-    assert_eq!(
-        a_handler.attribute("asap.envelope.id"),
-        Some(request.id.clone())
-    );
-    assert_eq!(
-        b_request.attribute("asap.transport").as_deref(),
-        Some("http")
-    );
+    assert_first_hop(&chain_of_http, &request, "http");
     assert_eq!(
         b_handler.attribute("asap.payload_type").as_deref(),
         Some("task.request")
@@ -344,36 +350,9 @@ async fn a_chain_entered_over_websocket_exports_one_trace_with_the_expected_pare
 
     guard.flush();
     let exported: Vec<Exported> = spans.try_iter().collect();
-    let Chain {
-        first_send,
-        a_request,
-        a_handler,
-        b_request,
-        ..
-    } = chain(&exported);
-    assert_eq!(first_send.span.kind, SpanKind::Client as i32);
-    assert_eq!(first_send.attribute("url.full"), Some(url));
-    assert_eq!(a_request.span.kind, SpanKind::Server as i32);
-    assert_eq!(
-        a_request.attribute("asap.transport").as_deref(),
-        Some("websocket")
-    );
-    assert_eq!(
-        a_request.attribute("asap.envelope.id"),
-        Some(request.id.clone())
-    );
-    assert_eq!(
-        a_request.attribute("asap.outcome").as_deref(),
-        Some("success")
-    );
-    assert_eq!(
-        a_handler.attribute("asap.envelope.id"),
-        Some(request.id.clone())
-    );
-    assert_eq!(
-        b_request.attribute("asap.transport").as_deref(),
-        Some("http")
-    );
+    let chain_of_ws = chain(&exported);
+    assert_first_hop(&chain_of_ws, &request, "websocket");
+    assert_eq!(chain_of_ws.first_send.attribute("url.full"), Some(url));
 
     a.stop().await;
     b.stop().await;
