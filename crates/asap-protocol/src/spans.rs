@@ -121,19 +121,37 @@ mod otel {
             let ids = opentelemetry::trace::Span::span_context(&span);
             let parent_span = parent_cx.span().span_context().span_id();
             let context = if ids.is_valid() && ids.span_id() != parent_span {
-                TraceContext {
-                    parent: TraceParent {
-                        trace_id: u128::from_be_bytes(ids.trace_id().to_bytes()),
-                        span_id: u64::from_be_bytes(ids.span_id().to_bytes()),
-                        flags: ids.trace_flags().to_u8(),
-                    },
-                    state: parent.and_then(|p| p.state.clone()),
-                }
+                trace_context(ids, parent.and_then(|p| p.state.clone()))
             } else {
                 fallback()
             };
             (Span { inner: Some(span) }, context)
         }
+    }
+
+    /// `ids` as a trace context with the `tracestate` `state`.
+    fn trace_context(ids: &SpanContext, state: Option<String>) -> TraceContext {
+        TraceContext {
+            parent: TraceParent {
+                trace_id: u128::from_be_bytes(ids.trace_id().to_bytes()),
+                span_id: u64::from_be_bytes(ids.span_id().to_bytes()),
+                flags: ids.trace_flags().to_u8(),
+            },
+            state,
+        }
+    }
+
+    /// The current OpenTelemetry context's span as a trace context (an application's
+    /// span made current with the OpenTelemetry API or `tracing-opentelemetry`), when a
+    /// tracer provider was installed through [`crate::telemetry::set_tracer_provider`].
+    pub(crate) fn current_otel_context() -> Option<TraceContext> {
+        if !crate::telemetry::installed() {
+            return None;
+        }
+        let context = opentelemetry::Context::current();
+        let ids = context.span().span_context().clone();
+        let state = Some(ids.trace_state().header()).filter(|s| !s.is_empty());
+        ids.is_valid().then(|| trace_context(&ids, state))
     }
 
     /// The remote span context a received `traceparent` names.
@@ -210,6 +228,15 @@ mod otel {
             drop(self.inner);
         }
     }
+}
+
+#[cfg(feature = "otel")]
+pub(crate) use otel::current_otel_context;
+
+/// Nothing without the feature.
+#[cfg(not(feature = "otel"))]
+pub(crate) fn current_otel_context() -> Option<TraceContext> {
+    None
 }
 
 #[cfg(not(feature = "otel"))]

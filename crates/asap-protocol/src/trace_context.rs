@@ -237,18 +237,28 @@ pub async fn scope<F: Future>(context: TraceContext, future: F) -> F::Output {
     CURRENT.scope(context, future).await
 }
 
+/// Runs `f` with `context` as the current trace context.
+#[cfg(feature = "server")]
+pub(crate) fn sync_scope<R>(context: TraceContext, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(context, f)
+}
+
 /// The current trace context: the one [`scope`] set (the server runs each request and
 /// handler in its span's), else `None`.
 pub fn current() -> Option<TraceContext> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
-/// The context an outgoing call sends without a span of its own: the current context
-/// with a new span id, else a new trace.
+/// The context an outgoing call sends without a span of its own (a stream, a batch, a
+/// WebSocket handshake): the current context, whose span makes the call (a handler's,
+/// in a server), else (feature `otel`, with a tracer provider installed) the current
+/// OpenTelemetry context's span, else a new trace.
 pub fn for_outgoing() -> TraceContext {
     CURRENT
-        .try_with(TraceContext::child)
-        .unwrap_or_else(|_| TraceContext::new_root())
+        .try_with(Clone::clone)
+        .ok()
+        .or_else(crate::spans::current_otel_context)
+        .unwrap_or_else(TraceContext::new_root)
 }
 
 #[cfg(test)]
@@ -350,7 +360,7 @@ mod tests {
         })
         .await;
         assert_eq!(inside.0.as_ref(), Some(&context));
-        assert_eq!(inside.1.parent.trace_id, context.parent.trace_id);
-        assert_ne!(inside.1.parent.span_id, context.parent.span_id);
+        // The call is made in the current span: it is the callee's parent.
+        assert_eq!(inside.1, context);
     }
 }

@@ -19,11 +19,14 @@ use std::sync::Arc;
 
 use asap_protocol::client::Client;
 use asap_protocol::model::{Envelope, TaskRequest};
+use asap_protocol::model::{TaskStatus, TaskStream};
 use asap_protocol::server::{
-    Handler, HandlerContext, HandlerError, HandlerRegistry, default_skills, reply_with,
+    Handler, HandlerContext, HandlerError, HandlerRegistry, StreamEmitter, StreamingHandler,
+    default_skills, reply_with,
 };
 use asap_test_support::otlp::{self, Exported};
 use common::{AGENT, Options, Running, start};
+use futures_util::StreamExt as _;
 use opentelemetry::trace::{FutureExt as _, TraceContextExt as _, Tracer as _};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::json;
@@ -56,6 +59,37 @@ impl Handler for Forward {
             .parse_payload()
             .map_err(|e| HandlerError::internal(e.to_string()))?;
         Ok(reply_with(&request, ctx, payload))
+    }
+}
+
+/// Agent A's streaming handler: forwards the task to agent B, then streams B's answer
+/// as one final chunk.
+struct ForwardStream {
+    client: Client,
+    to: String,
+}
+
+#[async_trait::async_trait]
+impl StreamingHandler for ForwardStream {
+    async fn stream(
+        &self,
+        request: Envelope,
+        ctx: &HandlerContext,
+        out: &StreamEmitter,
+    ) -> Result<(), HandlerError> {
+        let task: TaskRequest = request.payload_as()?;
+        let onward = Envelope::new(
+            ctx.manifest.id.clone(),
+            AGENT,
+            TaskRequest::new("c-onward", "echo", task.input.into()),
+        );
+        let answer = self
+            .client
+            .send(&self.to, &onward)
+            .await
+            .map_err(HandlerError::internal)?;
+        let chunk = TaskStream::new(answer.payload_type).last(TaskStatus::Completed);
+        out.chunk(chunk).await.map_err(HandlerError::internal)
     }
 }
 
@@ -353,6 +387,89 @@ async fn a_chain_entered_over_websocket_exports_one_trace_with_the_expected_pare
     let chain_of_ws = chain(&exported);
     assert_first_hop(&chain_of_ws, &request, "websocket");
     assert_eq!(chain_of_ws.first_send.attribute("url.full"), Some(url));
+
+    a.stop().await;
+    b.stop().await;
+    guard.shutdown();
+}
+
+#[tokio::test]
+async fn a_stream_continues_the_trace_through_its_handlers_calls() {
+    let (base, spans) = otlp::receiver();
+    let endpoint = format!("{base}/v1/traces");
+    let guard =
+        asap_protocol::telemetry::init_otlp_to("urn:asap:agent:chain", Some(&endpoint)).unwrap();
+    let b = start(Options {
+        registry: Some(HandlerRegistry::agent(default_skills())),
+        ..Options::default()
+    })
+    .await;
+    let mut registry = HandlerRegistry::new();
+    registry.register_streaming(
+        "task.request",
+        Arc::new(ForwardStream {
+            client: client(),
+            to: b.base.clone(),
+        }),
+    );
+    let a = start(Options {
+        registry: Some(registry),
+        ..Options::default()
+    })
+    .await;
+
+    // `POST /asap/stream`: no client span of its own, so the application's span is the
+    // `traceparent`'s parent.
+    let request = task();
+    let root = root_span("test.client");
+    let streamed: Vec<Envelope> = async {
+        let stream = client().stream(&a.base, &request).await.unwrap();
+        stream.map(Result::unwrap).collect().await
+    }
+    .with_context(root.clone())
+    .await;
+    root.span().end();
+    assert_eq!(streamed.len(), 1);
+    assert_eq!(streamed[0].payload["chunk"], "task.response");
+
+    guard.flush();
+    let exported: Vec<Exported> = spans.try_iter().collect();
+    print_tree(&exported);
+    let traces: std::collections::HashSet<_> =
+        exported.iter().map(|e| e.span.trace_id.clone()).collect();
+    assert_eq!(traces.len(), 1, "one trace");
+    let named = |name: &str| -> Vec<&Exported> {
+        exported.iter().filter(|e| e.span.name == name).collect()
+    };
+    let [root] = named("test.client")[..] else {
+        panic!("one client root span")
+    };
+    let (requests, handlers) = (named("asap.request"), named("asap.handler.execute"));
+    let a_request = child(root, &requests, "A's stream request span");
+    assert_eq!(a_request.span.kind, SpanKind::Server as i32);
+    assert_eq!(
+        a_request.attribute("asap.transport").as_deref(),
+        Some("sse")
+    );
+    assert_eq!(
+        a_request.attribute("asap.envelope.id"),
+        Some(request.id.clone())
+    );
+    assert_eq!(
+        a_request.attribute("asap.outcome").as_deref(),
+        Some("success")
+    );
+    let a_handler = child(a_request, &handlers, "A's streaming handler span");
+    let send = child(a_handler, &named("asap.client.send"), "A's outgoing call");
+    let b_request = child(send, &requests, "B's request span");
+    child(b_request, &handlers, "B's handler span");
+    assert_eq!(
+        hex(&a_request.span.span_id),
+        streamed[0].extensions.as_ref().unwrap()["span_id"]
+            .as_str()
+            .unwrap(),
+        "the streamed envelope names the stream's request span"
+    );
 
     a.stop().await;
     b.stop().await;

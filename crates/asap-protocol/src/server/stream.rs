@@ -37,13 +37,15 @@ use super::auth::AuthenticatedCaller;
 use super::handler::{HandlerContext, HandlerError};
 use super::metrics::ErrorType;
 use super::pipeline::{self, Failure, Prepared, Sent};
-use super::trace::ServerSpan;
+use super::trace::{self, ServerSpan};
 use crate::json;
 use crate::model::{
     AsapError, Dialect, Envelope, Model, TASK_STREAM, TaskRequest, TaskStatus, TaskStream,
     pyrepr::python_str,
 };
 use crate::rpc::JsonRpcError;
+use crate::spans;
+use crate::trace_context::{self, TraceContext};
 
 /// How many events a stream holds for a client that reads slower than its handler
 /// emits; beyond that, [`StreamEmitter::emit`] waits.
@@ -256,7 +258,16 @@ pub(crate) async fn handle(
         };
         return refuse(failure, "other");
     };
-    Work::new(&state, handler, &prepared.envelope, &headers, slot, started).start(prepared)
+    Work::new(
+        &state,
+        handler,
+        &prepared.envelope,
+        &headers,
+        "sse",
+        slot,
+        started,
+    )
+    .start(prepared)
 }
 
 /// A JSON answer with the S1 body already written.
@@ -273,23 +284,37 @@ pub(crate) struct Work {
     state: AppState,
     handler: Arc<dyn StreamingHandler>,
     span: Option<ServerSpan>,
+    /// The stream's exported `asap.request` span, and the trace context it runs in.
+    request: (spans::Span, TraceContext),
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     started: Instant,
 }
 
 impl Work {
-    /// The work of streaming `envelope`'s answer: the server span continuing the
-    /// request's trace when trace injection is on.
+    /// The work of streaming `envelope`'s answer over `transport` (`sse` or
+    /// `websocket`): its `asap.request` span, parented as a unary request's (a
+    /// WebSocket message's envelope trace, else the `traceparent`), and the ids its
+    /// events carry when trace injection is on.
     pub(crate) fn new(
         state: &AppState,
         handler: Arc<dyn StreamingHandler>,
         envelope: &crate::model::Envelope,
         headers: &axum::http::HeaderMap,
+        transport: &'static str,
         slot: Option<tokio::sync::OwnedSemaphorePermit>,
         started: Instant,
     ) -> Self {
+        let parent = (transport == "websocket")
+            .then(|| trace::envelope_parent(envelope))
+            .flatten()
+            .or_else(|| TraceContext::from_headers(headers));
+        let (mut request, context) =
+            trace::start_request(&state.tracer, parent.as_ref(), transport);
+        trace::set_envelope(&mut request, envelope, &envelope.payload_type);
         let span = if state.config.trace_injection {
-            ServerSpan::for_request(envelope, headers)
+            trace_context::sync_scope(context.clone(), || {
+                ServerSpan::for_request(envelope, headers)
+            })
         } else {
             None
         };
@@ -297,6 +322,7 @@ impl Work {
             state: state.clone(),
             handler,
             span,
+            request: (request, context),
             slot,
             started,
         }
@@ -329,6 +355,7 @@ impl Work {
             state,
             handler,
             span,
+            request: (mut request_span, context),
             slot,
             started,
         } = self;
@@ -358,7 +385,26 @@ impl Work {
         let _in_flight = InFlight::new(&state);
         let payload_type = envelope.payload_type.clone();
         let handler_started = Instant::now();
-        let outcome = handler.stream(envelope, &ctx, &out).await;
+        let running = async {
+            let agent = &state.manifest.manifest.id;
+            let (mut handler_span, handler_context) =
+                trace::start_handler(&state.tracer, &envelope, agent);
+            let outcome =
+                trace_context::scope(handler_context, handler.stream(envelope, &ctx, &out)).await;
+            handler_span.set_ok(outcome.is_ok());
+            handler_span.end();
+            outcome
+        };
+        let outcome = trace_context::scope(context, running).await;
+        match &outcome {
+            Ok(()) => trace::set_outcome(&mut request_span, "success", None),
+            Err(_) => trace::set_outcome(
+                &mut request_span,
+                ErrorType::InternalError.as_str(),
+                Some(crate::rpc::ErrorCode::InternalError.code()),
+            ),
+        }
+        request_span.end();
         let metrics = &state.metrics;
         let handler_seconds = handler_started.elapsed().as_secs_f64();
         metrics.handler(&payload_type, handler_seconds, outcome.is_err());

@@ -204,16 +204,22 @@ pub(crate) fn record_envelope(envelope: &Envelope, label: &str) {
         asap.recipient = envelope.recipient.as_str(),
         asap.correlation_id = envelope.correlation_id.as_deref(),
     );
-    exported(|span| {
-        span.set_str("asap.envelope.id", &envelope.id);
-        span.set_str("asap.payload_type", label);
-        span.set_str("asap.sender", &envelope.sender);
-        // No `asap.recipient`: it names this agent, which the resource's service.name
-        // already does (every attribute costs two allocations more at export).
-        if let Some(correlation) = &envelope.correlation_id {
-            span.set_str("asap.correlation_id", correlation);
-        }
-    });
+    exported(|span| set_envelope(span, envelope, label));
+}
+
+/// Sets the request envelope's attributes on an exported `asap.request` span.
+pub(crate) fn set_envelope(span: &mut spans::Span, envelope: &Envelope, label: &str) {
+    if !span.is_recording() {
+        return;
+    }
+    span.set_str("asap.envelope.id", &envelope.id);
+    span.set_str("asap.payload_type", label);
+    span.set_str("asap.sender", &envelope.sender);
+    // No `asap.recipient`: it names this agent, which the resource's service.name
+    // already does (every attribute costs two allocations more at export).
+    if let Some(correlation) = &envelope.correlation_id {
+        span.set_str("asap.correlation_id", correlation);
+    }
 }
 
 /// Records a request's outcome on the current `asap.request` spans: `success`, or the
@@ -227,13 +233,19 @@ pub(crate) fn record_outcome(outcome: &str, rpc_code: Option<i64>) {
         rpc.jsonrpc.error_code = rpc_code,
         otel.status_code = status,
     );
-    exported(|span| {
-        span.set_str("asap.outcome", outcome);
-        if let Some(code) = rpc_code {
-            span.set_i64("rpc.jsonrpc.error_code", code);
-        }
-        span.set_ok(rpc_code.is_none());
-    });
+    exported(|span| set_outcome(span, outcome, rpc_code));
+}
+
+/// Sets a request's outcome on an exported `asap.request` span.
+pub(crate) fn set_outcome(span: &mut spans::Span, outcome: &str, rpc_code: Option<i64>) {
+    if !span.is_recording() {
+        return;
+    }
+    span.set_str("asap.outcome", outcome);
+    if let Some(code) = rpc_code {
+        span.set_i64("rpc.jsonrpc.error_code", code);
+    }
+    span.set_ok(rpc_code.is_none());
 }
 
 /// The `tracing` span `asap.handler.execute` (for logs).

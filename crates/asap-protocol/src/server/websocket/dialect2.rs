@@ -167,7 +167,16 @@ pub(super) async fn stream(
     };
     let rpc_id = prepared.request_id.clone();
     let id = serde_json::to_value(&rpc_id).unwrap_or(Value::Null);
-    let work = Work::new(state, handler, &prepared.envelope, headers, slot, started);
+    let envelope = &prepared.envelope;
+    let work = Work::new(
+        state,
+        handler,
+        envelope,
+        headers,
+        "websocket",
+        slot,
+        started,
+    );
     let sink = Sink::Frames {
         frames: out.clone(),
         id: id.clone(),
