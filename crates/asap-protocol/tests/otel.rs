@@ -278,6 +278,10 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
         .await
         .unwrap();
     root.span().end();
+    // A readiness probe pings B's store outside any request: no span, no trace of its
+    // own (only the store spans of the chain below are exported).
+    let ready = reqwest::get(format!("{}/ready", b.base)).await.unwrap();
+    assert_eq!(ready.status(), 200);
     let answered_trace = response.extensions.as_ref().unwrap()["trace_id"]
         .as_str()
         .unwrap()

@@ -60,10 +60,15 @@ impl MeteredStore {
     }
 
     async fn timed<T>(&self, operation: StoreOperation, run: impl Future<Output = T>) -> T {
-        let parent = crate::trace_context::current();
-        let (mut span, _) =
-            self.tracer
-                .start("asap.store", crate::spans::Kind::Client, parent.as_ref());
+        // Only inside a request's trace: the readiness probe's pings and the background
+        // sweeps would otherwise each start a trace of their own.
+        let mut span = match crate::trace_context::current() {
+            Some(parent) => {
+                let kind = crate::spans::Kind::Client;
+                self.tracer.start("asap.store", kind, Some(&parent)).0
+            }
+            None => crate::spans::Span::default(),
+        };
         if span.is_recording() {
             span.set_static("db.system.name", self.backend.as_str());
             span.set_static("db.operation.name", operation.as_str());
