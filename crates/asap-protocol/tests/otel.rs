@@ -104,19 +104,26 @@ fn client() -> Client {
 /// Agent B (the task lifecycle with the echo skill: its store operations are exported
 /// too) and agent A, whose handler forwards to B over HTTP.
 async fn agents() -> (Running, Running) {
+    agents_with(|registry, to| {
+        let forward = Forward {
+            client: client(),
+            to,
+        };
+        registry.register("task.request", Arc::new(forward));
+    })
+    .await
+}
+
+/// Agent B as in [`agents`], and agent A with the handlers `register` adds, given B's
+/// base URL.
+async fn agents_with(register: impl FnOnce(&mut HandlerRegistry, String)) -> (Running, Running) {
     let b = start(Options {
         registry: Some(HandlerRegistry::agent(default_skills())),
         ..Options::default()
     })
     .await;
     let mut registry = HandlerRegistry::new();
-    registry.register(
-        "task.request",
-        Arc::new(Forward {
-            client: client(),
-            to: b.base.clone(),
-        }),
-    );
+    register(&mut registry, b.base.clone());
     let a = start(Options {
         registry: Some(registry),
         ..Options::default()
@@ -125,11 +132,11 @@ async fn agents() -> (Running, Running) {
     (a, b)
 }
 
-/// The six spans of one call through the chain, each the child of the one before:
-/// the test's root, its client span, A's request and handler spans, A's client span
-/// to B, B's request and handler spans.
+/// The spans of one call through the chain, each the child of the one before: the
+/// test's root, its client span (none for a stream), A's request and handler spans,
+/// A's client span to B, B's request and handler spans.
 struct Chain<'a> {
-    first_send: &'a Exported,
+    first_send: Option<&'a Exported>,
     a_request: &'a Exported,
     a_handler: &'a Exported,
     second_send: &'a Exported,
@@ -169,8 +176,9 @@ fn print_tree(exported: &[Exported]) {
 }
 
 /// Finds the chain in `exported`, requiring one trace, one root named `test.client`
-/// and each span the child of the one before.
-fn chain(exported: &[Exported]) -> Chain<'_> {
+/// and each span the child of the one before; `client_span`: whether the client made
+/// a span of its own for the first call (a unary send does, a stream does not).
+fn chain(exported: &[Exported], client_span: bool) -> Chain<'_> {
     print_tree(exported);
     let by_name = |name: &str| -> Vec<&Exported> {
         exported.iter().filter(|e| e.span.name == name).collect()
@@ -188,10 +196,14 @@ fn chain(exported: &[Exported]) -> Chain<'_> {
     let sends = by_name("asap.client.send");
     let requests = by_name("asap.request");
     let handlers = by_name("asap.handler.execute");
-    assert_eq!((sends.len(), requests.len(), handlers.len()), (2, 2, 2));
+    let expected_sends = if client_span { 2 } else { 1 };
+    assert_eq!(
+        (sends.len(), requests.len(), handlers.len()),
+        (expected_sends, 2, 2)
+    );
     // client → A asap.request → A handler → A client.send → B asap.request → B handler.
-    let first_send = child(root, &sends, "the client span");
-    let a_request = child(first_send, &requests, "A's request span");
+    let first_send = client_span.then(|| child(root, &sends, "the client span"));
+    let a_request = child(first_send.unwrap_or(root), &requests, "A's request span");
     let a_handler = child(a_request, &handlers, "A's handler span");
     let second_send = child(a_handler, &sends, "A's outgoing call");
     let b_request = child(second_send, &requests, "B's request span");
@@ -209,7 +221,9 @@ fn chain(exported: &[Exported]) -> Chain<'_> {
 /// The kinds and attributes of the client's span, A's request and handler spans and
 /// B's request span, for `request` sent to A over `transport`.
 fn assert_first_hop(chain: &Chain<'_>, request: &Envelope, transport: &str) {
-    assert_eq!(chain.first_send.span.kind, SpanKind::Client as i32);
+    if let Some(send) = chain.first_send {
+        assert_eq!(send.span.kind, SpanKind::Client as i32);
+    }
     let a_request = chain.a_request;
     assert_eq!(a_request.span.kind, SpanKind::Server as i32);
     assert_eq!(
@@ -290,7 +304,7 @@ async fn a_two_agent_chain_exports_one_trace_with_the_expected_parents() {
     // Blocks this thread (the servers wait); the receiver has its own.
     guard.flush();
     let exported: Vec<Exported> = spans.try_iter().collect();
-    let chain_of_http = chain(&exported);
+    let chain_of_http = chain(&exported, true);
     let Chain {
         a_request,
         second_send,
@@ -388,9 +402,10 @@ async fn a_chain_entered_over_websocket_exports_one_trace_with_the_expected_pare
 
     guard.flush();
     let exported: Vec<Exported> = spans.try_iter().collect();
-    let chain_of_ws = chain(&exported);
+    let chain_of_ws = chain(&exported, true);
     assert_first_hop(&chain_of_ws, &request, "websocket");
-    assert_eq!(chain_of_ws.first_send.attribute("url.full"), Some(url));
+    let first_send = chain_of_ws.first_send.unwrap();
+    assert_eq!(first_send.attribute("url.full"), Some(url));
 
     a.stop().await;
     b.stop().await;
@@ -403,22 +418,12 @@ async fn a_stream_continues_the_trace_through_its_handlers_calls() {
     let endpoint = format!("{base}/v1/traces");
     let guard =
         asap_protocol::telemetry::init_otlp_to("urn:asap:agent:chain", Some(&endpoint)).unwrap();
-    let b = start(Options {
-        registry: Some(HandlerRegistry::agent(default_skills())),
-        ..Options::default()
-    })
-    .await;
-    let mut registry = HandlerRegistry::new();
-    registry.register_streaming(
-        "task.request",
-        Arc::new(ForwardStream {
+    let (a, b) = agents_with(|registry, to| {
+        let forward = ForwardStream {
             client: client(),
-            to: b.base.clone(),
-        }),
-    );
-    let a = start(Options {
-        registry: Some(registry),
-        ..Options::default()
+            to,
+        };
+        registry.register_streaming("task.request", Arc::new(forward));
     })
     .await;
 
@@ -438,35 +443,9 @@ async fn a_stream_continues_the_trace_through_its_handlers_calls() {
 
     guard.flush();
     let exported: Vec<Exported> = spans.try_iter().collect();
-    print_tree(&exported);
-    let traces: std::collections::HashSet<_> =
-        exported.iter().map(|e| e.span.trace_id.clone()).collect();
-    assert_eq!(traces.len(), 1, "one trace");
-    let named = |name: &str| -> Vec<&Exported> {
-        exported.iter().filter(|e| e.span.name == name).collect()
-    };
-    let [root] = named("test.client")[..] else {
-        panic!("one client root span")
-    };
-    let (requests, handlers) = (named("asap.request"), named("asap.handler.execute"));
-    let a_request = child(root, &requests, "A's stream request span");
-    assert_eq!(a_request.span.kind, SpanKind::Server as i32);
-    assert_eq!(
-        a_request.attribute("asap.transport").as_deref(),
-        Some("sse")
-    );
-    assert_eq!(
-        a_request.attribute("asap.envelope.id"),
-        Some(request.id.clone())
-    );
-    assert_eq!(
-        a_request.attribute("asap.outcome").as_deref(),
-        Some("success")
-    );
-    let a_handler = child(a_request, &handlers, "A's streaming handler span");
-    let send = child(a_handler, &named("asap.client.send"), "A's outgoing call");
-    let b_request = child(send, &requests, "B's request span");
-    child(b_request, &handlers, "B's handler span");
+    let chain_of_stream = chain(&exported, false);
+    assert_first_hop(&chain_of_stream, &request, "sse");
+    let a_request = chain_of_stream.a_request;
     assert_eq!(
         hex(&a_request.span.span_id),
         streamed[0].extensions.as_ref().unwrap()["span_id"]
