@@ -12,7 +12,7 @@ use asap_protocol::webhook::Webhook;
 use asap_test_support::exposition::value;
 use asap_test_support::idp::MockIdp;
 use serde_json::json;
-use webhook_support::{Backend, Database, Receiver, config, start_queue};
+use webhook_support::{Backend, Database, Receiver, config, open, start_queue};
 
 #[tokio::test]
 async fn jwks_fetches_and_introspections_are_counted_by_outcome() {
@@ -97,5 +97,25 @@ async fn webhook_attempts_are_counted_by_outcome() {
         value(&text, "asap_webhook_attempt_duration_seconds_count"),
         3.0
     );
-    assert!(text.contains("# TYPE asap_webhook_queue_depth gauge"));
+}
+
+#[tokio::test]
+async fn the_queue_depth_counts_a_delivery_in_flight() {
+    let db = Database::start(Backend::Sqlite);
+    let receiver = Receiver::start().await;
+    let (gate, mut arrivals) = receiver.hold();
+    let queue = db.queue(config()).await;
+    let metrics = Metrics::new();
+    queue.metrics(&metrics);
+    let webhook = Webhook::signed(receiver.url("a"), json!({"n": 1}), "secret");
+    queue.enqueue(webhook).await.unwrap();
+    assert_eq!(value(&metrics.render(), "asap_webhook_queue_depth"), 0.0);
+    let running = queue.clone();
+    let task = tokio::spawn(async move { running.run(std::future::pending()).await.unwrap() });
+    // The pass that claimed the delivery read the depth before sending it.
+    arrivals.recv().await.unwrap();
+    assert_eq!(value(&metrics.render(), "asap_webhook_queue_depth"), 1.0);
+    open(&gate);
+    assert!(queue.drained(Duration::from_secs(10)).await.unwrap());
+    task.abort();
 }

@@ -36,7 +36,6 @@ struct NoMetrics;
 impl NoMetrics {
     fn webhook_attempt(&self, _: Outcome) {}
     fn webhook_attempt_duration(&self, _: f64) {}
-    fn webhook_queue_depth(&self, _: u64) {}
 }
 
 #[cfg(feature = "server")]
@@ -69,6 +68,10 @@ struct Shared {
     /// Where attempts are counted (`WebhookQueue::metrics`, feature `server`).
     #[cfg(feature = "server")]
     metrics: std::sync::OnceLock<crate::server::Metrics>,
+    /// When the queue depth was last read for the metrics (a `COUNT` over the table:
+    /// at most once per poll interval, never without metrics).
+    #[cfg(feature = "server")]
+    depth_read: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Shared {
@@ -82,6 +85,32 @@ impl Shared {
 
     #[cfg(not(feature = "server"))]
     fn record(&self, _: impl FnOnce(&NoMetrics)) {}
+
+    /// Sets the queue-depth gauge, when the queue has metrics and the poll interval has
+    /// passed since the last read (the first pass always reads).
+    #[cfg(feature = "server")]
+    async fn record_depth(&self) {
+        let Some(metrics) = self.metrics.get() else {
+            return;
+        };
+        {
+            let mut last = self
+                .depth_read
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            if last.is_some_and(|at| now.duration_since(at) < self.config.poll_interval) {
+                return;
+            }
+            *last = Some(now);
+        }
+        if let Ok(depth) = self.store.pending().await {
+            metrics.webhook_queue_depth(depth);
+        }
+    }
+
+    #[cfg(not(feature = "server"))]
+    async fn record_depth(&self) {}
 
     fn lease(&self) -> Duration {
         self.config.lease.max(MIN_LEASE)
@@ -198,6 +227,8 @@ impl WebhookQueue {
                 on_dead_letter: std::sync::RwLock::new(None),
                 #[cfg(feature = "server")]
                 metrics: std::sync::OnceLock::new(),
+                #[cfg(feature = "server")]
+                depth_read: Mutex::new(None),
             }),
         })
     }
@@ -402,9 +433,7 @@ impl WebhookQueue {
                 .map_err(WebhookError::Storage)?
         };
         let taken = claimed.len();
-        if let Ok(depth) = shared.store.pending().await {
-            shared.record(|m| m.webhook_queue_depth(depth));
-        }
+        shared.record_depth().await;
         for delivery in claimed {
             // Only this loop takes slots, and it claimed no more rows than were free.
             let Ok(permit) = shared.slots.clone().acquire_owned().await else {
