@@ -94,6 +94,11 @@ mod otel {
             }
         }
 
+        /// Whether spans are made at all (a provider was installed when it was taken).
+        pub(crate) fn is_enabled(&self) -> bool {
+            self.inner.is_some()
+        }
+
         /// Starts a span named `name` whose parent is `parent` (a remote context) or,
         /// without one, the current OpenTelemetry context. Returns the span and the trace
         /// context its work runs in: the span's own ids when it has new ones, else
@@ -244,6 +249,12 @@ impl Tracer {
     /// Nothing is exported without the feature.
     pub(crate) fn global() -> Self {
         Self {}
+    }
+
+    /// Never: nothing is exported without the feature.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn is_enabled(&self) -> bool {
+        false
     }
 
     /// The trace context the work runs in: `parent`'s child, or a new root.

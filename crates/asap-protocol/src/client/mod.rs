@@ -598,6 +598,17 @@ impl Client {
         if websocket::needs_ack(&envelope.payload_type) {
             envelope.requires_ack = true;
         }
+        // Before the spans: an open circuit sends over HTTP, which makes its own.
+        let options = &self.inner.config.websocket;
+        if let Some(breakers) = &self.inner.breakers
+            && let Err(open) = breakers.allow(&url)
+        {
+            if options.http_fallback {
+                tracing::debug!(%url, "circuit open; sending over HTTP");
+                return self.send_http(&url, &envelope).await;
+            }
+            return Err(ClientError::CircuitOpen(open));
+        }
         let span = tracing::info_span!(
             "asap.client.send",
             otel.kind = "client",
@@ -614,16 +625,6 @@ impl Client {
                 .extensions
                 .get_or_insert_with(Default::default)
                 .insert("span_id".into(), context.parent.span_id_hex().into());
-        }
-        let options = &self.inner.config.websocket;
-        if let Some(breakers) = &self.inner.breakers
-            && let Err(open) = breakers.allow(&url)
-        {
-            if options.http_fallback {
-                tracing::debug!(%url, "circuit open; sending over HTTP");
-                return self.send_http(&url, &envelope).await;
-            }
-            return Err(ClientError::CircuitOpen(open));
         }
         let outcome = async {
             let connection = self

@@ -397,7 +397,6 @@ async fn respond_checked(
     match outcome {
         Ok((response, payload_type)) => {
             access_log::note_outcome(None, &payload_type);
-            access_log::note_status(StatusCode::OK);
             state.metrics.success(&payload_type, seconds);
             (StatusCode::OK, json::to_compact(&response))
         }
@@ -473,7 +472,6 @@ pub(crate) fn failure_answer(
         return (StatusCode::SERVICE_UNAVAILABLE, json::to_compact(&body));
     }
     let body = JsonRpcErrorResponse::new(f.error, f.id);
-    access_log::note_status(StatusCode::OK);
     (StatusCode::OK, json::to_compact(&body))
 }
 

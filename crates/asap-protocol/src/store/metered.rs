@@ -60,14 +60,16 @@ impl MeteredStore {
     }
 
     async fn timed<T>(&self, operation: StoreOperation, run: impl Future<Output = T>) -> T {
-        // Only inside a request's trace: the readiness probe's pings and the background
-        // sweeps would otherwise each start a trace of their own.
-        let mut span = match crate::trace_context::current() {
-            Some(parent) => {
-                let kind = crate::spans::Kind::Client;
-                self.tracer.start("asap.store", kind, Some(&parent)).0
-            }
-            None => crate::spans::Span::default(),
+        // Only when spans are made (no context clone otherwise), and only inside a
+        // request's trace: the readiness probe's pings and the background sweeps would
+        // otherwise each start a trace of their own.
+        let mut span = if self.tracer.is_enabled()
+            && let Some(parent) = crate::trace_context::current()
+        {
+            let kind = crate::spans::Kind::Client;
+            self.tracer.start("asap.store", kind, Some(&parent)).0
+        } else {
+            crate::spans::Span::default()
         };
         if span.is_recording() {
             span.set_static("db.system.name", self.backend.as_str());
