@@ -7,11 +7,14 @@ mod common;
 use std::sync::Arc;
 
 use asap_protocol::client::{Client, RetryPolicy};
+use asap_protocol::json::JsonObject;
 use asap_protocol::model::{Envelope, TaskRequest};
+use asap_protocol::model::{Task, TaskStatus};
 use asap_protocol::server::{
-    HandlerRegistry, Metrics, RateLimitRule, RefusalReason, Server, ServerConfig, StaticTokens,
-    default_skills,
+    HandlerContext, HandlerError, HandlerRegistry, Metrics, RateLimitRule, RefusalReason, Server,
+    ServerConfig, Skill, Skills, StaticTokens, default_skills,
 };
+use asap_protocol::store::WriteBatch;
 use asap_test_support::exposition::value;
 use std::time::Duration;
 
@@ -22,12 +25,22 @@ use tokio::net::TcpStream;
 
 /// A server recording into `metrics`, on an ephemeral port; its base URL.
 async fn serve(config: ServerConfig, metrics: &Metrics, bearer: bool) -> String {
+    serve_skills(config, metrics, bearer, default_skills()).await
+}
+
+/// [`serve`] with the agent's task handlers running `skills`.
+async fn serve_skills(
+    config: ServerConfig,
+    metrics: &Metrics,
+    bearer: bool,
+    skills: Skills,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut manifest = common::manifest(&base);
     let mut builder = Server::builder()
         .config(config)
-        .registry(HandlerRegistry::agent(default_skills()))
+        .registry(HandlerRegistry::agent(skills))
         .metrics(metrics.clone());
     if bearer {
         manifest.auth = Some(asap_protocol::model::AuthScheme {
@@ -469,4 +482,58 @@ async fn connection_cap_and_websocket_rate_refusals_count_once() {
         assert_eq!(second.read_to_end(&mut rest).await.unwrap_or(0), 0);
     })
     .await;
+}
+
+/// A skill that fails its own task (through `HandlerContext::update_task`) and then
+/// returns a result: the task handler must leave the task failed.
+struct FailsItsTask;
+
+#[async_trait::async_trait]
+impl Skill for FailsItsTask {
+    async fn run(
+        &self,
+        task: &Task,
+        _request: &TaskRequest,
+        ctx: &HandlerContext,
+    ) -> Result<JsonObject, HandlerError> {
+        ctx.update_task::<HandlerError, _>(
+            &task.id,
+            |task| {
+                task.transition(TaskStatus::Failed)?;
+                Ok(true)
+            },
+            |_| WriteBatch::new(),
+        )
+        .await?;
+        Ok(JsonObject::new())
+    }
+}
+
+#[tokio::test]
+async fn a_transition_is_counted_where_it_is_committed() {
+    let metrics = Metrics::new();
+    let mut skills = Skills::new();
+    skills.insert("fail".into(), Arc::new(FailsItsTask));
+    let base = serve_skills(quiet_config(), &metrics, false, skills).await;
+    let envelope = Envelope::new(
+        "urn:asap:agent:client",
+        common::AGENT,
+        TaskRequest::new("c", "fail", json!({})),
+    );
+    let client = Client::builder().build().unwrap();
+    let answer = client.send(&base, &envelope).await.unwrap();
+    assert_eq!(answer.payload["status"], "failed");
+
+    let text = metrics.render();
+    let transition = |from: &str, to: &str| {
+        value(
+            &text,
+            &format!("asap_state_transitions_total{{from_status=\"{from}\",to_status=\"{to}\"}}"),
+        )
+    };
+    // The skill's own move is counted by the update that committed it; the handler's
+    // move to completed never happened and is not counted.
+    assert_eq!(transition("submitted", "working"), 1.0);
+    assert_eq!(transition("working", "failed"), 1.0);
+    assert_eq!(transition("working", "completed"), 0.0);
 }

@@ -179,7 +179,7 @@ impl Handler for TaskHandler {
         if let Some(events) = &ctx.events {
             events.task_changed(&task).await;
         }
-        ctx.transition(&mut task, TaskStatus::Working)?;
+        task.transition(TaskStatus::Working)?;
         let request_data =
             json!({"status": "submitted", "skill_id": payload.skill_id, "input": payload.input});
         let snapshot_1 = snapshot(&task.id, 1, request_data, false);
@@ -202,12 +202,15 @@ impl Handler for TaskHandler {
                 events.task_changed(&task).await;
             }
             let outcome = skill.run(&task, &payload, ctx).await;
-            ctx.transition(&mut task, target(&outcome))?;
+            task.transition(target(&outcome))?;
             let batch = WriteBatch::new()
                 .save_snapshot(snapshot_1)
                 .save_snapshot(snapshot_2(&task, &outcome))
                 .create_task(task.clone());
             ctx.commit(batch).await?;
+            // Counted once stored: both moves went into that one write.
+            ctx.count_transition(TaskStatus::Submitted, TaskStatus::Working);
+            ctx.count_transition(TaskStatus::Working, task.status);
             let result = outcome?;
             let response = TaskResponse::new(task.id.clone(), task.status).with_result(result);
             return Ok(reply_with(&request, ctx, response));
@@ -219,6 +222,7 @@ impl Handler for TaskHandler {
                 .save_snapshot(snapshot_1),
         )
         .await?;
+        ctx.count_transition(TaskStatus::Submitted, TaskStatus::Working);
         let outcome = skill.run(&task, &payload, ctx).await;
         // ... and one after: the outcome, unless someone (a task.cancel, the skill
         // itself) moved the task meanwhile, and snapshot 2 recording what holds.
@@ -230,7 +234,6 @@ impl Handler for TaskHandler {
                     if task.status != TaskStatus::Working {
                         return Ok(false);
                     }
-                    // Counted once committed: this may run again after a conflict.
                     task.transition(status)?;
                     Ok(true)
                 },
@@ -238,10 +241,6 @@ impl Handler for TaskHandler {
             )
             .await?
             .ok_or_else(|| HandlerError::internal(TaskVanished(task.id.clone())))?;
-        // Only this handler moves a task from working to completed or failed.
-        if task.status == status {
-            ctx.count_transition(TaskStatus::Working, status);
-        }
         let result = outcome?;
         let response = TaskResponse::new(task.id.clone(), task.status).with_result(result);
         Ok(reply_with(&request, ctx, response))
@@ -266,8 +265,6 @@ impl Handler for CancelHandler {
         ctx: &HandlerContext,
     ) -> Result<Envelope, HandlerError> {
         let cancel: TaskCancel = request.payload_as()?;
-        // The status it was cancelled from, as of the attempt that was committed.
-        let mut from = None;
         let cancelled = ctx
             .update_task::<HandlerError, _>(
                 &cancel.task_id,
@@ -279,7 +276,6 @@ impl Handler for CancelHandler {
                         }
                         .into());
                     }
-                    from = Some(task.status);
                     task.transition(TaskStatus::Cancelled)?;
                     Ok(true)
                 },
@@ -289,9 +285,6 @@ impl Handler for CancelHandler {
             .ok_or(AsapError::TaskNotFound {
                 task_id: cancel.task_id.clone(),
             })?;
-        if let Some(from) = from {
-            ctx.count_transition(from, TaskStatus::Cancelled);
-        }
         let response = TaskResponse::new(cancelled.id, TaskStatus::Cancelled);
         Ok(reply_with(&request, ctx, response))
     }

@@ -73,11 +73,9 @@ const UPDATE_ATTEMPTS: usize = 16;
 
 impl HandlerContext {
     /// Moves `task` to `to` ([`Task::transition`]), counted in
-    /// `asap_state_transitions_total` when the context has metrics. For a task that is
-    /// not stored yet, or one written right after; inside an
-    /// [`update_task`](Self::update_task) closure, which may run again after a
-    /// conflict, move it with [`Task::transition`] and count the change that was
-    /// committed with [`count_transition`](Self::count_transition).
+    /// `asap_state_transitions_total` when the context has metrics, at once. For a task
+    /// written right after; inside an [`update_task`](Self::update_task) closure use
+    /// [`Task::transition`]: `update_task` counts the change it commits.
     pub fn transition(&self, task: &mut Task, to: TaskStatus) -> Result<(), AsapError> {
         let from = task.status;
         task.transition(to)?;
@@ -113,7 +111,9 @@ impl HandlerContext {
     /// writes it back only if nobody wrote it meanwhile; after a conflict it reads the
     /// fresh record and calls `change` again. The writes `extra` makes from the task go
     /// in the same transaction (alone when `change` leaves the task as it is). The task
-    /// as stored afterwards; `None` when there is no such task.
+    /// as stored afterwards; `None` when there is no such task. A status change it
+    /// commits is counted in `asap_state_transitions_total` (once, whatever the number
+    /// of attempts).
     pub async fn update_task<E, F>(
         &self,
         task_id: &str,
@@ -129,13 +129,19 @@ impl HandlerContext {
             else {
                 return Ok(None);
             };
+            let from = task.status;
             if !change(&mut task)? {
                 self.commit(extra(&task)).await?;
                 return Ok(Some(task));
             }
             let batch = extra(&task).update_task(task.clone(), revision);
             match self.commit(batch).await {
-                Ok(()) => return Ok(Some(task)),
+                Ok(()) => {
+                    if task.status != from {
+                        self.count_transition(from, task.status);
+                    }
+                    return Ok(Some(task));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(other) => return Err(other.into()),
             }
