@@ -278,6 +278,16 @@ impl HandlerRegistry {
         self.handlers.contains_key(payload_type)
     }
 
+    /// The metric label of `payload_type`: itself when a handler serves it, else
+    /// `other` (so hostile payload types add no series).
+    pub(crate) fn label<'a>(&self, payload_type: &'a str) -> &'a str {
+        if self.contains(payload_type) {
+            payload_type
+        } else {
+            "other"
+        }
+    }
+
     /// Streams the answer to exactly `payload_type` (case-sensitive) over
     /// `POST /asap/stream` with `handler`. Independent of [`register`](Self::register):
     /// `POST /asap` never uses it, and `POST /asap/stream` answers `-32012` for a

@@ -55,7 +55,7 @@ fn failure(code: ErrorCode, data: Value, id: Option<RequestId>, kind: ErrorType)
 }
 
 /// A request refused because shared state needed by a check is unavailable.
-fn unavailable(error: SharedStateError, id: Option<RequestId>) -> Failure {
+pub(crate) fn unavailable(error: SharedStateError, id: Option<RequestId>) -> Failure {
     Failure {
         error: JsonRpcError::new(ErrorCode::InternalError, Value::Null),
         id,
@@ -670,11 +670,7 @@ pub(crate) async fn prepare(
             }
         },
     };
-    let label = if state.registry.contains(&envelope.payload_type) {
-        envelope.payload_type.clone()
-    } else {
-        other()
-    };
+    let label = state.registry.label(&envelope.payload_type).to_owned();
     // 13. Sender binding (manifest bearer auth; OAuth2 when bound).
     let bearer_mismatch = identity.as_ref().is_some_and(|who| *who != envelope.sender);
     let caller_mismatch = caller.is_some_and(|c| !c.identities.contains(&envelope.sender));

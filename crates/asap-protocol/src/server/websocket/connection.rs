@@ -24,9 +24,9 @@ use crate::server::access_log::{self, WebSocketConnection};
 use crate::server::auth::AuthenticatedCaller;
 use crate::server::body::{BodyRejection, Coding, coding, decode, too_large};
 use crate::server::handler::Push;
-use crate::server::metrics::{Direction, ErrorType, RefusalReason};
-use crate::server::pipeline::{Input, respond};
-use crate::server::shared_state::{Arrival, unavailable_body};
+use crate::server::metrics::{Direction, RefusalReason};
+use crate::server::pipeline::{self, Input, respond};
+use crate::server::shared_state::Arrival;
 
 /// Close codes (RFC 6455 section 7.4.1).
 const GOING_AWAY: u16 = 1001;
@@ -293,20 +293,15 @@ pub(super) async fn handle(
             // The cache cannot say whether this is a retransmission: refuse rather than
             // risk running the handler twice.
             Err(error) => {
-                let label = if state.registry.contains(&envelope.payload_type) {
-                    envelope.payload_type.as_str()
-                } else {
-                    "other"
-                };
+                let label = state.registry.label(&envelope.payload_type);
                 let seconds = started.elapsed().as_secs_f64();
-                state
-                    .metrics
-                    .error(label, ErrorType::DependencyUnavailable, seconds);
-                access_log::note_status(http::StatusCode::SERVICE_UNAVAILABLE);
-                let answer = unavailable_body(&error);
-                out.send(json::to_compact(&answer)).await?;
+                let failure = pipeline::unavailable(error, None);
+                let (_, answer) = pipeline::failure_answer(state, failure, label, seconds);
+                out.send(answer.clone()).await?;
                 if state.config.websocket.completion_acks {
-                    let reason = failure_reason(&answer);
+                    let reason = serde_json::from_str(&answer)
+                        .ok()
+                        .and_then(|answer: Value| failure_reason(&answer));
                     out.send(ack_after(envelope, reason.as_deref())).await?;
                 }
                 return Ok(());
