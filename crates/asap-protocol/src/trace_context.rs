@@ -237,12 +237,6 @@ pub async fn scope<F: Future>(context: TraceContext, future: F) -> F::Output {
     CURRENT.scope(context, future).await
 }
 
-/// Runs `f` with `context` as the current trace context.
-#[cfg(feature = "server")]
-pub(crate) fn sync_scope<R>(context: TraceContext, f: impl FnOnce() -> R) -> R {
-    CURRENT.sync_scope(context, f)
-}
-
 /// The current trace context: the one [`scope`] set (the server runs each request and
 /// handler in its span's), else `None`.
 pub fn current() -> Option<TraceContext> {

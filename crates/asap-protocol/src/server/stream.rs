@@ -312,9 +312,7 @@ impl Work {
             trace::start_request(&state.tracer, parent.as_ref(), transport);
         trace::set_envelope(&mut request, envelope, &envelope.payload_type);
         let span = if state.config.trace_injection {
-            trace_context::sync_scope(context.clone(), || {
-                ServerSpan::for_request(envelope, headers)
-            })
+            ServerSpan::in_context(envelope, headers, Some(&context))
         } else {
             None
         };

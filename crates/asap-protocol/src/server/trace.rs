@@ -48,8 +48,19 @@ pub struct ServerSpan {
 }
 
 impl ServerSpan {
-    /// Decides, from the request envelope and headers, whether and how to inject.
+    /// Decides, from the request envelope and headers, whether and how to inject (the
+    /// current trace context's ids, when the request runs in one).
     pub fn for_request(request: &Envelope, headers: &HeaderMap) -> Option<Self> {
+        Self::in_context(request, headers, crate::trace_context::current().as_ref())
+    }
+
+    /// [`for_request`](Self::for_request) for a request running in `own` (its span's
+    /// context), when it runs in one.
+    pub(crate) fn in_context(
+        request: &Envelope,
+        headers: &HeaderMap,
+        own: Option<&TraceContext>,
+    ) -> Option<Self> {
         let remote_parent = request.trace_id.as_deref().is_some_and(|t| is_hex(t, 32))
             && request
                 .extensions
@@ -84,7 +95,7 @@ impl ServerSpan {
             return None;
         }
         // The request span's ids when the pipeline runs the request in one.
-        if let Some(own) = crate::trace_context::current() {
+        if let Some(own) = own {
             return Some(Self {
                 trace_id: own.parent.trace_id_hex(),
                 span_id: own.parent.span_id_hex(),
